@@ -1,0 +1,186 @@
+"""The client: ``SDK(...).publish.event(...)``, the path of every publish.
+
+build request → auth → transport → classify response → retry or return.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time as _time
+from typing import Any, Callable, Dict, Mapping, Optional, Union
+
+from . import _log
+from ._version import __version__
+from .auth import AuthProvider, resolve_auth
+from .errors import ConfigurationError, UnauthorizedError, ValidationError
+from .models import PublishResponse
+from .request import PublishRequest, build_publish_request
+from .response import parse_publish_response
+from .retry import DEFAULT_RETRY_CONFIG, RetryBudget, RetryConfig, call_with_retries
+from .transports import Transport, create_transport
+from .transports.base import DEFAULT_MAX_BODY, HTTPRequest
+
+__all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
+
+#: The spec's first server entry: managed Outpost.
+DEFAULT_SERVER_URL = "https://api.outpost.hookdeck.com/2025-07-01"
+BASE_URL_ENV = "OUTPOST_API_BASE_URL"
+#: Per-attempt timeout.
+DEFAULT_TIMEOUT_MS = 10_000
+USER_AGENT = f"minipub/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def check_server_url(url: object) -> str:
+    """An http(s) base URL without credentials, query or fragment; trailing slash removed."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"server_url must be a non-empty str such as {DEFAULT_SERVER_URL!r}")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"server_url must start with https:// or http:// and name a host, e.g. {DEFAULT_SERVER_URL!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("server_url must not contain credentials; pass the key as admin_api_key")
+    if parts.query or parts.fragment:
+        raise ConfigurationError("server_url must not have a query or fragment")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigurationError("server_url has an invalid port") from None
+    return url.strip().rstrip("/")
+
+
+def _timeout_seconds(timeout_ms: Any, field: str) -> float:
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or not 0 < timeout_ms < 3_600_000:
+        raise ValidationError(f"{field} must be a number of milliseconds between 0 and 3,600,000, got {timeout_ms!r}")
+    return timeout_ms / 1000
+
+
+class SDK:
+    """An Outpost client. Thread-safe; use as a context manager or call ``close()``.
+
+    ``admin_api_key`` falls back to ``OUTPOST_API_KEY``, ``server_url`` to
+    ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in name
+    (``"http.client"``, ``"urllib"``) or any object with ``send``/``close``.
+    """
+
+    def __init__(
+        self,
+        admin_api_key: Optional[str] = None,
+        *,
+        server_url: Optional[str] = None,
+        timeout_ms: float = DEFAULT_TIMEOUT_MS,
+        retry_config: Optional[RetryConfig] = None,
+        transport: Union[str, Transport, None] = None,
+        auth: Optional[AuthProvider] = None,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        ssl_context: Any = None,
+        proxy: Optional[str] = "env",
+        max_response_bytes: int = DEFAULT_MAX_BODY,
+        retry_budget: Optional[RetryBudget] = None,
+        clock: Callable[[], float] = _time.monotonic,
+        sleep: Callable[[float], None] = _time.sleep,
+    ) -> None:
+        self._auth = resolve_auth(admin_api_key, auth)
+        self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
+        self._publish_url = self.server_url + "/publish"
+        self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
+        if retry_config is not None and not isinstance(retry_config, RetryConfig):
+            raise ValidationError("retry_config must be a minipub.RetryConfig")
+        self.retry_config = retry_config or DEFAULT_RETRY_CONFIG
+        self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
+        self._clock = clock
+        self._sleep = sleep
+        if transport is None or isinstance(transport, str):
+            options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
+                                       "ssl_context": ssl_context, "max_body": max_response_bytes}
+            if (transport or "http.client") == "http.client":
+                options["proxy"] = proxy
+            self._transport: Transport = create_transport(transport or "http.client", **options)
+        elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
+            self._transport = transport
+        else:
+            raise ConfigurationError("transport must be a built-in name or an object with send() and close()")
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
+        self.publish = Publish(self)
+
+    def __repr__(self) -> str:
+        return f"SDK(server_url={self.server_url!r}, transport={type(self._transport).__name__})"
+
+    def __enter__(self) -> SDK:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._transport.close()
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    def _send(self, request: PublishRequest, timeout: float) -> PublishResponse:
+        key = self._auth.api_key()
+        headers = {**self._headers, **request.headers, "Authorization": "Bearer " + key}
+        http_request = HTTPRequest("POST", self._publish_url, headers, request.body, timeout)
+        if _log.enabled("DEBUG"):
+            _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
+        response = self._transport.send(http_request)
+        return parse_publish_response(response, request.event_id, key)
+
+    def _publish(
+        self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]
+    ) -> PublishResponse:
+        config = retries or self.retry_config
+        timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
+        refreshed = False
+
+        def attempt(number: int) -> PublishResponse:
+            nonlocal refreshed
+            try:
+                return self._send(request, timeout)
+            except UnauthorizedError as error:
+                # A rotating key: reload once per publish and repeat this attempt once.
+                if error.status_code != 401 or refreshed or not self._auth.refresh():
+                    raise
+                refreshed = True
+                return self._send(request, timeout)
+
+        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep)
+
+
+class Publish:
+    """``sdk.publish``: the Outpost SDK's publish namespace."""
+
+    def __init__(self, sdk: SDK) -> None:
+        self._sdk = sdk
+
+    def event(
+        self,
+        *,
+        tenant_id: str,
+        topic: str,
+        data: Mapping[str, Any],
+        eligible_for_retry: bool = True,
+        destination_id: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        id: Optional[str] = None,
+        time: Any = None,
+        retries: Optional[RetryConfig] = None,
+        timeout_ms: Optional[float] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+    ) -> PublishResponse:
+        """Publish one event. The event id (yours or generated) is the same on every retry."""
+        if retries is not None and not isinstance(retries, RetryConfig):
+            raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
+        request = build_publish_request(
+            tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
+            destination_id=destination_id, metadata=metadata, id=id, time=time, http_headers=http_headers,
+        )
+        return self._sdk._publish(request, retries, timeout_ms)
+

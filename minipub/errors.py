@@ -1,0 +1,132 @@
+"""Every exception minipub raises, and the one table from HTTP status to exception class."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple, Type
+
+__all__ = [
+    "MinipubError",
+    "ValidationError",
+    "ConfigurationError",
+    "APIError",
+    "NotFoundError",
+    "UnauthorizedError",
+    "TimeoutErrorT",
+    "RateLimitedError",
+    "BadRequestError",
+    "InternalServerError",
+    "TransportError",
+    "ConnectError",
+    "TLSError",
+    "TransportTimeout",
+    "ConnectionLostError",
+    "ProtocolError",
+    "STATUS_CLASSES",
+    "error_class_for",
+]
+
+
+class MinipubError(Exception):
+    """Base of everything minipub raises."""
+
+
+class ValidationError(MinipubError, ValueError):
+    """Bad input, found before any network call. The message names the field and the fix."""
+
+
+class ConfigurationError(ValidationError):
+    """Missing or invalid configuration (API key, base URL, TLS files)."""
+
+
+class APIError(MinipubError):
+    """The server answered with a status that is not a success."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: Optional[Mapping[str, str]] = None,
+        body: str = "",
+        data: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.headers: Dict[str, str] = dict(headers or {})
+        self.body = body
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.message} (HTTP {self.status_code})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code}, message={self.message!r})"
+
+
+class NotFoundError(APIError):
+    """404, 501, 505: wrong base URL or an endpoint the server does not have."""
+
+
+class UnauthorizedError(APIError):
+    """401, 403, 407, 511: the key is missing, wrong, or not an admin key."""
+
+
+class TimeoutErrorT(APIError):
+    """408, 504: the server or a gateway timed out."""
+
+
+class RateLimitedError(APIError):
+    """429: slow down; ``Retry-After`` is honoured by the retry loop."""
+
+
+class BadRequestError(APIError):
+    """413, 414, 415, 422, 431, 510: the server rejected the request as invalid."""
+
+
+class InternalServerError(APIError):
+    """500, 502, 503, 506, 507, 508: the server or a gateway failed."""
+
+
+class TransportError(MinipubError):
+    """No HTTP response was received: the common base of network failures."""
+
+
+class ConnectError(TransportError):
+    """The connection could not be opened (DNS, refused, unreachable, proxy)."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed (certificate verification, protocol). Never retried."""
+
+
+class TransportTimeout(TransportError):
+    """Connecting or reading the response took longer than the timeout."""
+
+
+class ConnectionLostError(TransportError):
+    """The connection closed or reset after the request was (perhaps) sent."""
+
+
+class ProtocolError(TransportError):
+    """The server's answer was not valid HTTP. Never retried."""
+
+
+def _table(*rows: Tuple[Type[APIError], Tuple[int, ...]]) -> Dict[int, Type[APIError]]:
+    return {status: cls for cls, statuses in rows for status in statuses}
+
+
+#: The one status → exception table. Any other non-2XX status raises plain ``APIError``.
+STATUS_CLASSES: Mapping[int, Type[APIError]] = _table(
+    (NotFoundError, (404, 501, 505)),
+    (UnauthorizedError, (401, 403, 407, 511)),
+    (TimeoutErrorT, (408, 504)),
+    (RateLimitedError, (429,)),
+    (BadRequestError, (413, 414, 415, 422, 431, 510)),
+    (InternalServerError, (500, 502, 503, 506, 507, 508)),
+)
+
+
+def error_class_for(status: int) -> Type[APIError]:
+    """The exception class for a non-success status: the table's, else ``APIError``."""
+    return STATUS_CLASSES.get(status, APIError)

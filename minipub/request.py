@@ -1,0 +1,161 @@
+"""Build a publish request: validate every argument, then encode the body once.
+
+All checks run before any network call; each error names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, Optional, Union
+
+from .encoding import encode_json, format_datetime
+from .errors import ValidationError
+
+__all__ = ["PublishRequest", "build_publish_request", "new_event_id", "check_headers"]
+
+TimeLike = Union[datetime, str]
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|([+-])(\d{2}):(\d{2}))\Z"
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: Headers minipub sets itself; ``http_headers`` may not replace them.
+RESERVED_HEADERS = frozenset(
+    {"authorization", "content-length", "content-type", "host", "transfer-encoding", "connection"}
+)
+
+
+class PublishRequest:
+    """A validated publish: the event id and the encoded JSON body, ready for every attempt."""
+
+    __slots__ = ("body", "event_id", "headers", "tenant_id", "topic")
+
+    def __init__(self, event_id: str, body: bytes, headers: Dict[str, str], tenant_id: str, topic: str) -> None:
+        self.event_id = event_id
+        self.body = body
+        self.headers = headers
+        self.tenant_id = tenant_id
+        self.topic = topic
+
+    def __repr__(self) -> str:
+        return f"PublishRequest(event_id={self.event_id!r}, tenant_id={self.tenant_id!r}, topic={self.topic!r})"
+
+
+def new_event_id() -> str:
+    """A random UUID4 string, made without importing ``uuid``."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = binascii.hexlify(raw).decode()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _text(field: str, value: Any, *, optional: bool = False) -> Optional[str]:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a str, got {type(value).__name__}")
+    if not value.strip():
+        fix = "; leave it out (None) instead" if optional else ""
+        raise ValidationError(f"{field} must be a non-empty str{fix}")
+    return value
+
+
+def _check_rfc3339(field: str, value: str) -> str:
+    match = _RFC3339.match(value)
+    if match is None:
+        raise ValidationError(f"{field}: {value!r} is not an RFC 3339 date-time; use e.g. '2024-01-15T10:30:00Z'")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    try:
+        datetime(year, month, day, hour, minute, min(second, 59))
+        if match.group(9):
+            offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
+            timezone(offset)
+    except ValueError as exc:
+        raise ValidationError(f"{field}: {value!r} is not a valid date-time ({exc})") from None
+    normal = value[:10] + "T" + value[11:]
+    return normal[:-1] + "Z" if normal[-1] == "z" else normal
+
+
+def _time(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_datetime(value, field="time")
+    if isinstance(value, str):
+        return _check_rfc3339("time", value)
+    raise ValidationError(f"time must be an aware datetime or an RFC 3339 str, got {type(value).__name__}")
+
+
+def _metadata(value: Any) -> Optional[Dict[str, str]]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"metadata must be a mapping of str to str, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValidationError(f"metadata key {key!r} is a {type(key).__name__}; metadata keys must be str")
+        if not isinstance(item, str):
+            raise ValidationError(
+                f"metadata[{key!r}] is a {type(item).__name__}; Outpost accepts only str values (convert it with str())"
+            )
+    return dict(value)
+
+
+def check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    """Validate extra request headers: token names, no CR/LF, not one minipub sets."""
+    if not headers:
+        return {}
+    out: Dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ValidationError(f"http_headers: {name!r} is not a valid header name")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValidationError(f"http_headers[{name!r}]: the value must be a str without CR, LF or NUL")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValidationError(f"http_headers: {name!r} is set by minipub and cannot be replaced")
+        out[name] = value
+    return out
+
+
+def build_publish_request(
+    *,
+    tenant_id: Any,
+    topic: Any,
+    data: Any,
+    eligible_for_retry: Any = True,
+    destination_id: Any = None,
+    metadata: Any = None,
+    id: Any = None,
+    time: Any = None,
+    http_headers: Optional[Mapping[str, str]] = None,
+) -> PublishRequest:
+    """Validate the arguments of a publish and encode its body (with an event id, always)."""
+    tenant = _text("tenant_id", tenant_id)
+    topic_name = _text("topic", topic)
+    if type(eligible_for_retry) is not bool:
+        raise ValidationError(f"eligible_for_retry must be True or False, got {type(eligible_for_retry).__name__}")
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            f"data must be a mapping (a JSON object), got {type(data).__name__}; Outpost rejects other JSON values"
+        )
+    event_id = _text("id", id, optional=True) or new_event_id()
+    payload: Dict[str, Any] = {"id": event_id, "tenant_id": tenant, "topic": topic_name,
+                               "eligible_for_retry": eligible_for_retry}
+    destination = _text("destination_id", destination_id, optional=True)
+    if destination is not None:
+        payload["destination_id"] = destination
+    sent_time = _time(time)
+    if sent_time is not None:
+        payload["time"] = sent_time
+    meta = _metadata(metadata)
+    if meta is not None:
+        payload["metadata"] = meta
+    data_json = encode_json(data, root="data")
+    body = encode_json(payload, root="request")[:-1] + b',"data":' + data_json + b"}"
+    assert tenant is not None and topic_name is not None
+    return PublishRequest(event_id, body, check_headers(http_headers), tenant, topic_name)

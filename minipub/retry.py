@@ -1,0 +1,255 @@
+"""Retry policy as values, and the one retry loop.
+
+The loop retries 408, 409, 429, 500, 502, 503, 504 and (when allowed) connection failures,
+with full-jitter exponential backoff, ``Retry-After`` honoured, an overall deadline and a
+per-client retry budget. Clock, sleep and randomness are injectable for tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time as _time
+from typing import Callable, Mapping, Optional, TypeVar
+
+from . import _log
+from ._record import Record
+from .errors import (
+    APIError,
+    ConnectError,
+    ConnectionLostError,
+    MinipubError,
+    TLSError,
+    TransportTimeout,
+    ValidationError,
+)
+
+__all__ = [
+    "BackoffStrategy",
+    "RetryConfig",
+    "RetryBudget",
+    "DEFAULT_RETRY_CONFIG",
+    "RETRY_STATUSES",
+    "RETRY_AFTER_CAP",
+    "retry_after_seconds",
+    "backoff_ceiling",
+    "call_with_retries",
+]
+
+T = TypeVar("T")
+
+#: Statuses worth another attempt. 409: Outpost is still processing the same event id.
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+#: The longest ``Retry-After`` the loop will wait, in seconds.
+RETRY_AFTER_CAP = 60.0
+_CONNECTION_ERRORS = (ConnectError, TransportTimeout, ConnectionLostError)
+
+
+class BackoffStrategy(Record):
+    """Exponential backoff, in milliseconds (the Outpost SDK's positional order)."""
+
+    __slots__ = ("exponent", "initial_interval", "max_elapsed_time", "max_interval")
+    initial_interval: int
+    max_interval: int
+    exponent: float
+    max_elapsed_time: int
+
+    def __init__(self, initial_interval: int, max_interval: int, exponent: float, max_elapsed_time: int) -> None:
+        for name, value in (("initial_interval", initial_interval), ("max_interval", max_interval),
+                            ("exponent", exponent), ("max_elapsed_time", max_elapsed_time)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValidationError(f"BackoffStrategy.{name} must be a number >= 0, got {value!r}")
+        if exponent < 1:
+            raise ValidationError(f"BackoffStrategy.exponent must be >= 1, got {exponent!r}")
+        self._init(initial_interval=initial_interval, max_interval=max_interval, exponent=exponent,
+                   max_elapsed_time=max_elapsed_time)
+
+
+class RetryConfig(Record):
+    """``strategy`` is ``"backoff"`` or ``"none"``; ``max_attempts`` counts the first attempt too."""
+
+    __slots__ = ("backoff", "max_attempts", "retry_connection_errors", "strategy")
+    strategy: str
+    backoff: BackoffStrategy
+    retry_connection_errors: bool
+    max_attempts: Optional[int]
+
+    def __init__(
+        self,
+        strategy: str,
+        backoff: Optional[BackoffStrategy] = None,
+        retry_connection_errors: bool = True,
+        max_attempts: Optional[int] = None,
+    ) -> None:
+        if strategy not in ("backoff", "none"):
+            raise ValidationError(f"RetryConfig.strategy must be 'backoff' or 'none', got {strategy!r}")
+        if backoff is not None and not isinstance(backoff, BackoffStrategy):
+            raise ValidationError("RetryConfig.backoff must be a BackoffStrategy (or None for the default)")
+        if type(retry_connection_errors) is not bool:
+            raise ValidationError("RetryConfig.retry_connection_errors must be True or False")
+        if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
+            raise ValidationError(f"RetryConfig.max_attempts must be an int >= 1 or None, got {max_attempts!r}")
+        self._init(strategy=strategy, backoff=backoff or DEFAULT_BACKOFF,
+                   retry_connection_errors=retry_connection_errors, max_attempts=max_attempts)
+
+
+#: 0.5 s doubling to 8 s at most (full jitter), no retry may start after 30 s.
+DEFAULT_BACKOFF = BackoffStrategy(500, 8000, 2.0, 30000)
+#: On by default and bounded: 3 attempts in all.
+DEFAULT_RETRY_CONFIG = RetryConfig("backoff", DEFAULT_BACKOFF, True, max_attempts=3)
+
+
+class RetryBudget:
+    """A token bucket shared by a client's publishes: a retry spends one, a success refills ``refill``.
+
+    When a server keeps failing, retries stop once the bucket is empty, so the client never
+    multiplies the load by more than about ``1 + refill`` per success after the first burst.
+    """
+
+    def __init__(self, capacity: float = 10.0, refill: float = 0.1) -> None:
+        if capacity < 0 or refill < 0:
+            raise ValidationError("RetryBudget capacity and refill must be >= 0")
+        self.capacity = capacity
+        self.refill = refill
+        self._tokens = capacity
+        self._lock = threading.Lock()
+
+    @property
+    def tokens(self) -> float:
+        return self._tokens
+
+    def spend(self) -> bool:
+        """Take one token for a retry; False when the budget is exhausted."""
+        with self._lock:
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+    def deposit(self) -> None:
+        """Credit a success."""
+        if self._tokens < self.capacity:
+            with self._lock:
+                self._tokens = min(self.capacity, self._tokens + self.refill)
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(capacity={self.capacity}, refill={self.refill}, tokens={self._tokens:.1f})"
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: Optional[float] = None) -> Optional[float]:
+    """The wait a response asks for (``retry-after-ms``, ``Retry-After`` seconds or HTTP-date)."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = -1.0
+        if ms >= 0 and ms == ms:
+            return ms / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (_time.time() if now is None else now))
+
+
+def backoff_ceiling(backoff: BackoffStrategy, retry_number: int) -> float:
+    """The largest wait (seconds) before retry ``retry_number`` (1 for the first retry)."""
+    try:
+        grown = backoff.initial_interval * backoff.exponent ** (retry_number - 1)
+    except OverflowError:
+        grown = float("inf")
+    return min(backoff.max_interval, grown) / 1000
+
+
+def _retryable(error: MinipubError, config: RetryConfig) -> bool:
+    if isinstance(error, APIError):
+        return error.status_code in RETRY_STATUSES
+    return config.retry_connection_errors and isinstance(error, _CONNECTION_ERRORS) and not isinstance(error, TLSError)
+
+
+def _reason(error: MinipubError) -> str:
+    if isinstance(error, APIError):
+        return f"HTTP {error.status_code}"
+    return f"{type(error).__name__}: {error}"
+
+
+RetryObserver = Callable[[int, MinipubError, Optional[float]], None]
+
+
+def call_with_retries(
+    attempt: Callable[[int], T],
+    config: RetryConfig,
+    *,
+    budget: Optional[RetryBudget] = None,
+    clock: Callable[[], float] = _time.monotonic,
+    sleep: Callable[[float], None] = _time.sleep,
+    random: Optional[Callable[[], float]] = None,
+    on_retry_decision: Optional[RetryObserver] = None,
+) -> T:
+    """Call ``attempt(n)`` for n = 1, 2, ... until it returns or the policy says stop.
+
+    Raises the last error when it is not retryable, attempts or budget run out, or the next
+    wait would end after ``max_elapsed_time`` (never sleeping past the deadline).
+    ``on_retry_decision(attempt, error, delay_or_None)`` sees every decision.
+    """
+    start = clock()
+    deadline = start + config.backoff.max_elapsed_time / 1000
+    number = 1
+    while True:
+        try:
+            result = attempt(number)
+        except MinipubError as error:
+            delay = _next_delay(error, number, config, deadline - clock(), budget, random)
+            if on_retry_decision is not None:
+                on_retry_decision(number, error, delay)
+            if delay is None:
+                raise
+            if _log.enabled("INFO"):
+                _log.log("INFO", "publish attempt %d failed (%s); retrying in %.3f s", number, _reason(error), delay)
+            sleep(delay)
+            number += 1
+        else:
+            if budget is not None:
+                budget.deposit()
+            return result
+
+
+def _next_delay(
+    error: MinipubError,
+    number: int,
+    config: RetryConfig,
+    remaining: float,
+    budget: Optional[RetryBudget],
+    random: Optional[Callable[[], float]],
+) -> Optional[float]:
+    """Seconds to wait before attempt ``number + 1``, or None to stop and raise."""
+    if config.strategy == "none" or not _retryable(error, config):
+        return None
+    if config.max_attempts is not None and number >= config.max_attempts:
+        return None
+    hinted = retry_after_seconds(error.headers) if isinstance(error, APIError) else None
+    if hinted is not None:
+        delay = min(hinted, RETRY_AFTER_CAP)
+    else:
+        if random is None:
+            import random as _random
+
+            random = _random.random
+        delay = backoff_ceiling(config.backoff, number) * random()
+    if delay > remaining:
+        return None
+    if budget is not None and not budget.spend():
+        if _log.enabled("WARNING"):
+            _log.log("WARNING", "retry budget exhausted; not retrying (%s)", _reason(error))
+        return None
+    return delay

@@ -1,0 +1,41 @@
+"""Transports: how one HTTP request is sent. They never retry; the retry loop does."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+from .base import HTTPRequest, HTTPResponse, Transport
+
+__all__ = ["HTTPRequest", "HTTPResponse", "Transport", "BUILTIN_TRANSPORTS", "create_transport"]
+
+
+def _httpclient(**options: Any) -> Transport:
+    from .httpclient import HTTPClientTransport
+
+    return HTTPClientTransport(**options)
+
+
+def _urllib(**options: Any) -> Transport:
+    from .urllib import UrllibTransport
+
+    return UrllibTransport(**options)
+
+
+#: Built-in transports by name; modules load on first use.
+BUILTIN_TRANSPORTS: Dict[str, Callable[..., Transport]] = {
+    "http.client": _httpclient,
+    "urllib": _urllib,
+}
+DEFAULT_TRANSPORT = "http.client"
+
+
+def create_transport(name: str = DEFAULT_TRANSPORT, **options: Any) -> Transport:
+    """Build a built-in transport by name."""
+    from ..errors import ConfigurationError
+
+    try:
+        factory = BUILTIN_TRANSPORTS[name]
+    except KeyError:
+        known = ", ".join(sorted(BUILTIN_TRANSPORTS))
+        raise ConfigurationError(f"transport={name!r} is unknown; use one of: {known}") from None
+    return factory(**options)

@@ -1,0 +1,67 @@
+"""Proxy selection from ``HTTP(S)_PROXY`` / ``NO_PROXY``, without importing urllib.request."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Mapping, NamedTuple, Optional
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ConfigurationError
+
+__all__ = ["Proxy", "proxy_for", "parse_proxy"]
+
+
+class Proxy(NamedTuple):
+    """Where to connect instead of the origin, and the header that authenticates to it."""
+
+    host: str
+    port: int
+    authorization: Optional[str]
+
+    def __repr__(self) -> str:
+        auth = "***" if self.authorization else None
+        return f"Proxy(host={self.host!r}, port={self.port}, authorization={auth!r})"
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    # Lower case first, as curl and urllib do.
+    return environ.get(name.lower()) or environ.get(name.upper()) or ""
+
+
+def parse_proxy(url: str) -> Proxy:
+    """Parse ``http://user:pass@host:port`` (scheme optional) into a :class:`Proxy`."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"proxy URL {parts.scheme}://{parts.hostname or ''} is not an http(s) proxy URL")
+    authorization = None
+    if parts.username is not None:
+        raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(raw).decode()
+    return Proxy(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), authorization)
+
+
+def bypassed(host: str, port: int, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` exempts this host (``*``, exact names, domain suffixes, host:port)."""
+    host = host.lower().strip("[]")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.strip("[]").lstrip("*").lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def proxy_for(scheme: str, host: str, port: int, environ: Optional[Mapping[str, str]] = None) -> Optional[Proxy]:
+    """The proxy the environment names for this origin, or None."""
+    env = os.environ if environ is None else environ
+    url = _env(env, f"{scheme}_proxy") or _env(env, "all_proxy")
+    if not url or bypassed(host, port, _env(env, "no_proxy")):
+        return None
+    return parse_proxy(url)
