@@ -1,0 +1,67 @@
+"""Shared fixtures: an embedded Outpost-compatible server and a client pointed at it."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, List
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minipub import SDK, RetryConfig
+from minipub.testing import OutpostServer
+
+settings.register_profile(
+    "minipub", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+settings.load_profile("minipub")
+
+API_KEY = "sk_test_" + "s3cr3t" * 4
+NO_RETRY = RetryConfig("none")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OUTPOST_API_KEY", "OUTPOST_API_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+                 "http_proxy", "https_proxy", "all_proxy", "no_proxy", "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def session_server() -> Iterator[OutpostServer]:
+    with OutpostServer(api_key=API_KEY, processing_wait=0.5) as server:
+        yield server
+
+
+@pytest.fixture
+def server(session_server: OutpostServer) -> Iterator[OutpostServer]:
+    session_server.clear()
+    session_server.reset_faults()
+    session_server.api_key = API_KEY
+    yield session_server
+    session_server.reset_faults()
+
+
+class Sleeps:
+    """A recording sleep: tests never wait for real backoff."""
+
+    def __init__(self) -> None:
+        self.calls: List[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def sdk(server: OutpostServer, sleeps: Sleeps) -> Iterator[SDK]:
+    with SDK(API_KEY, server_url=server.url, sleep=sleeps, timeout_ms=5000) as client:
+        yield client
+
+
+def pytest_report_header() -> str:
+    return f"minipub tests (pid {os.getpid()})"

@@ -1,0 +1,112 @@
+"""The one JSON encoder: what it accepts, exactly how it writes it, and how it refuses."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Dict, List
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minipub.encoding import encode_json
+from minipub.errors import ValidationError
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(st.text(), children, max_size=5)),
+    max_leaves=30,
+)
+
+
+@given(st.dictionaries(st.text(), json_values, max_size=8))
+def test_plain_json_round_trips_compact_utf8(value: Dict[str, Any]) -> None:
+    encoded = encode_json(value)
+    assert json.loads(encoded.decode("utf-8")) == value
+    assert encoded == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_decimal_keeps_exactly_its_digits(number: Decimal) -> None:
+    encoded = encode_json({"price": number, "nested": [number]})
+    decoded = json.loads(encoded, parse_float=Decimal, parse_int=Decimal)
+    assert decoded["price"] == number and str(decoded["price"]) == str(Decimal(str(number)))
+    assert decoded["nested"][0] == number
+
+
+def test_decimal_is_not_rounded_through_float() -> None:
+    assert encode_json({"p": Decimal("0.1000000000000000000000001")}) == b'{"p":0.1000000000000000000000001}'
+    assert encode_json({"p": Decimal("19.90")}) == b'{"p":19.90}'
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    NESTED = {"k": 1}
+
+
+class Size(enum.IntEnum):
+    LARGE = 3
+
+
+@dataclasses.dataclass
+class Item:
+    sku: str
+    price: Decimal
+    when: date
+
+
+def test_rich_types() -> None:
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    aware = datetime(2024, 1, 15, 10, 30, tzinfo=timezone(timedelta(hours=2)))
+    value = {
+        "id": ident, "at": aware, "day": date(2024, 1, 15), "colour": Colour.RED, "size": Size.LARGE,
+        "nested_enum": Colour.NESTED, "item": Item("A-1", Decimal("2.50"), date(2024, 2, 1)), "tuple": (1, 2),
+    }
+    assert json.loads(encode_json(value)) == {
+        "id": str(ident), "at": "2024-01-15T10:30:00+02:00", "day": "2024-01-15", "colour": "red", "size": 3,
+        "nested_enum": {"k": 1}, "item": {"sku": "A-1", "price": 2.5, "when": "2024-02-01"}, "tuple": [1, 2],
+    }
+    assert b'"price":2.50' in encode_json(value)
+
+
+def test_non_ascii_is_utf8_not_escaped() -> None:
+    assert encode_json({"name": "Zoë ☃"}) == '{"name":"Zoë ☃"}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "hint"),
+    [
+        ({"items": [0, 1, 2, {"price": math.nan}]}, 'data["items"][3]["price"]', "finite"),
+        ({"a": {"b": math.inf}}, 'data["a"]["b"]', "finite"),
+        ({"a": Decimal("NaN")}, 'data["a"]', "finite"),
+        ({"a": {1: "x"}}, 'data["a"]', "keys must be str"),
+        ({"a": [datetime(2024, 1, 1)]}, 'data["a"][0]', "timezone"),
+        ({"a": object()}, 'data["a"]', "cannot encode a object"),
+        ({"a": {1, 2}}, 'data["a"]', "list"),
+        ({"a": b"raw"}, 'data["a"]', "decode"),
+    ],
+)
+def test_rejections_name_the_path(value: Any, path: str, hint: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        encode_json(value)
+    message = str(info.value)
+    assert message.startswith(path + ":"), message
+    assert hint in message
+
+
+def test_cycles_are_rejected() -> None:
+    loop: Dict[str, Any] = {"x": []}
+    loop["x"].append(loop)
+    with pytest.raises(ValidationError, match=r'data\["x"\]\[0\].*cycle'):
+        encode_json(loop)
+    shared: List[int] = [1]
+    assert encode_json({"a": shared, "b": shared}) == b'{"a":[1],"b":[1]}'  # shared, not cyclic
