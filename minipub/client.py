@@ -18,7 +18,7 @@ from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
 from .response import parse_publish_response
 from .retry import DEFAULT_RETRY_CONFIG, RetryBudget, RetryConfig, call_with_retries
-from .transports import Transport, create_transport
+from .transports import DEFAULT_TRANSPORT, PROXY_OPTION, Transport, create_transport
 from .transports.base import DEFAULT_MAX_BODY, HTTPRequest
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
@@ -64,7 +64,7 @@ class SDK:
 
     ``admin_api_key`` falls back to ``OUTPOST_API_KEY``, ``server_url`` to
     ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in name
-    (``"http.client"``, ``"urllib"``) or any object with ``send``/``close``.
+    (``"http.client"``, ``"lean"``, ``"urllib"``) or any object with ``send``/``close``.
     """
 
     def __init__(
@@ -99,9 +99,10 @@ class SDK:
         if transport is None or isinstance(transport, str):
             options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
                                        "ssl_context": ssl_context, "max_body": max_response_bytes}
-            if (transport or "http.client") == "http.client":
+            name = transport or DEFAULT_TRANSPORT
+            if name in PROXY_OPTION:
                 options["proxy"] = proxy
-            self._transport: Transport = create_transport(transport or "http.client", **options)
+            self._transport: Transport = create_transport(name, **options)
         elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
             self._transport = transport
         else:

@@ -6,13 +6,19 @@ from typing import Any, Callable, Dict
 
 from .base import HTTPRequest, HTTPResponse, Transport
 
-__all__ = ["HTTPRequest", "HTTPResponse", "Transport", "BUILTIN_TRANSPORTS", "create_transport"]
+__all__ = ["HTTPRequest", "HTTPResponse", "Transport", "BUILTIN_TRANSPORTS", "DEFAULT_TRANSPORT", "create_transport"]
 
 
 def _httpclient(**options: Any) -> Transport:
     from .httpclient import HTTPClientTransport
 
     return HTTPClientTransport(**options)
+
+
+def _lean(**options: Any) -> Transport:
+    from .lean import LeanTransport
+
+    return LeanTransport(**options)
 
 
 def _urllib(**options: Any) -> Transport:
@@ -24,8 +30,11 @@ def _urllib(**options: Any) -> Transport:
 #: Built-in transports by name; modules load on first use.
 BUILTIN_TRANSPORTS: Dict[str, Callable[..., Transport]] = {
     "http.client": _httpclient,
+    "lean": _lean,
     "urllib": _urllib,
 }
+#: Built-in transports that take the ``proxy`` option (urllib's opener has its own proxy handling).
+PROXY_OPTION = frozenset({"http.client", "lean"})
 DEFAULT_TRANSPORT = "http.client"
 
 

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import http.client
 import socket
-import sys
-import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
+from ..errors import ConnectionLostError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .proxy import Proxy, parse_proxy, proxy_for
+from .common import ConnectOptions, IdlePool, Origin, map_os_error, split_origin
+from .proxy import Proxy
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["HTTPClientTransport"]
-
-_Origin = Tuple[str, str, int]  # scheme, host, port
+__all__ = ["HTTPClientTransport", "map_os_error", "split_origin"]
 
 # Failures of a reused idle connection that mean "the server had closed it": send again once.
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
@@ -26,36 +22,6 @@ _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.cl
 
 class _Stale(Exception):
     pass
-
-
-def split_origin(url: str) -> Tuple[_Origin, str]:
-    """The (scheme, host, port) of a URL and its path with query."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectError(f"cannot send to {parts.scheme}://{parts.hostname or ''}: not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    return (parts.scheme, parts.hostname, port), target
-
-
-def map_os_error(exc: BaseException, *, connecting: bool) -> TransportError:
-    """A socket-level exception as minipub's transport error (messages carry no secrets)."""
-    ssl: Any = sys.modules.get("ssl")
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return TransportTimeout("connect timed out" if connecting else "timed out waiting for the response")
-    if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSError(f"TLS certificate verification failed: {exc.verify_message}")
-    if ssl is not None and isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS error: {exc.reason or exc}")
-    if connecting or isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
-        return ConnectError(f"could not connect: {exc}")
-    if isinstance(exc, (http.client.IncompleteRead, ConnectionError, http.client.RemoteDisconnected)):
-        return ConnectionLostError(f"connection lost: {type(exc).__name__}")
-    if isinstance(exc, http.client.HTTPException):
-        return ProtocolError(f"invalid HTTP response: {type(exc).__name__}: {exc}"[:300])
-    return ConnectionLostError(f"connection failed: {type(exc).__name__}: {exc}")
 
 
 class HTTPClientTransport:
@@ -76,44 +42,26 @@ class HTTPClientTransport:
         pool_size: int = 10,
         connect_timeout: Optional[float] = None,
     ) -> None:
-        self._ssl_context = ssl_context
-        self._tls_files = (ca_file, client_cert, client_key)
-        self._proxy_setting = proxy
+        self._options = ConnectOptions(ssl_context=ssl_context, ca_file=ca_file, client_cert=client_cert,
+                                       client_key=client_key, proxy=proxy, connect_timeout=connect_timeout)
         self._max_body = max_body
-        self._pool_size = pool_size
-        self._connect_timeout = connect_timeout
-        self._idle: Dict[_Origin, List[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-        self._targets: Dict[str, Tuple[_Origin, str]] = {}
+        self._pool: IdlePool[http.client.HTTPConnection] = IdlePool(pool_size, http.client.HTTPConnection.close)
+        self._targets: Dict[str, Tuple[Origin, str]] = {}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(pool_size={self._pool_size}, max_body={self._max_body})"
+        return f"{type(self).__name__}(pool_size={self._pool.size}, max_body={self._max_body})"
 
     # -- connections ---------------------------------------------------------------------
 
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            from .tls import make_ssl_context
-
-            ca_file, cert, key = self._tls_files
-            self._ssl_context = make_ssl_context(ca_file=ca_file, client_cert=cert, client_key=key)
-        return self._ssl_context
-
-    def _proxy(self, origin: _Origin) -> Optional[Proxy]:
-        if self._proxy_setting == "env":
-            return proxy_for(*origin)
-        return parse_proxy(self._proxy_setting) if self._proxy_setting else None
-
-    def _connect(self, origin: _Origin, timeout: float) -> http.client.HTTPConnection:
+    def _connect(self, origin: Origin, timeout: float) -> http.client.HTTPConnection:
         scheme, host, port = origin
-        proxy = self._proxy(origin)
-        connect_timeout = min(timeout, self._connect_timeout or timeout)
+        proxy = self._options.proxy(origin)
+        connect_timeout = self._options.connect_timeout(timeout)
         conn: http.client.HTTPConnection
         if scheme == "https":
             conn = http.client.HTTPSConnection(
                 proxy.host if proxy else host, proxy.port if proxy else port,
-                timeout=connect_timeout, context=self._context(),
+                timeout=connect_timeout, context=self._options.ssl_context(),
             )
             if proxy:
                 headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
@@ -132,24 +80,9 @@ class HTTPClientTransport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    def _checkout(self, origin: _Origin) -> Optional[http.client.HTTPConnection]:
-        with self._lock:
-            if self._closed:
-                raise ConnectError("transport is closed")
-            idle = self._idle.get(origin)
-            return idle.pop() if idle else None
-
-    def _checkin(self, origin: _Origin, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(origin, [])
-            if not self._closed and len(idle) < self._pool_size:
-                idle.append(conn)
-                return
-        conn.close()
-
     # -- sending -------------------------------------------------------------------------
 
-    def _target(self, url: str) -> Tuple[_Origin, str]:
+    def _target(self, url: str) -> Tuple[Origin, str]:
         found = self._targets.get(url)
         if found is None:
             found = self._targets[url] = split_origin(url)
@@ -157,7 +90,7 @@ class HTTPClientTransport:
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         origin, path = self._target(request.url)
-        conn = self._checkout(origin)
+        conn = self._pool.checkout(origin)
         if conn is not None:
             try:
                 return self._exchange(origin, conn, path, request, reused=True)
@@ -170,7 +103,7 @@ class HTTPClientTransport:
             raise ConnectionLostError("connection lost") from stale
 
     def _exchange(
-        self, origin: _Origin, conn: http.client.HTTPConnection, path: str, request: HTTPRequest, *, reused: bool
+        self, origin: Origin, conn: http.client.HTTPConnection, path: str, request: HTTPRequest, *, reused: bool
     ) -> HTTPResponse:
         proxy: Optional[Proxy] = getattr(conn, "_minipub_proxy", None)
         headers = request.headers
@@ -204,13 +137,8 @@ class HTTPClientTransport:
         if truncated or response.will_close or not response.isclosed():
             conn.close()
         else:
-            self._checkin(origin, conn)
+            self._pool.checkin(origin, conn)
         return result
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle = [conn for conns in self._idle.values() for conn in conns]
-            self._idle.clear()
-        for conn in idle:
-            conn.close()
+        self._pool.close()

@@ -9,7 +9,7 @@ from typing import IO, Any, Dict, Optional
 
 from ..errors import TransportError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .httpclient import map_os_error
+from .common import map_os_error
 
 __all__ = ["UrllibTransport"]
 

@@ -1,0 +1,137 @@
+"""What the pooled transports share: URL splitting, error mapping, connection settings, the idle pool."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
+from urllib.parse import urlsplit
+
+from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
+from .proxy import Proxy, parse_proxy, proxy_for
+
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool"]
+
+Origin = Tuple[str, str, int]  # scheme, host, port
+C = TypeVar("C")
+
+
+def split_origin(url: str) -> Tuple[Origin, str]:
+    """The (scheme, host, port) of a URL and its path with query."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectError(f"cannot send to {parts.scheme}://{parts.hostname or ''}: not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return (parts.scheme, parts.hostname, port), target
+
+
+def map_os_error(exc: BaseException, *, connecting: bool) -> TransportError:
+    """A socket-level exception as minipub's transport error (messages carry no secrets).
+
+    ``ssl`` and ``http.client`` are looked up, not imported: an instance implies its module is loaded.
+    """
+    ssl: Any = sys.modules.get("ssl")
+    client: Any = sys.modules.get("http.client")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return TransportTimeout("connect timed out" if connecting else "timed out waiting for the response")
+    if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
+        return TLSError(f"TLS certificate verification failed: {exc.verify_message}")
+    if ssl is not None and isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS error: {exc.reason or exc}")
+    if connecting or isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
+        return ConnectError(f"could not connect: {exc}")
+    if isinstance(exc, ConnectionError) or (
+        client is not None and isinstance(exc, (client.IncompleteRead, client.RemoteDisconnected))
+    ):
+        return ConnectionLostError(f"connection lost: {type(exc).__name__}")
+    if client is not None and isinstance(exc, client.HTTPException):
+        return ProtocolError(f"invalid HTTP response: {type(exc).__name__}: {exc}"[:300])
+    return ConnectionLostError(f"connection failed: {type(exc).__name__}: {exc}")
+
+
+class ConnectOptions:
+    """How connections are opened: the TLS context (made on first use), the proxy, the connect timeout.
+
+    ``proxy``: ``"env"`` (``HTTP(S)_PROXY``/``NO_PROXY``), ``None`` (direct) or a proxy URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        proxy: Optional[str] = "env",
+        connect_timeout: Optional[float] = None,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._tls_files = (ca_file, client_cert, client_key)
+        self._proxy = parse_proxy(proxy) if proxy and proxy != "env" else None
+        self._proxy_from_env = proxy == "env"
+        self._connect_timeout = connect_timeout
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The verifying client context (``tls.make_ssl_context``), or the one given."""
+        if self._ssl_context is None:
+            from .tls import make_ssl_context
+
+            ca_file, cert, key = self._tls_files
+            self._ssl_context = make_ssl_context(ca_file=ca_file, client_cert=cert, client_key=key)
+        return self._ssl_context
+
+    def proxy(self, origin: Origin) -> Optional[Proxy]:
+        """The proxy to go through for this origin, or None."""
+        if self._proxy_from_env:
+            return proxy_for(*origin)
+        return self._proxy
+
+    def connect_timeout(self, timeout: float) -> float:
+        """The timeout for opening a connection: the request's, capped by ``connect_timeout``."""
+        return min(timeout, self._connect_timeout or timeout)
+
+
+class IdlePool(Generic[C]):
+    """Idle keep-alive connections per origin, at most ``size`` each; thread-safe."""
+
+    def __init__(self, size: int, close: Callable[[C], None]) -> None:
+        self.size = size
+        self._close = close
+        self._idle: Dict[Origin, List[C]] = {}
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def checkout(self, origin: Origin) -> Optional[C]:
+        """An idle connection to reuse, or None; raises once the transport is closed."""
+        with self._lock:
+            if self.closed:
+                raise ConnectError("transport is closed")
+            idle = self._idle.get(origin)
+            return idle.pop() if idle else None
+
+    def checkin(self, origin: Origin, conn: C) -> None:
+        """Keep a connection for reuse (or close it when the pool is full or closed)."""
+        with self._lock:
+            idle = self._idle.get(origin)
+            if idle is None:
+                idle = self._idle[origin] = []
+            if not self.closed and len(idle) < self.size:
+                idle.append(conn)
+                return
+        self._close(conn)
+
+    def close(self) -> None:
+        """Close every idle connection; later checkouts raise."""
+        with self._lock:
+            self.closed = True
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        for conn in idle:
+            self._close(conn)

@@ -1,0 +1,214 @@
+"""A lean HTTP/1.1 transport on stdlib sockets: pooled keep-alive connections, thread-safe.
+
+It writes the request head itself, sends head and body in one call, and parses the answer with
+the sans-IO parser in ``h11parse.py``. TLS goes through ``ssl`` (verification on), proxies
+through ``CONNECT`` (HTTPS) or absolute URLs (HTTP), both as ``HTTP(S)_PROXY``/``NO_PROXY`` say.
+A reused idle connection that fails before any response byte arrives was closed by the server:
+the request is sent once more on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
+
+from ..errors import ConnectError, ConnectionLostError, ValidationError
+from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from .common import ConnectOptions, IdlePool, Origin, map_os_error, split_origin
+from .h11parse import ResponseParser
+from .proxy import Proxy
+
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["LeanTransport"]
+
+#: How much one read asks for.
+READ_SIZE = 65536
+# A reused connection failing this way before any response byte: the server had closed it.
+_STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+# Methods sent without a Content-Length when they have no body.
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+class _Stale(Exception):
+    pass
+
+
+class _Connection:
+    """One open socket, the origin it talks to, and what each request through it needs."""
+
+    __slots__ = ("absolute", "host_line", "proxy_auth", "sock", "timeout")
+
+    def __init__(self, sock: socket.socket, host_line: str, proxy: Optional[Proxy], absolute: bool) -> None:
+        self.sock = sock
+        self.host_line = host_line
+        self.absolute = absolute  # plain HTTP through a proxy: the request target is the full URL
+        self.proxy_auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if absolute and proxy and \
+            proxy.authorization else ""
+        self.timeout: Optional[float] = -1.0
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover - closing a socket does not fail in practice
+            pass
+
+
+def _header_lines(request: HTTPRequest) -> str:
+    """The request's header fields as head lines; CR, LF and NUL are refused, as is non-latin-1 text."""
+    fields = "".join([f"{name}: {value}\r\n" for name, value in request.headers.items()])
+    bare = fields.replace("\r\n", "")
+    if "\r" in bare or "\n" in bare or "\0" in bare:
+        raise ValidationError("request header names and values must not contain CR, LF or NUL")
+    if not fields.isascii():
+        try:
+            fields.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValidationError("request header names and values must be latin-1 text") from None
+    return fields
+
+
+def _host_line(host: str, port: int, scheme: str) -> str:
+    name = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    return f"Host: {name}\r\n" if port == default else f"Host: {name}:{port}\r\n"
+
+
+class LeanTransport:
+    """Keep-alive connections per origin, reused across calls and threads (one user at a time).
+
+    Same options as the ``http.client`` transport: ``ssl_context`` or ``ca_file``/``client_cert``/
+    ``client_key``, ``proxy`` (``"env"``, ``None`` or a URL), ``max_body``, ``pool_size``,
+    ``connect_timeout``.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        proxy: Optional[str] = "env",
+        max_body: int = DEFAULT_MAX_BODY,
+        pool_size: int = 10,
+        connect_timeout: Optional[float] = None,
+    ) -> None:
+        self._options = ConnectOptions(ssl_context=ssl_context, ca_file=ca_file, client_cert=client_cert,
+                                       client_key=client_key, proxy=proxy, connect_timeout=connect_timeout)
+        self._max_body = max_body
+        self._pool: IdlePool[_Connection] = IdlePool(pool_size, _Connection.close)
+        self._targets: Dict[str, Tuple[Origin, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pool_size={self._pool.size}, max_body={self._max_body})"
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _connect(self, origin: Origin, timeout: float) -> _Connection:
+        scheme, host, port = origin
+        proxy = self._options.proxy(origin)
+        connect_timeout = self._options.connect_timeout(timeout)
+        try:
+            sock = socket.create_connection((proxy.host, proxy.port) if proxy else (host, port), connect_timeout)
+        except OSError as exc:
+            raise map_os_error(exc, connecting=True) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                if proxy is not None:
+                    self._tunnel(sock, proxy, host, port)
+                sock = self._options.ssl_context().wrap_socket(sock, server_hostname=host)
+        except OSError as exc:
+            sock.close()
+            raise map_os_error(exc, connecting=True) from None
+        except BaseException:
+            sock.close()
+            raise
+        return _Connection(sock, _host_line(host, port, scheme), proxy, scheme == "http" and proxy is not None)
+
+    def _tunnel(self, sock: socket.socket, proxy: Proxy, host: str, port: int) -> None:
+        """Ask an HTTP proxy for a tunnel to ``host:port`` (``CONNECT``)."""
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+        sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode("latin-1"))
+        parser = ResponseParser(0, head_request=True)  # a CONNECT answer's body is never read
+        response = None
+        try:
+            while response is None:
+                data = sock.recv(READ_SIZE)
+                response = parser.feed(data) if data else parser.eof()
+        except ConnectionLostError as exc:
+            raise ConnectError(f"could not connect: the proxy closed the connection ({exc})") from None
+        if not 200 <= response.status < 300:
+            raise ConnectError(f"could not connect: the proxy answered CONNECT with HTTP {response.status}")
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _target(self, url: str) -> Tuple[Origin, str]:
+        found = self._targets.get(url)
+        if found is None:
+            found = self._targets[url] = split_origin(url)
+        return found
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        origin, target = self._target(request.url)
+        fields = _header_lines(request)
+        conn = self._pool.checkout(origin)
+        if conn is not None:
+            try:
+                return self._exchange(origin, conn, target, fields, request, reused=True)
+            except _Stale:
+                pass  # the server closed the idle connection: send once more on a fresh one
+        conn = self._connect(origin, request.timeout)
+        try:
+            return self._exchange(origin, conn, target, fields, request, reused=False)
+        except _Stale as stale:  # pragma: no cover - _Stale is raised only for reused connections
+            raise ConnectionLostError("connection lost") from stale
+
+    def _exchange(
+        self, origin: Origin, conn: _Connection, target: str, fields: str, request: HTTPRequest, *, reused: bool
+    ) -> HTTPResponse:
+        if conn.absolute:
+            target = request.url
+        body = request.body
+        length = f"Content-Length: {len(body)}\r\n" if body or request.method not in _NO_BODY else ""
+        data = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}{fields}{length}\r\n"
+        sock = conn.sock
+        parser = ResponseParser(self._max_body, head_request=request.method == "HEAD")
+        try:
+            if conn.timeout != request.timeout:
+                sock.settimeout(request.timeout)
+                conn.timeout = request.timeout
+            sock.sendall(data.encode("latin-1") + body)
+            while True:
+                chunk = sock.recv(READ_SIZE)
+                if chunk:
+                    response = parser.feed(chunk)
+                    if response is not None:
+                        break
+                elif reused and not parser.received:
+                    raise _Stale()
+                else:
+                    response = parser.eof()
+                    break
+        except _STALE as exc:
+            conn.close()
+            if reused and not parser.received:
+                raise _Stale() from None
+            raise map_os_error(exc, connecting=False) from None
+        except OSError as exc:
+            conn.close()
+            raise map_os_error(exc, connecting=False) from None
+        except BaseException:  # _Stale, a parse error, an interrupt: the connection is in an unknown state
+            conn.close()
+            raise
+        if parser.will_close:
+            conn.close()
+        else:
+            self._pool.checkin(origin, conn)
+        return response
+
+    def close(self) -> None:
+        self._pool.close()
