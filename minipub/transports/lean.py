@@ -57,9 +57,9 @@ class _Connection:
 
 def _header_lines(request: HTTPRequest) -> str:
     """The request's header fields as head lines; CR, LF and NUL are refused, as is non-latin-1 text."""
-    fields = "".join([f"{name}: {value}\r\n" for name, value in request.headers.items()])
-    bare = fields.replace("\r\n", "")
-    if "\r" in bare or "\n" in bare or "\0" in bare:
+    headers = request.headers
+    fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    if fields.count("\n") != len(headers) or fields.count("\r") != len(headers) or "\0" in fields:
         raise ValidationError("request header names and values must not contain CR, LF or NUL")
     if not fields.isascii():
         try:

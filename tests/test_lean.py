@@ -1,0 +1,312 @@
+"""The lean transport over real sockets: framing, keep-alive, the stale-connection rule, errors."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Callable, Iterator, List, Tuple
+
+import pytest
+
+from minipub import SDK
+from minipub.errors import ConnectError, ConnectionLostError, ProtocolError, TransportTimeout, ValidationError
+from minipub.testing import OutpostServer
+from minipub.transports import BUILTIN_TRANSPORTS, HTTPRequest, create_transport
+from minipub.transports.lean import LeanTransport
+
+from .conftest import API_KEY, NO_RETRY
+
+# One connection's script: called with (socket, index of the connection), it reads and answers.
+Script = Callable[[socket.socket, int], None]
+
+
+def read_request(sock: socket.socket) -> bytes:
+    """Read one request (head and Content-Length body); b'' when the client closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+class RawServer:
+    """A socket server that runs a script per connection (threads; bounded joins)."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(5)
+        self.connections = 0
+        self.requests: List[bytes] = []
+        self.threads: List[threading.Thread] = []
+        self.accepting = threading.Thread(target=self._accept, daemon=True)
+        self.accepting.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/api/v1/publish"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            index = self.connections
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(sock, index), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket, index: int) -> None:
+        sock.settimeout(5)
+        try:
+            self.script(sock, index)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.accepting.join(5)
+        for thread in self.threads:
+            thread.join(5)
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[[Script], RawServer]]:
+    servers: List[RawServer] = []
+
+    def start(script: Script) -> RawServer:
+        servers.append(RawServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def answer_each(*responses: bytes) -> Script:
+    """Answer successive requests, over whatever connections they come on, with these bytes in turn."""
+    queue = list(responses)
+    lock = threading.Lock()
+
+    def script(sock: socket.socket, index: int) -> None:
+        while read_request(sock):
+            with lock:
+                if not queue:
+                    return
+                response = queue.pop(0)
+            sock.sendall(response)
+
+    return script
+
+
+def one_per_connection(response: bytes) -> Script:
+    """Answer one request per connection, then close it (as a server with a short idle timeout)."""
+
+    def script(sock: socket.socket, index: int) -> None:
+        if read_request(sock):
+            sock.sendall(response)
+
+    return script
+
+
+def post(transport: LeanTransport, url: str, timeout: float = 5.0) -> Tuple[int, bytes, bool]:
+    response = transport.send(HTTPRequest("POST", url, {"Content-Type": "application/json"}, b"{}", timeout))
+    return response.status, response.body, response.truncated
+
+
+OK = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_registered_as_a_builtin() -> None:
+    assert "lean" in BUILTIN_TRANSPORTS
+    transport = create_transport("lean", proxy=None)
+    assert isinstance(transport, LeanTransport) and "LeanTransport" in repr(transport)
+    transport.close()
+
+
+def test_keep_alive_reuses_one_connection(raw: Callable[[Script], RawServer]) -> None:
+    server = raw(answer_each(OK, OK, OK))
+    with_transport = LeanTransport(proxy=None)
+    assert [post(with_transport, server.url) for _ in range(3)] == [(202, b"{}", False)] * 3
+    with_transport.close()
+    assert server.connections == 1
+
+
+def test_request_head_is_complete(raw: Callable[[Script], RawServer]) -> None:
+    seen: List[bytes] = []
+
+    def script(sock: socket.socket, index: int) -> None:
+        seen.append(read_request(sock))
+        sock.sendall(OK)
+
+    server = raw(script)
+    transport = LeanTransport(proxy=None)
+    post(transport, server.url + "?q=1")
+    transport.close()
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    port = server.url.split(":")[2].split("/")[0]
+    assert lines[0] == b"POST /api/v1/publish?q=1 HTTP/1.1"
+    assert f"Host: 127.0.0.1:{port}".encode() in lines
+    assert b"Content-Length: 2" in lines and b"Content-Type: application/json" in lines
+    assert body == b"{}"
+
+
+def test_chunked_interim_and_connection_close(raw: Callable[[Script], RawServer]) -> None:
+    chunked = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    closing = b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+    server = raw(answer_each(chunked, closing, OK))
+    transport = LeanTransport(proxy=None)
+    assert post(transport, server.url) == (200, b"{}", False)
+    assert post(transport, server.url) == (202, b"{}", False)
+    assert post(transport, server.url) == (202, b"{}", False)  # on a new connection: the last said close
+    transport.close()
+    assert server.connections == 2
+
+
+def test_body_until_close_and_the_body_cap(raw: Callable[[Script], RawServer]) -> None:
+    server = raw(answer_each(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 5000))
+    transport = LeanTransport(proxy=None, max_body=100)
+    assert post(transport, server.url) == (200, b"x" * 100, True)
+    server2 = raw(answer_each(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"y" * 5000, OK))
+    assert post(transport, server2.url) == (200, b"y" * 100, True)
+    assert post(transport, server2.url) == (202, b"{}", False)
+    transport.close()
+    assert server2.connections == 2  # a truncated response never leaves its connection for reuse
+
+
+def test_stale_idle_connection_is_replaced_once(raw: Callable[[Script], RawServer]) -> None:
+    server = raw(one_per_connection(OK))
+    transport = LeanTransport(proxy=None)
+    for _ in range(3):
+        assert post(transport, server.url) == (202, b"{}", False)
+    transport.close()
+    assert server.connections == 3
+
+
+def test_reset_after_part_of_the_response_is_not_resent(raw: Callable[[Script], RawServer]) -> None:
+    def script(sock: socket.socket, index: int) -> None:
+        read_request(sock)
+        sock.sendall(OK if index == 0 else b"HTTP/1.1 200 OK\r\nContent-Le")
+        if index == 0:
+            read_request(sock)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+
+    server = raw(script)
+    transport = LeanTransport(proxy=None)
+    post(transport, server.url)
+    with pytest.raises(ConnectionLostError, match="middle of the response head"):
+        post(transport, server.url)
+    transport.close()
+    assert server.connections == 1
+
+
+def test_interim_then_close_and_unsolicited_101(raw: Callable[[Script], RawServer]) -> None:
+    server = raw(one_per_connection(b"HTTP/1.1 103 Early Hints\r\n\r\n"))
+    transport = LeanTransport(proxy=None)
+    with pytest.raises(ConnectionLostError, match="interim HTTP 103"):
+        post(transport, server.url)
+    server2 = raw(answer_each(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00", OK))
+    assert post(transport, server2.url) == (101, b"", False)
+    assert post(transport, server2.url) == (202, b"{}", False)
+    transport.close()
+    assert server2.connections == 2  # after a 101 the connection is never reused
+
+
+def test_not_http_is_a_protocol_error(raw: Callable[[Script], RawServer]) -> None:
+    server = raw(answer_each(b"SSH-2.0-OpenSSH_9.6\r\n"))
+    transport = LeanTransport(proxy=None)
+    with pytest.raises(ProtocolError, match="does not start with 'HTTP/'"):
+        post(transport, server.url)
+    transport.close()
+
+
+def test_read_timeout_and_refused_connection(raw: Callable[[Script], RawServer]) -> None:
+    release = threading.Event()
+
+    def silent(sock: socket.socket, index: int) -> None:
+        read_request(sock)
+        release.wait(5)
+
+    server = raw(silent)
+    transport = LeanTransport(proxy=None)
+    with pytest.raises(TransportTimeout):
+        post(transport, server.url, timeout=0.2)
+    release.set()
+    port, url = server.listener.getsockname()[1], server.url
+    server.close()
+    with pytest.raises(ConnectError):
+        post(transport, f"http://127.0.0.1:{port}/x")
+    transport.close()
+    with pytest.raises(ConnectError, match="closed"):
+        post(transport, url)
+
+
+def test_bad_header_values_are_refused_before_sending() -> None:
+    transport = LeanTransport(proxy=None)
+    for headers in ({"X": "a\r\nInjected: 1"}, {"X": "a\nb"}, {"X": "\u20ac"}):
+        with pytest.raises(ValidationError):
+            transport.send(HTTPRequest("POST", "http://127.0.0.1:9/x", headers, b"", 1.0))
+    transport.close()
+
+
+def test_plain_http_through_a_proxy_uses_the_absolute_url(raw: Callable[[Script], RawServer]) -> None:
+    seen: List[bytes] = []
+
+    def proxy(sock: socket.socket, index: int) -> None:
+        seen.append(read_request(sock))
+        sock.sendall(OK)
+
+    server = raw(proxy)
+    port = server.listener.getsockname()[1]
+    transport = LeanTransport(proxy=f"http://user:pa%20ss@127.0.0.1:{port}")
+    assert post(transport, "http://outpost.invalid/api/v1/publish") == (202, b"{}", False)
+    transport.close()
+    lines = seen[0].split(b"\r\n")
+    assert lines[0] == b"POST http://outpost.invalid/api/v1/publish HTTP/1.1"
+    assert b"Host: outpost.invalid" in lines
+    assert b"Proxy-Authorization: Basic dXNlcjpwYSBzcw==" in lines
+
+
+def test_connect_refused_by_the_proxy_is_a_connect_error(raw: Callable[[Script], RawServer]) -> None:
+    server = raw(answer_each(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"))
+    port = server.listener.getsockname()[1]
+    transport = LeanTransport(proxy=f"http://127.0.0.1:{port}")
+    with pytest.raises(ConnectError, match="CONNECT with HTTP 407"):
+        post(transport, "https://outpost.invalid/api/v1/publish")
+    transport.close()
+
+
+def test_threads_share_the_pool(server: OutpostServer) -> None:
+    with SDK(API_KEY, server_url=server.url, transport="lean", retry_config=NO_RETRY) as sdk:
+        errors: List[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(20):
+                    sdk.publish.event(tenant_id="t", topic="x", data={"n": 1})
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert not errors and len(server.events) == 80
+    assert len({r.client_port for r in server.requests}) <= 4
