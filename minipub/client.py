@@ -18,7 +18,7 @@ from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
 from .response import parse_publish_response
 from .retry import DEFAULT_RETRY_CONFIG, RetryBudget, RetryConfig, call_with_retries
-from .transports import DEFAULT_TRANSPORT, PROXY_OPTION, Transport, create_transport
+from .transports import DEFAULT_TRANSPORT, Transport, create_transport
 from .transports.base import DEFAULT_MAX_BODY, HTTPRequest
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
@@ -98,11 +98,8 @@ class SDK:
         self._sleep = sleep
         if transport is None or isinstance(transport, str):
             options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
-                                       "ssl_context": ssl_context, "max_body": max_response_bytes}
-            name = transport or DEFAULT_TRANSPORT
-            if name in PROXY_OPTION:
-                options["proxy"] = proxy
-            self._transport: Transport = create_transport(name, **options)
+                                       "ssl_context": ssl_context, "max_body": max_response_bytes, "proxy": proxy}
+            self._transport: Transport = create_transport(transport or DEFAULT_TRANSPORT, **options)
         elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
             self._transport = transport
         else:

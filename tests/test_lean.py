@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Callable, Iterator, List, Tuple
+from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
 from minipub import SDK
 from minipub.errors import ConnectError, ConnectionLostError, ProtocolError, TransportTimeout, ValidationError
-from minipub.testing import OutpostServer
-from minipub.transports import BUILTIN_TRANSPORTS, HTTPRequest, create_transport
+from minipub.testing import OutpostServer, TransportContract
+from minipub.transports import BUILTIN_TRANSPORTS, HTTPRequest, Transport, create_transport
 from minipub.transports.lean import LeanTransport
 
 from .conftest import API_KEY, NO_RETRY
+
+
+class TestLeanTransport(TransportContract):
+    """The transport contract suite, for the lean transport."""
+
+    def make_transport(self, **options: Any) -> Transport:
+        return LeanTransport(**options)
+
 
 # One connection's script: called with (socket, index of the connection), it reads and answers.
 Script = Callable[[socket.socket, int], None]

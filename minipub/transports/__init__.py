@@ -33,8 +33,7 @@ BUILTIN_TRANSPORTS: Dict[str, Callable[..., Transport]] = {
     "lean": _lean,
     "urllib": _urllib,
 }
-#: Built-in transports that take the ``proxy`` option (urllib's opener has its own proxy handling).
-PROXY_OPTION = frozenset({"http.client", "lean"})
+
 DEFAULT_TRANSPORT = "http.client"
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, 
 from urllib.parse import urlsplit
 
 from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
-from .proxy import Proxy, parse_proxy, proxy_for
+from .proxy import Proxy, parse_proxy, select_proxy
 
 if TYPE_CHECKING:
     import ssl
@@ -74,8 +74,9 @@ class ConnectOptions:
     ) -> None:
         self._ssl_context = ssl_context
         self._tls_files = (ca_file, client_cert, client_key)
-        self._proxy = parse_proxy(proxy) if proxy and proxy != "env" else None
-        self._proxy_from_env = proxy == "env"
+        if proxy not in (None, "env"):
+            parse_proxy(proxy)  # a bad URL fails here, not on the first send
+        self._proxy_setting = proxy
         self._connect_timeout = connect_timeout
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -89,9 +90,7 @@ class ConnectOptions:
 
     def proxy(self, origin: Origin) -> Optional[Proxy]:
         """The proxy to go through for this origin, or None."""
-        if self._proxy_from_env:
-            return proxy_for(*origin)
-        return self._proxy
+        return select_proxy(self._proxy_setting, *origin)
 
     def connect_timeout(self, timeout: float) -> float:
         """The timeout for opening a connection: the request's, capped by ``connect_timeout``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 import socket
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Dict, Optional, Tuple
 
 from ..errors import ConnectionLostError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
@@ -14,7 +14,7 @@ from .proxy import Proxy
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["HTTPClientTransport", "map_os_error", "split_origin"]
+__all__ = ["HTTPClientTransport", "map_os_error", "read_capped", "split_origin"]
 
 # Failures of a reused idle connection that mean "the server had closed it": send again once.
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
@@ -24,11 +24,29 @@ class _Stale(Exception):
     pass
 
 
+def read_capped(stream: IO[bytes], max_body: int) -> Tuple[bytes, bool]:
+    """At most ``max_body`` bytes of a response body and whether there was more.
+
+    A body that ends before its ``Content-Length`` raises ``IncompleteRead`` (``read(n)`` alone
+    would return it short, as if whole).
+    """
+    expected = getattr(stream, "length", None)
+    body = stream.read(max_body + 1)
+    if isinstance(expected, int) and len(body) < min(expected, max_body + 1):
+        raise http.client.IncompleteRead(body, expected - len(body))
+    if len(body) > max_body:
+        return body[:max_body], True
+    return body, False
+
+
 class HTTPClientTransport:
     """Keep-alive connections per origin, reused across calls and threads (one user at a time).
 
     ``proxy``: ``"env"`` (default: ``HTTP(S)_PROXY``/``NO_PROXY``), ``None`` (direct) or a URL.
     """
+
+    supports_keepalive = True
+    supports_proxy = True
 
     def __init__(
         self,
@@ -126,10 +144,7 @@ class HTTPClientTransport:
             conn.close()
             raise map_os_error(exc, connecting=False) from None
         try:
-            body = response.read(self._max_body + 1)
-            truncated = len(body) > self._max_body
-            if truncated:
-                body = body[: self._max_body]
+            body, truncated = read_capped(response, self._max_body)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise map_os_error(exc, connecting=False) from None

@@ -83,6 +83,9 @@ class LeanTransport:
     ``connect_timeout``.
     """
 
+    supports_keepalive = True
+    supports_proxy = True
+
     def __init__(
         self,
         *,
