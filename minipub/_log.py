@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Dict, Optional
 
 NAME = "minipub"
+_LEVELS: Dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_logger: Optional[Any] = None  # the minipub logger, looked up once logging is loaded
 
 
 def enabled(level_name: str) -> bool:
     """Whether the minipub logger would emit at this level; False while logging is unused."""
-    logging = sys.modules.get("logging")
-    if logging is None:
-        return False
-    return bool(logging.getLogger(NAME).isEnabledFor(getattr(logging, level_name)))
+    global _logger
+    logger = _logger
+    if logger is None:
+        logging = sys.modules.get("logging")
+        if logging is None:
+            return False
+        logger = _logger = logging.getLogger(NAME)
+    return bool(logger.isEnabledFor(_LEVELS[level_name]))
 
 
 def log(level_name: str, message: str, *args: Any) -> None:

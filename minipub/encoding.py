@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from .errors import ValidationError
 
-__all__ = ["encode_json", "format_datetime"]
+__all__ = ["encode_json", "encode_envelope", "format_datetime"]
 
 # A path is built only when an error needs it: (parent path, key) pairs.
 _Path = Optional[Tuple[Any, Union[str, int]]]
@@ -174,6 +174,35 @@ def encode_json(value: Any, *, root: str = "data") -> bytes:
         return _dumps(plain).encode()
     out: List[str] = []
     _emit(plain, out)
+    return "".join(out).encode()
+
+
+def _flat_plain(envelope: Dict[str, Any]) -> bool:
+    """Whether every value is an exact str or bool, or a dict of exact str to exact str."""
+    for value in envelope.values():
+        kind = type(value)
+        if kind is dict:
+            if not all(type(k) is str and type(v) is str for k, v in value.items()):
+                return False
+        elif kind is not str and kind is not bool:
+            return False
+    return True
+
+
+def encode_envelope(envelope: Dict[str, Any], key: str, value: Any, *, root: str = "data",
+                    envelope_root: str = "request") -> bytes:
+    """Encode ``{**envelope, key: value}`` in one pass; ``root`` names ``value`` in error messages.
+
+    The same bytes as encoding the envelope and the value apart and splicing them, for less work.
+    """
+    outer = None if _flat_plain(envelope) else _Walk(envelope_root)
+    plain_envelope = envelope if outer is None else outer.value(envelope, None)
+    inner = _Walk(root)
+    whole = {**plain_envelope, key: inner.value(value, None)}
+    if not (inner.has_numbers or (outer is not None and outer.has_numbers)):
+        return _dumps(whole).encode()
+    out: List[str] = []
+    _emit(whole, out)
     return "".join(out).encode()
 
 

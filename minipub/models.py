@@ -18,4 +18,7 @@ class PublishResponse(Record):
     destination_ids: Tuple[str, ...]
 
     def __init__(self, id: str, duplicate: bool = False, destination_ids: Iterable[str] = ()) -> None:
-        self._init(id=id, duplicate=duplicate, destination_ids=tuple(destination_ids))
+        set_ = object.__setattr__  # on the path of every publish: no keyword dict, no loop
+        set_(self, "id", id)
+        set_(self, "duplicate", duplicate)
+        set_(self, "destination_ids", tuple(destination_ids))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Optional, Union
 
-from .encoding import encode_json, format_datetime
+from .encoding import encode_envelope, format_datetime
 from .errors import ValidationError
 
 __all__ = ["PublishRequest", "build_publish_request", "new_event_id", "check_headers"]
@@ -155,7 +155,6 @@ def build_publish_request(
     meta = _metadata(metadata)
     if meta is not None:
         payload["metadata"] = meta
-    data_json = encode_json(data, root="data")
-    body = encode_json(payload, root="request")[:-1] + b',"data":' + data_json + b"}"
+    body = encode_envelope(payload, "data", data, root="data", envelope_root="request")
     assert tenant is not None and topic_name is not None
     return PublishRequest(event_id, body, check_headers(http_headers), tenant, topic_name)

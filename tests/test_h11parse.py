@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from minipub.errors import ConnectionLostError, ProtocolError
 from minipub.transports import HTTPResponse
-from minipub.transports.h11parse import MAX_HEAD, ResponseParser
+from minipub.transports.h11parse import MAX_HEAD, ResponseParser, parse_whole
 
 Outcome = Union[HTTPResponse, ProtocolError, ConnectionLostError]
 
@@ -203,3 +203,23 @@ def test_interim_then_close_names_the_interim_status() -> None:
     assert parser.interim == [102]
     outcome, _ = run([])
     assert isinstance(outcome, ConnectionLostError) and "before any response" in str(outcome)
+
+
+@given(case=responses(), cap=st.integers(0, 400), extra=st.sampled_from([b"", b"H", b"HTTP/1.1 200 OK\r\n"]),
+       head_request=st.booleans())
+def test_the_one_read_fast_path_agrees_with_the_parser(case: Tuple, cap: int, extra: bytes, head_request: bool) -> None:
+    wire = case[0] + extra
+    try:
+        whole = parse_whole(wire, cap, head_request)
+    except ProtocolError:
+        whole = None  # only if the parser finds the same head invalid
+        with pytest.raises(ProtocolError):
+            run([wire], cap, head_request=head_request)
+    if whole is None:
+        return
+    response, will_close = whole
+    outcome, parser = run([wire], cap, head_request=head_request, close=False)
+    assert isinstance(outcome, HTTPResponse)
+    assert (response.status, response.headers, response.body, response.truncated, will_close) == (
+        outcome.status, outcome.headers, outcome.body, outcome.truncated, parser.will_close)
+    assert case[4] == "length" or head_request

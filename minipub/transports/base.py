@@ -51,6 +51,16 @@ class HTTPResponse:
         self.body = body
         self.truncated = truncated
 
+    @classmethod
+    def lowered(cls, status: int, headers: Dict[str, str], body: bytes, truncated: bool = False) -> HTTPResponse:
+        """A response from a dict whose names are already lower-case (kept as is, not copied)."""
+        response = cls.__new__(cls)
+        response.status = status
+        response.headers = headers
+        response.body = body
+        response.truncated = truncated
+        return response
+
     def __repr__(self) -> str:
         return f"HTTPResponse(status={self.status}, body=<{len(self.body)} bytes>, truncated={self.truncated})"
 

@@ -14,12 +14,12 @@ limit, and a body cap (``truncated`` set, the connection not reused).
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConnectionLostError, ProtocolError
 from .base import HTTPResponse
 
-__all__ = ["ResponseParser", "MAX_HEAD"]
+__all__ = ["ResponseParser", "parse_whole", "parse_head", "framing", "MAX_HEAD"]
 
 #: The largest response head (status line and headers) accepted, in bytes.
 MAX_HEAD = 65536
@@ -30,8 +30,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 _DIGITS = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
-# Parser states.
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(8)
+# Parser states (and _INTERIM: a 1XX head was read, the next head follows).
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE, _INTERIM = range(9)
 
 
 def _fail(problem: str) -> ProtocolError:
@@ -47,6 +47,123 @@ def _head_end(buf: bytes) -> int:
     if lf < 0:
         return crlf
     return min(crlf, lf)
+
+
+def _fields(lines: List[str]) -> Optional[Dict[str, str]]:
+    """The header fields of the common case (no folding, no repeated name), else None."""
+    headers: Dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        key = name.lower()
+        if not sep or key in headers:
+            return None
+        headers[key] = value.strip(" \t")
+    # Token characters are closed under concatenation: one match checks every name at once.
+    if "" in headers or (headers and not _TOKEN("".join(headers))):
+        return None
+    return headers
+
+
+def _fields_strict(lines: List[str]) -> Dict[str, str]:
+    """Header fields line by line: folded values joined, repeated names joined with ", ", errors named."""
+    headers: Dict[str, str] = {}
+    name = ""
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):  # obsolete line folding: part of the previous value
+            if not name:
+                raise _fail("a continuation line before any header")
+            headers[name] = (headers[name] + " " + line.strip(" \t")).strip(" ")
+            continue
+        raw_name, sep, value = line.partition(":")
+        if not sep or not _TOKEN(raw_name):
+            raise _fail(f"bad header line {line[:40]!r}")
+        name = raw_name.lower()
+        value = value.strip(" \t")
+        old = headers.get(name)
+        headers[name] = value if old is None else old + ", " + value
+    return headers
+
+
+def parse_head(text: str) -> Tuple[int, str, bool, Dict[str, str]]:
+    """Status line and fields of a head (latin-1 text up to and with its last line's LF).
+
+    Returns (status, reason, is HTTP/1.0, lower-case headers); raises ProtocolError.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            raise _fail("a bare CR in the head")
+    if "\0" in text:
+        raise _fail("a NUL byte in the head")
+    lines = text[:-1].split("\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if version not in ("HTTP/1.1", "HTTP/1.0") and not (
+        len(version) == 8 and version[:7] == "HTTP/1." and version[7] in _DIGITS
+    ):
+        raise _fail(f"unsupported version or bad status line {lines[0][:40]!r}")
+    if len(code) != 3 or not _DIGITS.issuperset(code) or code[0] == "0":
+        raise _fail(f"bad status code in {lines[0][:40]!r}")
+    headers = _fields(lines)
+    if headers is None:
+        headers = _fields_strict(lines)
+    return int(code), reason, version == "HTTP/1.0", headers
+
+
+def framing(status: int, http10: bool, headers: Dict[str, str], head_request: bool) -> Tuple[int, int, bool]:
+    """How the body is delimited: (state, Content-Length or 0, whether the connection must close)."""
+    connection = headers.get("connection")
+    if connection is None:
+        will_close = http10
+    elif connection == "keep-alive":
+        will_close = False
+    else:
+        tokens = {t.strip().lower() for t in connection.split(",")}
+        will_close = "close" in tokens or (http10 and "keep-alive" not in tokens)
+    if status < 200:
+        if status == 101:  # switching protocols that were never asked for: final, and the end
+            return _DONE, 0, True
+        return _INTERIM, 0, will_close
+    if head_request or status in (204, 304):
+        return _DONE, 0, will_close
+    coding = headers.get("transfer-encoding")
+    length = headers.get("content-length")
+    if coding is not None:
+        # With both framings chunked wins, and the connection is never reused.
+        if coding.rpartition(",")[2].strip().lower() == "chunked":
+            return _CHUNK_SIZE, 0, will_close or length is not None
+        return _UNTIL_CLOSE, 0, True
+    if length is None:
+        return _UNTIL_CLOSE, 0, True
+    if not (length.isdigit() and length.isascii()):
+        values = {v.strip() for v in length.split(",")}
+        if len(values) != 1:
+            raise _fail(f"conflicting Content-Length values {length[:40]!r}")
+        length = values.pop()
+        if not length or not _DIGITS.issuperset(length):
+            raise _fail(f"bad Content-Length {headers['content-length'][:40]!r}")
+    if len(length) > 18:
+        raise _fail(f"bad Content-Length {length[:40]!r}")
+    return _LENGTH, int(length), will_close
+
+
+def parse_whole(data: bytes, max_body: int, head_request: bool = False) -> Optional[Tuple[HTTPResponse, bool]]:
+    """The common case in one call: ``data`` is exactly one final response, head and whole body.
+
+    Returns (response, whether the connection must close), or None when ``data`` is anything
+    else (a part, interim responses, chunked, more bytes): then feed a :class:`ResponseParser`.
+    """
+    end = _head_end(data)
+    if end < 0 or end >= MAX_HEAD or data[:5] != b"HTTP/":
+        return None
+    after = end + (3 if data[end + 1] == 13 else 2)
+    status, _, http10, headers = parse_head(data[: end + 1].decode("latin-1"))
+    state, size, will_close = framing(status, http10, headers, head_request)
+    if state == _LENGTH and len(data) == after + size and size <= max_body:
+        return HTTPResponse.lowered(status, headers, data[after:], False), will_close
+    if state == _DONE and len(data) == after:
+        return HTTPResponse.lowered(status, headers, b"", False), will_close
+    return None
 
 
 class ResponseParser:
@@ -147,87 +264,19 @@ class ResponseParser:
         return buf[after:]
 
     def _parse_head(self, text: str) -> None:
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
-            if "\r" in text:
-                raise _fail("a bare CR in the head")
-        if "\0" in text:
-            raise _fail("a NUL byte in the head")
-        lines = text[:-1].split("\n")
-        version, _, rest = lines[0].partition(" ")
-        code, _, reason = rest.partition(" ")
-        if version not in ("HTTP/1.1", "HTTP/1.0") and not (
-            len(version) == 8 and version[:7] == "HTTP/1." and version[7] in _DIGITS
-        ):
-            raise _fail(f"unsupported version or bad status line {lines[0][:40]!r}")
-        if len(code) != 3 or not _DIGITS.issuperset(code) or code[0] == "0":
-            raise _fail(f"bad status code in {lines[0][:40]!r}")
-        status = int(code)
-        headers: Dict[str, str] = {}
-        name = ""
-        for line in lines[1:]:
-            if line[:1] in (" ", "\t"):  # obsolete line folding: part of the previous value
-                if not name:
-                    raise _fail("a continuation line before any header")
-                headers[name] = (headers[name] + " " + line.strip(" \t")).strip(" ")
-                continue
-            raw_name, sep, value = line.partition(":")
-            if not sep or not _TOKEN(raw_name):
-                raise _fail(f"bad header line {line[:40]!r}")
-            name = raw_name.lower()
-            value = value.strip(" \t")
-            old = headers.get(name)
-            headers[name] = value if old is None else old + ", " + value
+        status, reason, http10, headers = parse_head(text)
         self.status = status
         self.reason = reason
         self.headers = headers
-        self._frame(status, version == "HTTP/1.0", headers)
-
-    def _frame(self, status: int, http10: bool, headers: Dict[str, str]) -> None:
-        """Choose how the body is delimited and whether the connection stays open."""
-        connection = headers.get("connection")
-        if connection is None:
-            self.will_close = http10
-        else:
-            tokens = {t.strip().lower() for t in connection.split(",")}
-            self.will_close = "close" in tokens or (http10 and "keep-alive" not in tokens)
-        if status < 200:
-            if status == 101:  # switching protocols that were never asked for: final, and the end
-                self.will_close = True
-                self._state = _DONE
-            else:
-                self.interim.append(status)  # an interim response: the final one follows
+        state, size, self.will_close = framing(status, http10, headers, self.head_request)
+        if state == _INTERIM:
+            self.interim.append(status)  # the final response follows
             return
-        if self.head_request or status in (204, 304):
-            self._state = _DONE
-            return
-        coding = headers.get("transfer-encoding")
-        length = headers.get("content-length")
-        if coding is not None:
-            if length is not None:
-                self.will_close = True  # both framings: trust chunked, never reuse the connection
-            if coding.rpartition(",")[2].strip().lower() == "chunked":
-                self._state = _CHUNK_SIZE
-            else:
-                self.will_close = True
-                self._state = _UNTIL_CLOSE
-            return
-        if length is None:
-            self.will_close = True
-            self._state = _UNTIL_CLOSE
-            return
-        values = {v.strip() for v in length.split(",")}
-        if len(values) != 1:
-            raise _fail(f"conflicting Content-Length values {length[:40]!r}")
-        value = values.pop()
-        if not value or not _DIGITS.issuperset(value) or len(value) > 18:
-            raise _fail(f"bad Content-Length {length[:40]!r}")
-        size = int(value)
         if size > self.max_body:
             self.truncated = self.will_close = True
             size = self.max_body
         self._remaining = size
-        self._state = _LENGTH if size else _DONE
+        self._state = _DONE if state == _LENGTH and not size else state
 
     # -- bodies ------------------------------------------------------------------------------
 
@@ -317,4 +366,4 @@ class ResponseParser:
     # -- output ------------------------------------------------------------------------------
 
     def _response(self) -> HTTPResponse:
-        return HTTPResponse(self.status, self.headers, bytes(self._body), self.truncated)
+        return HTTPResponse.lowered(self.status, self.headers, bytes(self._body), self.truncated)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 from ..errors import ConnectError, ConnectionLostError, ValidationError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from .common import ConnectOptions, IdlePool, Origin, map_os_error, split_origin
-from .h11parse import ResponseParser
+from .h11parse import ResponseParser, parse_whole
 from .proxy import Proxy
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ __all__ = ["LeanTransport"]
 
 #: How much one read asks for.
 READ_SIZE = 65536
+#: How many distinct header sets keep their prebuilt head lines.
+FIELDS_CACHE = 64
 # A reused connection failing this way before any response byte: the server had closed it.
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 # Methods sent without a Content-Length when they have no body.
@@ -55,9 +57,8 @@ class _Connection:
             pass
 
 
-def _header_lines(request: HTTPRequest) -> str:
-    """The request's header fields as head lines; CR, LF and NUL are refused, as is non-latin-1 text."""
-    headers = request.headers
+def _header_lines(headers: Dict[str, str]) -> str:
+    """Header fields as head lines; CR, LF and NUL are refused, as is non-latin-1 text."""
     fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
     if fields.count("\n") != len(headers) or fields.count("\r") != len(headers) or "\0" in fields:
         raise ValidationError("request header names and values must not contain CR, LF or NUL")
@@ -103,6 +104,7 @@ class LeanTransport:
         self._max_body = max_body
         self._pool: IdlePool[_Connection] = IdlePool(pool_size, _Connection.close)
         self._targets: Dict[str, Tuple[Origin, str]] = {}
+        self._fields: Dict[Tuple[Tuple[str, str], ...], str] = {}  # prebuilt, checked header lines
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(pool_size={self._pool.size}, max_body={self._max_body})"
@@ -157,7 +159,13 @@ class LeanTransport:
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         origin, target = self._target(request.url)
-        fields = _header_lines(request)
+        key = tuple(request.headers.items())
+        fields = self._fields.get(key)
+        if fields is None:
+            fields = _header_lines(request.headers)
+            if len(self._fields) >= FIELDS_CACHE:
+                self._fields.clear()
+            self._fields[key] = fields
         conn = self._pool.checkout(origin)
         if conn is not None:
             try:
@@ -179,26 +187,25 @@ class LeanTransport:
         length = f"Content-Length: {len(body)}\r\n" if body or request.method not in _NO_BODY else ""
         data = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}{fields}{length}\r\n"
         sock = conn.sock
-        parser = ResponseParser(self._max_body, head_request=request.method == "HEAD")
+        head_request = request.method == "HEAD"
+        received = False
         try:
             if conn.timeout != request.timeout:
                 sock.settimeout(request.timeout)
                 conn.timeout = request.timeout
             sock.sendall(data.encode("latin-1") + body)
-            while True:
-                chunk = sock.recv(READ_SIZE)
-                if chunk:
-                    response = parser.feed(chunk)
-                    if response is not None:
-                        break
-                elif reused and not parser.received:
-                    raise _Stale()
-                else:
-                    response = parser.eof()
-                    break
+            chunk = sock.recv(READ_SIZE)
+            received = bool(chunk)
+            whole = parse_whole(chunk, self._max_body, head_request) if chunk else None
+            if whole is not None:  # the common case: the whole response in one read
+                response, will_close = whole
+            elif not chunk and reused:
+                raise _Stale()
+            else:
+                response, will_close = self._read(sock, chunk, head_request)
         except _STALE as exc:
             conn.close()
-            if reused and not parser.received:
+            if reused and not received:
                 raise _Stale() from None
             raise map_os_error(exc, connecting=False) from None
         except OSError as exc:
@@ -207,11 +214,23 @@ class LeanTransport:
         except BaseException:  # _Stale, a parse error, an interrupt: the connection is in an unknown state
             conn.close()
             raise
-        if parser.will_close:
+        if will_close:
             conn.close()
         else:
             self._pool.checkin(origin, conn)
         return response
+
+    def _read(self, sock: socket.socket, first: bytes, head_request: bool) -> Tuple[HTTPResponse, bool]:
+        """Read a response that did not come whole in the first read (or the close if ``first`` is empty)."""
+        parser = ResponseParser(self._max_body, head_request=head_request)
+        chunk = first
+        while True:
+            if not chunk:
+                return parser.eof(), True
+            response = parser.feed(chunk)
+            if response is not None:
+                return response, parser.will_close
+            chunk = sock.recv(READ_SIZE)
 
     def close(self) -> None:
         self._pool.close()
