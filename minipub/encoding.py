@@ -189,6 +189,15 @@ def _flat_plain(envelope: Dict[str, Any]) -> bool:
     return True
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _flat_scalars(value: Dict[Any, Any]) -> bool:
+    """Whether a dict has only exact str keys and exact str, int, bool or None values."""
+    scalars = _SCALARS
+    return all(type(key) is str and type(item) in scalars for key, item in value.items())
+
+
 def encode_envelope(envelope: Dict[str, Any], key: str, value: Any, *, root: str = "data",
                     envelope_root: str = "request") -> bytes:
     """Encode ``{**envelope, key: value}`` in one pass; ``root`` names ``value`` in error messages.
@@ -197,6 +206,10 @@ def encode_envelope(envelope: Dict[str, Any], key: str, value: Any, *, root: str
     """
     outer = None if _flat_plain(envelope) else _Walk(envelope_root)
     plain_envelope = envelope if outer is None else outer.value(envelope, None)
+    if type(value) is dict and _flat_scalars(value):  # nothing to check or convert
+        whole = {**plain_envelope, key: value}
+        if outer is None or not outer.has_numbers:
+            return _dumps(whole).encode()
     inner = _Walk(root)
     whole = {**plain_envelope, key: inner.value(value, None)}
     if not (inner.has_numbers or (outer is not None and outer.has_numbers)):

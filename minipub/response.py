@@ -11,6 +11,8 @@ from .transports.base import HTTPResponse
 
 __all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT"]
 
+_decode = json.JSONDecoder().decode
+
 #: How much of an error body is kept as text on the exception.
 MAX_ERROR_TEXT = 8192
 
@@ -27,6 +29,8 @@ def _json_body(response: HTTPResponse) -> Any:
     if not looks_json:
         return None
     try:
+        if body[:1] == b"{" and body[1:2] not in (b"", b"\x00"):  # UTF-8 (what json.loads would detect)
+            return _decode(body.decode("utf-8", "surrogatepass"))
         return json.loads(body)
     except (ValueError, RecursionError):
         return None

@@ -130,9 +130,10 @@ class HTTPClientTransport:
             if proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
         try:
-            if conn.sock is not None:
-                conn.sock.settimeout(request.timeout)
-            conn.timeout = request.timeout
+            if conn.timeout != request.timeout:  # settimeout is a system call: only on a change
+                if conn.sock is not None:
+                    conn.sock.settimeout(request.timeout)
+                conn.timeout = request.timeout
             conn.request(request.method, path, request.body, headers)
             response = conn.getresponse()
         except _STALE as exc:

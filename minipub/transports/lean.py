@@ -10,9 +10,11 @@ the request is sent once more on a fresh connection.
 from __future__ import annotations
 
 import socket
+import struct
+import sys
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-from ..errors import ConnectError, ConnectionLostError, ValidationError
+from ..errors import ConnectError, ConnectionLostError, TransportTimeout, ValidationError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from .common import ConnectOptions, IdlePool, Origin, map_os_error, split_origin
 from .h11parse import ResponseParser, parse_whole
@@ -37,10 +39,23 @@ class _Stale(Exception):
     pass
 
 
-class _Connection:
-    """One open socket, the origin it talks to, and what each request through it needs."""
+def _timeval(seconds: float) -> bytes:
+    """``seconds`` as the SO_RCVTIMEO/SO_SNDTIMEO option value (never 0, which means "no timeout")."""
+    if sys.platform == "win32":  # a DWORD of milliseconds
+        return struct.pack("L", max(1, int(seconds * 1000)))
+    whole = int(seconds)
+    return struct.pack("ll", whole, max(0 if whole else 1, int((seconds - whole) * 1_000_000)))
 
-    __slots__ = ("absolute", "host_line", "proxy_auth", "sock", "timeout")
+
+class _Connection:
+    """One open socket, the origin it talks to, and what each request through it needs.
+
+    A plain TCP socket stays in blocking mode with the kernel enforcing the read/write timeout
+    (SO_RCVTIMEO/SO_SNDTIMEO): one system call per read, where a Python-level timeout costs a poll
+    and a retried read each time. TLS sockets (and platforms refusing the option) use ``settimeout``.
+    """
+
+    __slots__ = ("absolute", "host_line", "kernel_timeouts", "proxy_auth", "sock", "timeout")
 
     def __init__(self, sock: socket.socket, host_line: str, proxy: Optional[Proxy], absolute: bool) -> None:
         self.sock = sock
@@ -49,12 +64,32 @@ class _Connection:
         self.proxy_auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if absolute and proxy and \
             proxy.authorization else ""
         self.timeout: Optional[float] = -1.0
+        self.kernel_timeouts = not isinstance(sock, _ssl_socket_class())
+
+    def set_timeout(self, seconds: float) -> None:
+        """The per-read and per-write timeout of what follows."""
+        if self.kernel_timeouts:
+            try:
+                value = _timeval(seconds)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+                self.sock.settimeout(None)
+            except (OSError, struct.error):
+                self.kernel_timeouts = False
+        if not self.kernel_timeouts:
+            self.sock.settimeout(seconds)
+        self.timeout = seconds
 
     def close(self) -> None:
         try:
             self.sock.close()
         except OSError:  # pragma: no cover - closing a socket does not fail in practice
             pass
+
+
+def _ssl_socket_class() -> type:
+    ssl = sys.modules.get("ssl")  # loaded by then if any connection used TLS
+    return ssl.SSLSocket if ssl is not None else type(None)
 
 
 def _header_lines(headers: Dict[str, str]) -> str:
@@ -191,8 +226,7 @@ class LeanTransport:
         received = False
         try:
             if conn.timeout != request.timeout:
-                sock.settimeout(request.timeout)
-                conn.timeout = request.timeout
+                conn.set_timeout(request.timeout)
             sock.sendall(data.encode("latin-1") + body)
             chunk = sock.recv(READ_SIZE)
             received = bool(chunk)
@@ -208,6 +242,9 @@ class LeanTransport:
             if reused and not received:
                 raise _Stale() from None
             raise map_os_error(exc, connecting=False) from None
+        except BlockingIOError:  # a kernel-enforced timeout ran out
+            conn.close()
+            raise TransportTimeout("timed out waiting for the response") from None
         except OSError as exc:
             conn.close()
             raise map_os_error(exc, connecting=False) from None
