@@ -6,27 +6,31 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Mapping, Optional
+import _thread
 
-from . import errors
 from ._version import __version__
-from .client import SDK, Publish
-from .errors import (
-    APIError,
-    BadRequestError,
-    ConfigurationError,
-    InternalServerError,
-    MinipubError,
-    NotFoundError,
-    RateLimitedError,
-    TimeoutErrorT,
-    TransportError,
-    UnauthorizedError,
-    ValidationError,
-)
-from .models import PublishResponse
-from .retry import BackoffStrategy, RetryBudget, RetryConfig
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Optional
+
+    from . import errors
+    from .client import SDK, Publish
+    from .errors import (
+        APIError,
+        BadRequestError,
+        ConfigurationError,
+        InternalServerError,
+        MinipubError,
+        NotFoundError,
+        RateLimitedError,
+        TimeoutErrorT,
+        TransportError,
+        UnauthorizedError,
+        ValidationError,
+    )
+    from .models import PublishResponse
+    from .retry import BackoffStrategy, RetryBudget, RetryConfig
 
 __all__ = [
     "__version__",
@@ -53,8 +57,42 @@ __all__ = [
     "TransportError",
 ]
 
+#: Where each public name lives. Modules load on first access, so ``import minipub`` stays cheap
+#: (no typing, re, threading, json or datetime until a client is made).
+_LAZY = {
+    "SDK": "client",
+    "Publish": "client",
+    "PublishResponse": "models",
+    "RetryConfig": "retry",
+    "BackoffStrategy": "retry",
+    "RetryBudget": "retry",
+    "errors": "errors",
+    **dict.fromkeys(
+        ("MinipubError", "ValidationError", "ConfigurationError", "APIError", "NotFoundError", "UnauthorizedError",
+         "TimeoutErrorT", "RateLimitedError", "BadRequestError", "InternalServerError", "TransportError"),
+        "errors",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    module = import_module(f".{module_name}", __name__)
+    value = module if name == module_name else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 _default: Optional[SDK] = None
-_default_lock = threading.Lock()
+_default_lock = _thread.allocate_lock()
 
 
 def default_client() -> SDK:
@@ -65,6 +103,8 @@ def default_client() -> SDK:
         with _default_lock:
             client = _default
             if client is None:
+                from .client import SDK
+
                 client = _default = SDK()
     return client
 

@@ -150,8 +150,11 @@ class LeanTransport:
         scheme, host, port = origin
         proxy = self._options.proxy(origin)
         connect_timeout = self._options.connect_timeout(timeout)
+        name, number = (proxy.host, proxy.port) if proxy else (host, port)
         try:
-            sock = socket.create_connection((proxy.host, proxy.port) if proxy else (host, port), connect_timeout)
+            # An ASCII name goes to getaddrinfo as bytes: no "idna" codec load (unicodedata) on the first send.
+            address = (name.encode() if name.isascii() else name, number)
+            sock = socket.create_connection(address, connect_timeout)  # type: ignore[arg-type]
         except OSError as exc:
             raise map_os_error(exc, connecting=True) from None
         try:
