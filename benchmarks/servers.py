@@ -1,0 +1,185 @@
+"""The benchmark's server: nginx when it is installed, else a small fast responder process.
+
+Either way the server runs in another process on 127.0.0.1 and answers ``POST /api/v1/publish``
+with a fixed 202 JSON body, keep-alive, so the client's CPU is measured on its own.
+``python benchmarks/servers.py PORT`` runs the fallback responder (what ``start_server`` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+BODY = b'{"id":"evt_bench","duplicate":false,"destination_ids":["des_bench"]}'
+PATH = "/api/v1/publish"
+MAX_LIFETIME = 3600.0  # the responder stops by itself after an hour, or as soon as its parent is gone
+
+NGINX_CONF = """
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = {path} {{
+            default_type application/json;
+            return 202 '{body}';
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"the server did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Stop a server process by its PID: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def nginx_binary() -> Optional[str]:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+                                          if os.access(p, os.X_OK)), None)
+
+
+@contextlib.contextmanager
+def start_server(kind: str = "auto") -> Iterator[Tuple[str, str]]:
+    """Yield ``(base_url, description)``; ``kind`` is ``"auto"``, ``"nginx"`` or ``"responder"``."""
+    binary = nginx_binary() if kind in ("auto", "nginx") else None
+    if kind == "nginx" and binary is None:
+        raise RuntimeError("nginx is not installed (apt-get install nginx)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="minipub-bench-") as tmp:
+        if binary is not None:
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, path=PATH, body=BODY.decode()))
+            version = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr.strip()
+            command = [binary, "-e", f"{tmp}/error.log", "-p", tmp, "-c", str(conf), "-g", "daemon off;"]
+            description = f"{version.replace('nginx version: ', '')} (1 worker)"
+        else:
+            command = [sys.executable, __file__, str(port)]
+            description = "python responder (selectors, 1 process; nginx not installed)"
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_listening(port, proc)
+            yield f"http://127.0.0.1:{port}/api/v1", description
+        finally:
+            stop(proc)
+
+
+# -- the fallback responder ------------------------------------------------------------------
+
+def _response() -> bytes:
+    head = ("HTTP/1.1 202 Accepted\r\nServer: bench-responder\r\nDate: {date}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(BODY)}\r\nConnection: keep-alive\r\n\r\n")
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+    return head.format(date=date).encode() + BODY
+
+
+def _requests_in(buf: bytes) -> Tuple[int, bytes]:
+    """How many complete requests ``buf`` holds, and what is left after them."""
+    count = 0
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return count, buf
+        head = buf[:end].lower()
+        at = head.find(b"\ncontent-length:")
+        length = 0
+        if at >= 0:
+            stop_at = head.find(b"\r", at + 1)
+            length = int(head[at + 16: stop_at if stop_at >= 0 else len(head)])
+        if len(buf) < end + 4 + length:
+            return count, buf
+        buf = buf[end + 4 + length:]
+        count += 1
+
+
+def serve(port: int) -> None:
+    """A single-threaded keep-alive responder (selectors); exits with its parent."""
+    import selectors
+
+    parent = os.getppid()
+    started = time.monotonic()
+    selector = selectors.DefaultSelector()
+    listener = socket.create_server(("127.0.0.1", port), backlog=128)
+    listener.setblocking(False)
+    selector.register(listener, selectors.EVENT_READ)
+    pending = {}
+    response, minted = _response(), time.monotonic()
+    while os.getppid() == parent and time.monotonic() - started < MAX_LIFETIME:
+        if time.monotonic() - minted > 1:
+            response, minted = _response(), time.monotonic()
+        for key, _ in selector.select(timeout=1.0):
+            sock = key.fileobj
+            if sock is listener:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                selector.register(conn, selectors.EVENT_READ)
+                pending[conn] = b""
+                continue
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                selector.unregister(sock)
+                pending.pop(sock, None)
+                sock.close()
+                continue
+            count, pending[sock] = _requests_in(pending[sock] + data)
+            if count:
+                sock.setblocking(True)
+                try:
+                    sock.sendall(response * count)
+                except OSError:
+                    pass
+                sock.setblocking(False)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
