@@ -11,6 +11,11 @@ from hypothesis import HealthCheck, settings
 from minipub import SDK, RetryConfig
 from minipub.testing import OutpostServer
 
+# The plugin's fixtures (outpost_server, minipub_sdk, minipub_env). When minipub is installed, its
+# pytest11 entry point has already registered the plugin under this same name and pytest skips
+# this line; from a plain checkout (not installed) this line is what loads it.
+pytest_plugins = ["minipub.testing.pytest_plugin"]
+
 settings.register_profile(
     "minipub", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
