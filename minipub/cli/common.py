@@ -9,19 +9,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Type
 
 from ..auth import API_KEY_ENV, check_key
 from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK
-from ..errors import (
-    APIError,
-    BadRequestError,
-    ConfigurationError,
-    InternalServerError,
-    MinipubError,
-    NotFoundError,
-    RateLimitedError,
-    TimeoutErrorT,
-    TransportError,
-    UnauthorizedError,
-    ValidationError,
-)
+from ..errors import APIError, ConfigurationError, MinipubError, TransportError, UnauthorizedError, ValidationError
 from ..retry import BackoffStrategy, RetryBudget, RetryConfig
 
 __all__ = [
@@ -70,15 +58,15 @@ def _table(*rows: Row) -> Dict[Type[BaseException], int]:
     return {cls: code for code, classes in rows for cls in classes}
 
 
-#: The one exception → exit code table; the most specific class of an error wins (its MRO is
-#: walked). A plain ``APIError`` (a status outside ``errors.STATUS_CLASSES``) exits
-#: ``EXIT_SERVER`` when its status is 5XX.
+#: The one exception → exit code table, like ``errors.STATUS_CLASSES``: the most specific class
+#: of an error wins (its MRO is walked). An ``APIError`` other than ``UnauthorizedError`` follows
+#: its status family: 4XX (and 1XX/3XX) exit ``EXIT_CLIENT``, 5XX ``EXIT_SERVER`` (retries, when
+#: the status is retryable, are over by then).
 EXIT_CODES: Mapping[Type[BaseException], int] = _table(
     (EXIT_USAGE, (UsageError, ValidationError)),  # ValidationError includes ConfigurationError
-    (EXIT_AUTH, (UnauthorizedError,)),
-    (EXIT_CLIENT, (APIError, NotFoundError, BadRequestError, RateLimitedError)),
-    (EXIT_SERVER, (InternalServerError, TimeoutErrorT)),
-    (EXIT_NETWORK, (TransportError,)),
+    (EXIT_AUTH, (UnauthorizedError,)),  # 401, 403, 407, 511
+    (EXIT_CLIENT, (APIError,)),  # EXIT_SERVER for a 5XX status
+    (EXIT_NETWORK, (TransportError,)),  # DNS, connect, TLS, timeout, connection lost, not HTTP
     (EXIT_INTERRUPTED, (KeyboardInterrupt,)),
 )
 
@@ -88,7 +76,7 @@ def exit_code_for(error: BaseException) -> Optional[int]:
     for cls in type(error).__mro__:
         code = EXIT_CODES.get(cls)
         if code is not None:
-            if cls is APIError and isinstance(error, APIError) and error.status_code >= 500:
+            if code == EXIT_CLIENT and isinstance(error, APIError) and error.status_code >= 500:
                 return EXIT_SERVER
             return code
     return None
@@ -100,7 +88,11 @@ def describe(error: BaseException) -> str:
         return "interrupted"
     if isinstance(error, UsageError):
         return str(error)
-    return f"{type(error).__name__}: {error}"
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, APIError) and error.data is None and error.body.strip():
+        body = " ".join(error.body.split())  # a proxy's text or HTML answer, key already redacted
+        text += f": {body[:200]}{'...' if len(body) > 200 else ''}"
+    return text
 
 
 # -- parsers -----------------------------------------------------------------------------

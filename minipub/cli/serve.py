@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    faults = f", failing {args.fail_rate:.0%} of publishes at random" if args.fail_rate else ""
-    print(f"minipub serve: listening on {server.url}{faults} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    faults = f"failing {args.fail_rate:.0%} of publishes at random; " if args.fail_rate else ""
+    print(f"minipub serve: listening on {server.url} ({faults}Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         while not stop.wait(0.2):
             pass
