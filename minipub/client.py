@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union, cast
 
 from . import _log
 from ._version import __version__
@@ -17,9 +17,16 @@ from .errors import ConfigurationError, UnauthorizedError, ValidationError
 from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
 from .response import parse_publish_response
-from .retry import DEFAULT_RETRY_CONFIG, RetryBudget, RetryConfig, call_with_retries
+from .retry import (
+    DEFAULT_RETRY_CONFIG,
+    RetryBudget,
+    RetryConfig,
+    RetryObserver,
+    call_with_retries,
+    call_with_retries_async,
+)
 from .transports import Transport, create_transport
-from .transports.base import DEFAULT_MAX_BODY, HTTPRequest
+from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
 
@@ -124,18 +131,36 @@ class SDK:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _send(self, request: PublishRequest, timeout: float) -> PublishResponse:
+    def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, str]:
         key = self._auth.api_key()
         headers = {**self._headers, **request.headers, "Authorization": "Bearer " + key}
         http_request = HTTPRequest("POST", self._publish_url, headers, request.body, timeout)
         if _log.enabled("DEBUG"):
             _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
+        return http_request, key
+
+    def _send(self, request: PublishRequest, timeout: float) -> PublishResponse:
+        http_request, key = self._http_request(request, timeout)
         response = self._transport.send(http_request)
         return parse_publish_response(response, request.event_id, key)
 
+    async def _send_async(self, transport: AsyncTransport, request: PublishRequest, timeout: float) -> PublishResponse:
+        http_request, key = self._http_request(request, timeout)
+        response = await transport.send_async(http_request)
+        return parse_publish_response(response, request.event_id, key)
+
+    def _should_refresh(self, error: UnauthorizedError, refreshed: bool) -> bool:
+        """A rotating key: on a 401, reload once per publish and repeat that attempt once."""
+        return error.status_code == 401 and not refreshed and self._auth.refresh()
+
     def _publish(
-        self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]
+        self,
+        request: PublishRequest,
+        retries: Optional[RetryConfig],
+        timeout_ms: Optional[float],
+        observer: Optional[RetryObserver] = None,
     ) -> PublishResponse:
+        """Publish a built request through the retry loop; ``observer`` sees each retry decision."""
         config = retries or self.retry_config
         timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
         refreshed = False
@@ -145,13 +170,39 @@ class SDK:
             try:
                 return self._send(request, timeout)
             except UnauthorizedError as error:
-                # A rotating key: reload once per publish and repeat this attempt once.
-                if error.status_code != 401 or refreshed or not self._auth.refresh():
+                if not self._should_refresh(error, refreshed):
                     raise
                 refreshed = True
                 return self._send(request, timeout)
 
-        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep)
+        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,
+                                 on_retry_decision=observer)
+
+    async def _publish_async(
+        self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]
+    ) -> PublishResponse:
+        """:meth:`_publish` awaited: natively when the transport has ``send_async``, else in a worker thread."""
+        transport = self._transport
+        if not callable(getattr(transport, "send_async", None)):
+            import asyncio
+
+            return await asyncio.to_thread(self._publish, request, retries, timeout_ms)
+        native = cast(AsyncTransport, transport)
+        config = retries or self.retry_config
+        timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
+        refreshed = False
+
+        async def attempt(number: int) -> PublishResponse:
+            nonlocal refreshed
+            try:
+                return await self._send_async(native, request, timeout)
+            except UnauthorizedError as error:
+                if not self._should_refresh(error, refreshed):
+                    raise
+                refreshed = True
+                return await self._send_async(native, request, timeout)
+
+        return await call_with_retries_async(attempt, config, budget=self.retry_budget, clock=self._clock)
 
 
 class Publish:
@@ -176,11 +227,42 @@ class Publish:
         http_headers: Optional[Mapping[str, str]] = None,
     ) -> PublishResponse:
         """Publish one event. The event id (yours or generated) is the same on every retry."""
-        if retries is not None and not isinstance(retries, RetryConfig):
-            raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
-        request = build_publish_request(
-            tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
-            destination_id=destination_id, metadata=metadata, id=id, time=time, http_headers=http_headers,
-        )
+        request = _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, retries,
+                         http_headers)
         return self._sdk._publish(request, retries, timeout_ms)
 
+    async def event_async(
+        self,
+        *,
+        tenant_id: str,
+        topic: str,
+        data: Mapping[str, Any],
+        eligible_for_retry: bool = True,
+        destination_id: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        id: Optional[str] = None,
+        time: Any = None,
+        retries: Optional[RetryConfig] = None,
+        timeout_ms: Optional[float] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+    ) -> PublishResponse:
+        """:meth:`event`, awaitable: same arguments, retries and errors; never blocks the event loop.
+
+        Without a native async transport the sync path runs in a worker thread (``asyncio.to_thread``);
+        a cancelled await does not stop a publish already on the wire (its id makes a resend safe).
+        """
+        request = _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, retries,
+                         http_headers)
+        return await self._sdk._publish_async(request, retries, timeout_ms)
+
+
+def _build(
+    tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, destination_id: Any, metadata: Any, id: Any,
+    time: Any, retries: Any, http_headers: Optional[Mapping[str, str]],
+) -> PublishRequest:
+    if retries is not None and not isinstance(retries, RetryConfig):
+        raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
+    return build_publish_request(
+        tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
+        destination_id=destination_id, metadata=metadata, id=id, time=time, http_headers=http_headers,
+    )

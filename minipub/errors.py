@@ -21,6 +21,10 @@ __all__ = [
     "TransportTimeout",
     "ConnectionLostError",
     "ProtocolError",
+    "PublisherError",
+    "QueueFullError",
+    "PublisherClosedError",
+    "OutboxError",
     "STATUS_CLASSES",
     "error_class_for",
 ]
@@ -110,6 +114,22 @@ class ConnectionLostError(TransportError):
 
 class ProtocolError(TransportError):
     """The server's answer was not valid HTTP. Never retried."""
+
+
+class PublisherError(MinipubError):
+    """A background ``Publisher`` could not take or finish an event."""
+
+
+class QueueFullError(PublisherError):
+    """``submit`` found the queue full: non-blocking mode, or the wait for room timed out."""
+
+
+class PublisherClosedError(PublisherError):
+    """The publisher was closed: before ``submit``, or before the event could be sent."""
+
+
+class OutboxError(PublisherError):
+    """The outbox (SQLite) could not record or update an event; the message says why."""
 
 
 def _table(*rows: Tuple[Type[APIError], Tuple[int, ...]]) -> Dict[int, Type[APIError]]:

@@ -9,6 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+from .. import _fork
 from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from .proxy import Proxy, parse_proxy, proxy_for
@@ -86,9 +87,18 @@ class HTTPClientTransport:
         self._lock = threading.Lock()
         self._closed = False
         self._targets: Dict[str, Tuple[_Origin, str]] = {}
+        _fork.register(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(pool_size={self._pool_size}, max_body={self._max_body})"
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child never uses the parent's sockets: it closes its copies (close(2) only, no
+        shutdown or TLS alert, so the parent's connections are untouched) and starts an empty pool."""
+        self._lock = threading.Lock()
+        idle, self._idle = self._idle, {}
+        for conn in (conn for conns in idle.values() for conn in conns):
+            conn.close()
 
     # -- connections ---------------------------------------------------------------------
 
