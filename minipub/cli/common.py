@@ -9,7 +9,15 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Type
 
 from ..auth import API_KEY_ENV, check_key
 from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK
-from ..errors import APIError, ConfigurationError, MinipubError, TransportError, UnauthorizedError, ValidationError
+from ..errors import (
+    APIError,
+    ConfigurationError,
+    MinipubError,
+    OutboxError,
+    TransportError,
+    UnauthorizedError,
+    ValidationError,
+)
 from ..retry import BackoffStrategy, RetryBudget, RetryConfig
 
 __all__ = [
@@ -63,7 +71,7 @@ def _table(*rows: Row) -> Dict[Type[BaseException], int]:
 #: its status family: 4XX (and 1XX/3XX) exit ``EXIT_CLIENT``, 5XX ``EXIT_SERVER`` (retries, when
 #: the status is retryable, are over by then).
 EXIT_CODES: Mapping[Type[BaseException], int] = _table(
-    (EXIT_USAGE, (UsageError, ValidationError)),  # ValidationError includes ConfigurationError
+    (EXIT_USAGE, (UsageError, ValidationError, OutboxError)),  # ConfigurationError is a ValidationError
     (EXIT_AUTH, (UnauthorizedError,)),  # 401, 403, 407, 511
     (EXIT_CLIENT, (APIError,)),  # EXIT_SERVER for a 5XX status
     (EXIT_NETWORK, (TransportError,)),  # DNS, connect, TLS, timeout, connection lost, not HTTP

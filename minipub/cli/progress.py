@@ -14,12 +14,12 @@ BAR_WIDTH = 24
 
 def format_duration(seconds: float) -> str:
     """``42s``, ``3m05s``, ``1h02m``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 class Progress:
@@ -31,6 +31,7 @@ class Progress:
         stream: TextIO,
         *,
         tty: Optional[bool] = None,
+        quiet: bool = False,
         label: str = "events",
         interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
@@ -38,6 +39,7 @@ class Progress:
         self.total = total
         self.stream = stream
         self.tty = stream.isatty() if tty is None else tty
+        self.quiet = quiet
         self.label = label
         self.interval = interval
         self.clock = clock
@@ -60,6 +62,8 @@ class Progress:
                 f"{fraction:4.0%}  {rate:,.0f}/s  ETA {eta}  failures {failed:,}")
 
     def update(self, done: int, failed: int) -> None:
+        if self.quiet:
+            return
         now = self.clock()
         if self.tty:
             if now - self._drawn_at >= self.interval:
@@ -78,10 +82,17 @@ class Progress:
 
     def finish(self, done: int, failed: int) -> None:
         """Draw the last state and end the bar's line (on a terminal)."""
-        if self.tty:
+        if self.tty and not self.quiet:
             self._draw(self.line(done, failed))
             self.stream.write("\n")
             self.stream.flush()
+
+    def clear(self) -> None:
+        """Blank the bar's line (before printing something else); the next update redraws it."""
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+            self._drawn_at = float("-inf")
 
     def _draw(self, text: str) -> None:
         pad = " " * max(0, self._width - len(text))

@@ -158,6 +158,9 @@ class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer bound to its owner, quiet and IPv6-aware."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a pool
+    # of workers starting at once), which the client's kernel resends only after a second.
+    request_queue_size = 128
 
     def __init__(self, owner: OutpostServer, host: str, port: int) -> None:
         self.owner = owner
@@ -413,6 +416,7 @@ class OutpostServer:
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._print_lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._stored_ids: set[str] = set()
         self._ids: dict[str, str] = {}
@@ -806,6 +810,8 @@ class OutpostServer:
                 f" destinations={','.join(matched) or '-'}"
                 f" duplicate={'true' if duplicate else 'false'}"
             )
-            print(line, file=stream, flush=True)
+            with self._print_lock:  # one whole line at a time from concurrent handler threads
+                stream.write(line + "\n")
+                stream.flush()
         body = {"id": event["id"], "duplicate": duplicate, "destination_ids": matched}
         return 202, _json_bytes(body), [_JSON_CT]
