@@ -105,9 +105,7 @@ class SDK:
         self._sleep = sleep
         if transport is None or isinstance(transport, str):
             options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
-                                       "ssl_context": ssl_context, "max_body": max_response_bytes}
-            if (transport or "http.client") == "http.client":
-                options["proxy"] = proxy
+                                       "ssl_context": ssl_context, "max_body": max_response_bytes, "proxy": proxy}
             self._transport: Transport = create_transport(transport or "http.client", **options)
         elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
             self._transport = transport
