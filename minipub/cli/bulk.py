@@ -25,14 +25,15 @@ from ..retry import RetryBudget, is_final
 from .common import (
     EXIT_OK,
     EXIT_REJECTED,
-    EXIT_SERVER,
+    UsageError,
     add_connection_flags,
     add_retry_flags,
     command_parser,
     describe,
-    exit_code_for,
     make_sdk,
+    positive,
     read_source,
+    undelivered_exit_code,
 )
 from .progress import Progress, format_duration
 
@@ -60,7 +61,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         EXAMPLE, run,
     )
     parser.add_argument("file", metavar="FILE|-", help="NDJSON input, or - for stdin")
-    parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="events in flight (default: 8)")
+    parser.add_argument("--concurrency", type=positive(int), default=8, metavar="N",
+                        help="events in flight (default: 8)")
     parser.add_argument("--outbox", metavar="PATH",
                         help="a SQLite outbox: an interrupted run (Ctrl-C, crash) resumes without re-sending "
                              "what was delivered; rerun the same command")
@@ -73,7 +75,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
                         help="auto (default): a bar when stderr is a terminal, else a few plain lines")
     add_connection_flags(parser)
-    add_retry_flags(parser, max_time=None, attempts=None)
+    add_retry_flags(parser, max_time=None, attempts=None,
+                    max_time_help="stop after this long; what is not delivered by then is reported")
 
 
 # -- input -------------------------------------------------------------------------------
@@ -123,8 +126,9 @@ def default_rejects_path(source: str) -> Path:
 class Checkpoint:
     """How far an input (by its SHA-256) was submitted into an outbox: ``OUTBOX.bulk.json``.
 
-    Saved after the events are in the outbox, so a crash can only make a resumed run submit a
-    few lines again (same ids: the outbox and Outpost deduplicate), never skip one.
+    Saved only after the events are in the outbox, so a crash can make a resumed run read a few
+    lines again, never skip one: those still pending in the outbox are skipped, those already
+    delivered are sent again with the same ids and Outpost answers ``duplicate``.
     """
 
     def __init__(self, outbox: str, digest: str) -> None:
@@ -178,7 +182,7 @@ class _Failures:
         self.lock = threading.Lock()
         self.new: List[Failure] = []
         self.undelivered = 0
-        self.codes: List[int] = []
+        self.last_errors: List[BaseException] = []  # of undelivered events, for the exit code
 
     def add(self, number: int, text: str, error: BaseException) -> None:
         message = str(error) if isinstance(error, LineError) else describe(error)
@@ -190,9 +194,8 @@ class _Failures:
         if not is_final(error):
             with self.lock:
                 self.undelivered += 1
-                code = exit_code_for(error)
-                if code is not None and not isinstance(error, PublisherClosedError):
-                    self.codes.append(code)
+                if not isinstance(error, PublisherClosedError):
+                    self.last_errors.append(error)
         self.add(number, text, error)
 
     def drain(self) -> List[Failure]:
@@ -201,9 +204,8 @@ class _Failures:
         return new
 
     def exit_code(self) -> int:
-        """The most frequent code among the last errors of undelivered events (5 when unknown)."""
         with self.lock:
-            return max(set(self.codes), key=self.codes.count) if self.codes else EXIT_SERVER
+            return undelivered_exit_code(self.last_errors)
 
 
 class _Rejects:
@@ -288,16 +290,16 @@ class _Bulk:
     """One run: read and number the lines, submit them, follow the publisher, report."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        if args.concurrency < 1:
-            raise ValidationError("--concurrency must be at least 1")
         self.args = args
         text = read_source(args.file, "input")
         self.lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
         self.stream = sys.stderr
         tty = {"auto": None, "bar": True, "plain": False, "none": False}[args.progress]
         self.progress = Progress(len(self.lines), self.stream, tty=tty, quiet=args.progress == "none")
-        self.rejects = _Rejects(Path(args.rejects) if args.rejects else default_rejects_path(args.file),
-                                self.stream, self.progress)
+        rejects = Path(args.rejects) if args.rejects else default_rejects_path(args.file)
+        if not rejects.parent.is_dir():
+            raise UsageError(f"cannot write the rejects file {str(rejects)!r}: no such directory")
+        self.rejects = _Rejects(rejects, self.stream, self.progress)
         self.checkpoint: Optional[Checkpoint] = None
         self.skip: Set[str] = set()
         if args.outbox:
@@ -319,9 +321,14 @@ class _Bulk:
         sdk = make_sdk(args, retry_budget=RetryBudget(capacity=float("inf")))
         deadline = None if args.max_time is None else time.monotonic() + args.max_time
         resumed = self.checkpoint.start if self.checkpoint else 0
-        publisher = Publisher(sdk, workers=args.concurrency, max_queue=max(64, 4 * args.concurrency),
-                              outbox=args.outbox, on_error=self.failures.on_error, synchronous=args.outbox_sync,
-                              exit_timeout=1.0, lease_seconds=max(LEASE, 6 * args.timeout))
+        try:
+            publisher = Publisher(sdk, workers=args.concurrency, max_queue=max(64, 4 * args.concurrency),
+                                  outbox=args.outbox, on_error=self.failures.on_error,
+                                  synchronous=args.outbox_sync, exit_timeout=1.0,
+                                  lease_seconds=max(LEASE, 6 * args.timeout))
+        except BaseException:
+            sdk.close()
+            raise
         replayed = publisher.stats().queued
         submitted_before = sum(1 for n, _ in self.lines if n <= resumed)
         self.earlier = max(0, submitted_before - replayed)
@@ -349,7 +356,7 @@ class _Bulk:
         stats = publisher.stats()
         pending = stats.queued if args.outbox else 0
         if self.checkpoint is not None:
-            if settled and not interrupted and pending == 0:
+            if settled and not (interrupted or pending or self.unsubmitted):
                 self.checkpoint.finished()
             else:
                 self.checkpoint.save(force=True)
@@ -367,7 +374,11 @@ class _Bulk:
         refreshed = time.monotonic()
         self.unsubmitted = sum(1 for n, _ in self.lines if n > resumed)
         for number, line in self.lines:
-            if number <= resumed:
+            if number <= resumed:  # submitted by an earlier run: known, to name it if it fails now
+                try:
+                    self.ids[str(parse_line(number, line)["id"])] = (number, line)
+                except ValidationError:
+                    pass
                 continue
             if self._stopping(deadline):
                 return

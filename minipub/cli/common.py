@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Dict, Mapping, Optional, Tuple, Type
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
 
 from ..auth import API_KEY_ENV, check_key
 from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK
@@ -32,6 +32,7 @@ __all__ = [
     "EXIT_CODES",
     "UsageError",
     "exit_code_for",
+    "undelivered_exit_code",
     "describe",
     "command_parser",
     "add_connection_flags",
@@ -41,6 +42,7 @@ __all__ = [
     "make_sdk",
     "retry_config",
     "read_source",
+    "positive",
 ]
 
 EXIT_OK = 0
@@ -90,6 +92,13 @@ def exit_code_for(error: BaseException) -> Optional[int]:
     return None
 
 
+def undelivered_exit_code(errors: Iterable[BaseException]) -> int:
+    """For events given up on (retries or time ran out): the most frequent code among their last
+    errors (``EXIT_SERVER`` or ``EXIT_NETWORK``), ``EXIT_SERVER`` when none is known."""
+    codes = [code for code in map(exit_code_for, errors) if code is not None]
+    return max(sorted(set(codes)), key=codes.count) if codes else EXIT_SERVER
+
+
 def describe(error: BaseException) -> str:
     """One line for stderr: the error's class and message (messages never hold the key)."""
     if isinstance(error, KeyboardInterrupt):
@@ -131,24 +140,26 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-key", metavar="KEY",
                        help=f"admin API key (default: ${API_KEY_ENV}; prefer the variable: "
                             "flags are visible to other users in the process list)")
-    group.add_argument("--timeout", metavar="SECONDS", type=_positive(float), default=10.0,
+    group.add_argument("--timeout", metavar="SECONDS", type=positive(float), default=10.0,
                        help="per-attempt timeout (default: 10)")
 
 
-def add_retry_flags(parser: argparse.ArgumentParser, *, max_time: Optional[float], attempts: Optional[int]) -> None:
+def add_retry_flags(parser: argparse.ArgumentParser, *, max_time: Optional[float], attempts: Optional[int],
+                    max_time_help: str = "start no retry after this long") -> None:
     """``--max-time``, ``--max-attempts``, ``--backoff``, ``--backoff-max``."""
     group = parser.add_argument_group("retries (of 408, 409, 429, 500, 502, 503, 504 and connection failures)")
-    group.add_argument("--max-time", metavar="SECONDS", type=_positive(float), default=max_time,
-                       help=f"start no retry after this long (default: {max_time or 'no limit'})")
-    group.add_argument("--max-attempts", metavar="N", type=_positive(int), default=attempts,
+    group.add_argument("--max-time", metavar="SECONDS", type=positive(float), default=max_time,
+                       help=f"{max_time_help} (default: {max_time or 'no limit'})")
+    group.add_argument("--max-attempts", metavar="N", type=positive(int), default=attempts,
                        help=f"attempts per event, the first included (default: {attempts or 'no limit'})")
-    group.add_argument("--backoff", metavar="SECONDS", type=_positive(float), default=0.5,
+    group.add_argument("--backoff", metavar="SECONDS", type=positive(float), default=0.5,
                        help="longest wait before the first retry, doubling after each (default: 0.5)")
-    group.add_argument("--backoff-max", metavar="SECONDS", type=_positive(float), default=8.0,
+    group.add_argument("--backoff-max", metavar="SECONDS", type=positive(float), default=8.0,
                        help="longest wait between two attempts (default: 8)")
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse ``type=``: ``kind(text)``, which must be greater than 0."""
     def convert(text: str) -> float:
         try:
             value = kind(text)

@@ -15,14 +15,14 @@ from ..retry import is_final
 from .common import (
     EXIT_OK,
     EXIT_REJECTED,
-    EXIT_SERVER,
     UsageError,
     add_connection_flags,
     add_retry_flags,
     command_parser,
     describe,
-    exit_code_for,
     make_sdk,
+    positive,
+    undelivered_exit_code,
 )
 
 EXAMPLE = """\
@@ -42,11 +42,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                              "(these --id, or all) and whatever is pending; purge-dead: delete dead letters")
     parser.add_argument("--id", dest="ids", action="append", type=int, metavar="N",
                         help="a dead letter's number, as listed (repeatable; default: all)")
-    parser.add_argument("--limit", type=int, default=20, metavar="N", help="list at most N of each (default: 20)")
+    parser.add_argument("--limit", type=positive(int), default=20, metavar="N",
+                        help="list at most N of each (default: 20)")
     parser.add_argument("--json", action="store_true", help="list as JSON lines")
-    parser.add_argument("--concurrency", type=int, default=4, metavar="N", help="replay: events in flight")
+    parser.add_argument("--concurrency", type=positive(int), default=4, metavar="N", help="replay: events in flight")
     add_connection_flags(parser)
-    add_retry_flags(parser, max_time=60.0, attempts=None)
+    add_retry_flags(parser, max_time=60.0, attempts=None,
+                    max_time_help="replay: stop after this long; what is not delivered stays pending")
 
 
 def _when(timestamp: Optional[float]) -> str:
@@ -114,8 +116,7 @@ def _replay(args: argparse.Namespace, outbox: Any) -> int:
           f"{len(failures):,} failed again, {stats.queued:,} still pending, in {time.monotonic() - started:.1f}s",
           file=sys.stderr)
     if not settled or stats.queued:
-        codes = [code for _, error in failures if not is_final(error) for code in [exit_code_for(error)] if code]
-        return max(set(codes), key=codes.count) if codes else EXIT_SERVER
+        return undelivered_exit_code(error for _, error in failures if not is_final(error))
     return EXIT_REJECTED if failures else EXIT_OK
 
 
