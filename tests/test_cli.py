@@ -287,3 +287,10 @@ def test_demo_and_python_dash_m() -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["duplicate"] is False
     assert "the server accepted 1 event(s)" in result.stderr
+
+
+def test_flags_beat_the_environment(server: OutpostServer, closed_port: int) -> None:
+    result = run_cli(["publish", "t", "--tenant", "a", "--data", "{}", "--base-url", server.url, "--api-key", API_KEY],
+                     OUTPOST_API_KEY="sk_wrong_from_env", OUTPOST_API_BASE_URL=f"http://127.0.0.1:{closed_port}/api/v1")
+    assert result.returncode == 0, result.stderr
+    assert [e["id"] for e in server.events] == [result.stdout.strip()]
