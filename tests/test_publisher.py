@@ -271,7 +271,7 @@ def test_full_queue_blocks_or_raises(sdk: SDK, server: OutpostServer) -> None:
         publisher.submit("t", {"n": 1}, tenant_id="acme")
         with pytest.raises(QueueFullError, match="max_queue=2"):
             publisher.submit("t", {"n": 2}, tenant_id="acme", block=False)
-        with pytest.raises(QueueFullError, match="after 0.01 s"):
+        with pytest.raises(QueueFullError, match=r"after 0\.01 s"):
             publisher.submit("t", {"n": 2}, tenant_id="acme", block_timeout=0.01)
         publisher.submit("t", {"n": 2}, tenant_id="acme")  # blocks until the first is delivered
         assert publisher.flush(timeout=10)
