@@ -300,7 +300,7 @@ def test_close_hands_unsent_events_to_on_error(errors: Errors) -> None:
     assert sorted(event.id for event, _ in errors.calls) == sorted(ids)
     assert all(isinstance(error, PublisherClosedError) for _, error in errors.calls)
     assert stats.failed == 5 and stats.queued == 0 and stats.submitted == 5
-    assert publisher.close() is True  # idempotent
+    assert publisher.close() is False  # idempotent: the same answer
 
 
 def test_close_with_outbox_keeps_events_for_the_next_publisher(server: OutpostServer, sdk: SDK,
