@@ -30,12 +30,15 @@ from .retry import BackoffStrategy, RetryConfig, backoff_ceiling, is_final
 if TYPE_CHECKING:
     from .outbox import DeadLetter, Outbox, Outcome
 
-__all__ = ["Publisher", "PublisherStats", "ErrorHandler"]
+__all__ = ["Publisher", "PublisherStats", "ErrorHandler", "DEDUP_WINDOW_SECONDS"]
 
 #: ``on_error(event, error)``: called once for each event that failed for good.
 ErrorHandler = Callable[[Event, BaseException], None]
 
 _COUNTERS = ("submitted", "delivered", "duplicates", "retried", "failed")
+#: Outpost's default deduplication window: a resend later than this after the first send may be
+#: accepted as a new event (logged as a WARNING when the outbox sends such a row again).
+DEDUP_WINDOW_SECONDS = 3600.0
 #: After close()'s flush: how long the workers and the outbox thread get to stop (seconds).
 _STOP_GRACE = 1.0
 
@@ -640,6 +643,10 @@ class Publisher:
                 for result in results:
                     self._apply(result)
                 for row in claimed:
+                    if row.first_sent_at is not None and now - row.first_sent_at > DEDUP_WINDOW_SECONDS:
+                        _log.log("WARNING", "event %s was first sent %.0f s ago, past Outpost's default "
+                                 "deduplication window: if it was accepted then, it may be delivered twice",
+                                 row.request.event_id, now - row.first_sent_at)
                     seq = self._row_seq.get(row.row_id)
                     if seq is None or seq not in self._unsettled:
                         seq = self._row_seq[row.row_id] = self._track(False)

@@ -513,3 +513,18 @@ def test_outbox_file_never_holds_the_key(server: OutpostServer, sdk: SDK, tmp_pa
         (letter,) = outbox.dead_letters()
         assert letter.status == 401
 
+
+
+def test_a_resend_past_the_dedup_window_is_logged(server: OutpostServer, sdk: SDK, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+
+    path = tmp_path / "o.db"
+    (event_id,) = _fill(path, 1)
+    with sqlite3.connect(path) as db:  # as if it was first sent two hours ago and its ack was lost
+        db.execute("UPDATE outbox SET first_sent_at = ?, rounds = 1", (time.time() - 7200,))
+    caplog.set_level("WARNING", logger="minipub")
+    with Publisher(sdk, outbox=path) as publisher:
+        assert publisher.flush(timeout=10)
+    assert server.event_count(event_id) == 1
+    assert any(event_id in r.getMessage() and "deduplication window" in r.getMessage() for r in caplog.records)
