@@ -30,12 +30,17 @@ from .retry import BackoffStrategy, RetryConfig, backoff_ceiling, is_final
 if TYPE_CHECKING:
     from .outbox import DeadLetter, Outbox, Outcome
 
-__all__ = ["Publisher", "PublisherStats", "ErrorHandler"]
+__all__ = ["Publisher", "PublisherStats", "ErrorHandler", "DEDUP_WINDOW_SECONDS"]
 
 #: ``on_error(event, error)``: called once for each event that failed for good.
 ErrorHandler = Callable[[Event, BaseException], None]
 
 _COUNTERS = ("submitted", "delivered", "duplicates", "retried", "failed")
+#: Outpost's default deduplication window: a resend later than this after the first send may be
+#: accepted as a new event (logged as a WARNING when the outbox sends such a row again).
+DEDUP_WINDOW_SECONDS = 3600.0
+#: After close()'s flush: how long the workers and the outbox thread get to stop (seconds).
+_STOP_GRACE = 1.0
 
 
 class PublisherStats(Record):
@@ -184,6 +189,7 @@ class Publisher:
         self._poll = float(poll_interval)
         self._closing = False
         self._closed = False
+        self._close_result = True
         self._outbox: Optional[Outbox] = None
         self._reset()
         if self._outbox_path is not None:
@@ -303,16 +309,9 @@ class Publisher:
 
             _timeout_seconds(timeout_ms, "timeout_ms")
         self._start()
-        job = self._reserve(request, retries, timeout_ms, block, block_timeout)
-        if self._outbox_path is None:
-            with self._lock:
-                self._jobs.append(job)
-                self._work.notify()
+        insert = self._enqueue(request, retries, timeout_ms, block, block_timeout)
+        if insert is None:
             return request.event_id
-        insert = _Insert(job)
-        with self._lock:
-            self._ops.append(insert)
-            self._db_wake.notify()
         while not insert.done.wait(0.5):
             if not self._db_alive:
                 insert.error = OutboxError("the outbox thread has stopped; the event was not recorded")
@@ -320,12 +319,13 @@ class Publisher:
         if insert.error is not None:
             with self._lock:
                 self._counts["submitted"] -= 1
-                self._settle(job.seq)
+                self._settle(insert.job.seq)
             raise insert.error
         return request.event_id
 
-    def _reserve(self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float],
-                 block: Optional[bool], block_timeout: Optional[float]) -> _Job:
+    def _enqueue(self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float],
+                 block: Optional[bool], block_timeout: Optional[float]) -> Optional[_Insert]:
+        """Track and queue the event in one step (so close() sees it); with an outbox, the pending insert."""
         with self._lock:
             if self._closing:
                 raise PublisherClosedError("this Publisher is closed; submit before close(), or make a new one")
@@ -333,7 +333,15 @@ class Publisher:
                 self._wait_for_room(self._block if block is None else block,
                                     self._block_timeout if block_timeout is None else block_timeout)
             self._counts["submitted"] += 1
-            return _Job(self._track(True), request, retries, timeout_ms)
+            job = _Job(self._track(True), request, retries, timeout_ms)
+            if self._outbox_path is None:
+                self._jobs.append(job)
+                self._work.notify()
+                return None
+            insert = _Insert(job)
+            self._ops.append(insert)
+            self._db_wake.notify()
+            return insert
 
     def _wait_for_room(self, block: bool, timeout: Optional[float]) -> None:
         """With the lock held: wait until fewer than ``max_queue`` events are unsettled."""
@@ -354,6 +362,8 @@ class Publisher:
         seq = self._next_seq
         self._next_seq += 1
         self._unsettled[seq] = submitted_here
+        if len(self._heap) > 2 * len(self._unsettled) + 1024:  # drop settled entries now and then
+            self._heap = sorted(self._unsettled)
         heapq.heappush(self._heap, seq)
         if submitted_here:
             self._queued_here += 1
@@ -403,36 +413,33 @@ class Publisher:
         """
         with self._lock:
             if self._closing:
-                return not self._unsettled
+                return self._close_result
             self._closing = True
-        deadline = None if timeout is None else _time.monotonic() + timeout
         settled = self.flush(timeout) if self._started else True
+        self._close_result = settled
+        deadline = _time.monotonic() + _STOP_GRACE  # then stop: workers finish their current send
         with self._lock:
             self._stopping = True
             self._work.notify_all()
             unsent: List[_Job] = []
-            unknown: List[_Job] = []
             if self._outbox_path is None:
-                unsent = list(self._jobs)
+                unsent = self._abandon(list(self._jobs))
                 self._jobs.clear()
-                unknown = list(self._in_flight.values())
-                for job in (*unsent, *unknown):
-                    job.abandoned = True
-                    self._counts["failed"] += 1
-                    self._settle(job.seq)
         self._stop.set()
         for job in unsent:
             self._report(job.event(), PublisherClosedError("the Publisher was closed before this event was sent"))
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - _time.monotonic()))
+        with self._lock:
+            unknown = self._abandon(list(self._in_flight.values())) if self._outbox_path is None else []
         for job in unknown:
             self._report(job.event(), PublisherClosedError(
                 "the Publisher was closed while this event was being sent; it may or may not have been delivered"))
-        for thread in self._threads:
-            thread.join(_remaining(deadline, 0.5))
         if self._db_thread is not None:
             with self._lock:
                 self._db_stop = True
                 self._db_wake.notify()
-            self._db_thread.join(_remaining(deadline, 5.0))
+            self._db_thread.join(max(0.2, deadline - _time.monotonic()))
             if self._db_thread.is_alive():
                 _log.log("WARNING", "the outbox thread did not stop in time; its rows stay leased until expiry")
         with self._lock:
@@ -443,6 +450,14 @@ class Publisher:
         self._closed = True
         _OPEN.discard(self)
         return settled
+
+    def _abandon(self, jobs: List[_Job]) -> List[_Job]:
+        """With the lock held: give these events up (no outbox): counted as failed, for on_error."""
+        for job in jobs:
+            job.abandoned = True
+            self._counts["failed"] += 1
+            self._settle(job.seq)
+        return jobs
 
     def stats(self) -> PublisherStats:
         """A snapshot of the counters."""
@@ -614,7 +629,8 @@ class Publisher:
                     [(op.job.request, op.job.retries, op.job.timeout_ms) for op in inserts],
                     [op.outcome() for op in results], owner=self._owner, claim=room, lease_seconds=self._lease,
                     now=now)
-            except OutboxError as error:
+            except Exception as exc:  # OutboxError, or a row that no longer decodes
+                error = exc if isinstance(exc, OutboxError) else OutboxError(f"outbox: {_describe(exc)}")
                 self._db_failed(inserts, results, error)
                 if stop:
                     break
@@ -627,6 +643,10 @@ class Publisher:
                 for result in results:
                     self._apply(result)
                 for row in claimed:
+                    if row.first_sent_at is not None and now - row.first_sent_at > DEDUP_WINDOW_SECONDS:
+                        _log.log("WARNING", "event %s was first sent %.0f s ago, past Outpost's default "
+                                 "deduplication window: if it was accepted then, it may be delivered twice",
+                                 row.request.event_id, now - row.first_sent_at)
                     seq = self._row_seq.get(row.row_id)
                     if seq is None or seq not in self._unsettled:
                         seq = self._row_seq[row.row_id] = self._track(False)
@@ -640,7 +660,10 @@ class Publisher:
             if stop:
                 break
             if not self._more_due:
-                next_due = outbox.next_due()
+                try:
+                    next_due = outbox.next_due()
+                except OutboxError:
+                    next_due = None
                 due_at = min(next_due, now + self._poll) if next_due is not None else now + self._poll
             if flushing and check_at <= _time.monotonic():
                 self._settle_vanished(outbox)
@@ -700,12 +723,6 @@ class Publisher:
             except OutboxError as error:
                 _log.log("WARNING", "%s", error)
         outbox.close()
-
-
-def _remaining(deadline: Optional[float], floor: float) -> float:
-    if deadline is None:
-        return max(floor, 30.0)
-    return max(floor, deadline - _time.monotonic())
 
 
 #: Publishers not closed yet: closed (bounded by their exit_timeout) when the interpreter exits.
