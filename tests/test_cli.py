@@ -33,6 +33,14 @@ FAST = ["--backoff", "0.01", "--backoff-max", "0.02"]
 
 
 @pytest.fixture
+def server() -> Iterator[OutpostServer]:
+    """A server of its own for each test (not conftest's shared one): a late request from another
+    test (e.g. one that timed out on the client's side) cannot land here."""
+    with OutpostServer(API_KEY, processing_wait=0.5) as srv:
+        yield srv
+
+
+@pytest.fixture
 def env(server: OutpostServer) -> dict[str, str]:
     return {"OUTPOST_API_KEY": API_KEY, "OUTPOST_API_BASE_URL": server.url}
 
@@ -54,6 +62,7 @@ def test_publish_inline_data_with_every_option(server: OutpostServer, env: dict[
                       "--destination", "des_embedded", "--no-retry-eligible", "--time", "2024-01-15T10:30:00Z"],
                      **env)
     assert (result.returncode, result.stdout, result.stderr) == (0, "evt-1\n", "")
+    assert len(server.events) == 1, server.events
     [event] = server.events
     assert event == {"id": "evt-1", "tenant_id": "acme", "topic": "order.shipped", "eligible_for_retry": False,
                      "destination_id": "des_embedded", "time": "2024-01-15T10:30:00Z",
@@ -85,7 +94,7 @@ def test_publish_retries_then_succeeds(server: OutpostServer, env: dict[str, str
     server.drop_next()
     result = run_cli(["publish", "t", "--tenant", "acme", "--data", "{}", *FAST], **env)
     assert result.returncode == 0, result.stderr
-    assert len(server.requests) == 3 and [e["id"] for e in server.events] == [result.stdout.strip()]
+    assert len(server.requests) == 3 and [e["id"] for e in server.events] == [result.stdout.strip()], server.events
 
 
 # -- exit codes ------------------------------------------------------------------------------

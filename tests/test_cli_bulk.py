@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -37,6 +37,14 @@ def write_events(path: Path, count: int, *, topic: str = "user.created", every_i
             out.write(text + "\n")
             ids.append(line.get("id") or derived_id(n, text))
     return ids
+
+
+@pytest.fixture
+def server() -> Iterator[OutpostServer]:
+    """A server of its own for each test (not conftest's shared one): a late request from another
+    test (e.g. one that timed out on the client's side) cannot land here."""
+    with OutpostServer(API_KEY, processing_wait=0.5) as srv:
+        yield srv
 
 
 @pytest.fixture
