@@ -168,7 +168,7 @@ def test_the_exit_code_table_covers_every_status_and_network_failure() -> None:
 def test_every_command_has_help_with_an_example() -> None:
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {"publish", "serve", "ping", "demo"} <= set(commands)
+    assert set(commands) == {"publish", "bulk", "serve", "ping", "outbox", "demo"}
     for name in commands:
         result = run_cli([name, "--help"])
         assert result.returncode == 0 and "example:\n  " in result.stdout, name
