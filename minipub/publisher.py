@@ -229,11 +229,9 @@ class Publisher:
         self._owner = f"{os.getpid()}-{new_event_id()[:8]}"
 
     def _after_fork_in_child(self) -> None:
-        """The child shares nothing with the parent: not its threads, locks, queue or SQLite connection.
-        Its publisher starts fresh on first use (reopening the outbox); the parent keeps its own events."""
-        if self._outbox is not None:
-            _ABANDONED.append(self._outbox)  # closing the parent's connection in the child could harm the file
-            self._outbox = None
+        """The child shares nothing with the parent: not its threads, locks or queue (the outbox closed
+        its SQLite connection before the fork; each side reopens it on first use). The child's publisher
+        starts fresh on first use; the parent keeps its own events."""
         self._reset()
 
     def _start(self) -> None:
@@ -242,11 +240,7 @@ class Publisher:
         with self._lock:
             if self._started or self._closing:
                 return
-            if self._outbox_path is not None:
-                if self._outbox is None:
-                    from .outbox import Outbox
-
-                    self._outbox = Outbox(self._outbox_path, synchronous=self._synchronous)
+            if self._outbox is not None:
                 for row_id in self._outbox.row_ids():  # what earlier processes left: replayed, and waited for
                     self._row_seq[row_id] = self._track(False)
                 self._db_alive = True
@@ -727,8 +721,6 @@ class Publisher:
 
 #: Publishers not closed yet: closed (bounded by their exit_timeout) when the interpreter exits.
 _OPEN: weakref.WeakSet[Publisher] = weakref.WeakSet()
-#: Outbox connections inherited over a fork: kept referenced so the child never closes them.
-_ABANDONED: List[Any] = []
 _atexit_registered = False
 
 
