@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 from . import _log
 from ._version import __version__
@@ -19,7 +19,10 @@ from .request import PublishRequest, build_publish_request
 from .response import parse_publish_response
 from .retry import DEFAULT_RETRY_CONFIG, RetryBudget, RetryConfig, call_with_retries
 from .transports import Transport, create_transport
-from .transports.base import DEFAULT_MAX_BODY, HTTPRequest
+from .transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+
+if TYPE_CHECKING:
+    from .observe import Observer
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
 
@@ -63,8 +66,10 @@ class SDK:
     """An Outpost client. Thread-safe; use as a context manager or call ``close()``.
 
     ``admin_api_key`` falls back to ``OUTPOST_API_KEY``, ``server_url`` to
-    ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in name
-    (``"http.client"``, ``"urllib"``) or any object with ``send``/``close``.
+    ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in or
+    plugin name (``"http.client"``, ``"urllib"``, ``"httpx"``) or any object with ``send``/``close``.
+    ``plugins`` are registered for this client, besides the ``minipub`` entry points
+    (see ``minipub/hookspecs.py``).
     """
 
     def __init__(
@@ -85,9 +90,16 @@ class SDK:
         retry_budget: Optional[RetryBudget] = None,
         clock: Callable[[], float] = _time.monotonic,
         sleep: Callable[[float], None] = _time.sleep,
+        plugins: Optional[Iterable[object]] = None,
     ) -> None:
-        self._auth = resolve_auth(admin_api_key, auth)
+        from .plugins import load_plugins
+
+        #: The client's plugins (``minipub.plugins.Plugins``), or None: then no hook is ever called.
+        self.plugins = load_plugins(plugins)
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
+        if admin_api_key is None and auth is None and self.plugins is not None:
+            auth = self.plugins.auth(self.server_url)
+        self._auth = resolve_auth(admin_api_key, auth)
         self._publish_url = self.server_url + "/publish"
         self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
@@ -99,9 +111,12 @@ class SDK:
         if transport is None or isinstance(transport, str):
             options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
                                        "ssl_context": ssl_context, "max_body": max_response_bytes}
-            if (transport or "http.client") == "http.client":
-                options["proxy"] = proxy
-            self._transport: Transport = create_transport(transport or "http.client", **options)
+            chosen = None if self.plugins is None else self.plugins.transport(transport, {**options, "proxy": proxy})
+            if chosen is None:
+                if (transport or "http.client") == "http.client":
+                    options["proxy"] = proxy
+                chosen = create_transport(transport or "http.client", **options)
+            self._transport: Transport = chosen
         elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
             self._transport = transport
         else:
@@ -124,13 +139,15 @@ class SDK:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _send(self, request: PublishRequest, timeout: float) -> PublishResponse:
+    def _send(
+        self, request: PublishRequest, timeout: float, send: Callable[[HTTPRequest], HTTPResponse]
+    ) -> PublishResponse:
         key = self._auth.api_key()
         headers = {**self._headers, **request.headers, "Authorization": "Bearer " + key}
         http_request = HTTPRequest("POST", self._publish_url, headers, request.body, timeout)
         if _log.enabled("DEBUG"):
             _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
-        response = self._transport.send(http_request)
+        response = send(http_request)
         return parse_publish_response(response, request.event_id, key)
 
     def _publish(
@@ -138,20 +155,32 @@ class SDK:
     ) -> PublishResponse:
         config = retries or self.retry_config
         timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
+        if self.plugins is None or not self.plugins.observed:  # no observability plugin: no hook call
+            return self._attempts(request, config, timeout, None)
+        from .observe import observe_publish
+
+        return observe_publish(self.plugins, request, self._publish_url, self._transport.send,
+                               lambda observer: self._attempts(request, config, timeout, observer))
+
+    def _attempts(
+        self, request: PublishRequest, config: RetryConfig, timeout: float, observer: Optional[Observer]
+    ) -> PublishResponse:
+        send = self._transport.send if observer is None else observer.send
         refreshed = False
 
         def attempt(number: int) -> PublishResponse:
             nonlocal refreshed
             try:
-                return self._send(request, timeout)
+                return self._send(request, timeout, send)
             except UnauthorizedError as error:
                 # A rotating key: reload once per publish and repeat this attempt once.
                 if error.status_code != 401 or refreshed or not self._auth.refresh():
                     raise
                 refreshed = True
-                return self._send(request, timeout)
+                return self._send(request, timeout, send)
 
-        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep)
+        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,
+                                 on_retry_decision=None if observer is None else observer.retry_decision)
 
 
 class Publish:
