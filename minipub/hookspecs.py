@@ -38,12 +38,18 @@ observe    :func:`minipub_attempt`     wrapper around one HTTP request of a publ
 observe    :func:`minipub_retry_decision`  each decision of the retry loop
 =========  ==========================  ===================================================
 
-Errors: a transport or auth hook that raises makes ``SDK()`` raise
-:class:`~minipub.errors.PluginError` naming the plugin and the hook. An observability hook
-that raises never changes a publish: the event is sent exactly as without the plugin, its
-result or error is returned as usual, and a :class:`~minipub.errors.PluginWarning` names the
-plugin and the hook. Observability hooks see requests with credentials redacted
-(``Authorization: ***``) and responses with any echo of the key replaced by ``***``.
+Order: implementations marked ``tryfirst=True`` first, ``trylast=True`` last, otherwise the
+last registered first (so ``SDK(plugins=...)`` before entry points). minipub calls each
+implementation itself, one at a time.
+
+Errors: a plugin that cannot be registered (unknown hook name, argument not in the spec, a
+plain function where a wrapper is required) or whose transport or auth hook raises makes
+``SDK()`` raise :class:`~minipub.errors.PluginError` with ``plugin`` and ``hook`` set. An
+observability hook that raises never changes a publish: the event is sent exactly as
+without the plugin, every other plugin still sees it, the caller gets its result or error
+as usual, and a :class:`~minipub.errors.PluginWarning` names the plugin and the hook.
+Observability hooks see requests with credentials redacted (``Authorization: ***``) and
+responses with any echo of the key replaced by ``***``.
 
 This module imports pluggy: only the plugin manager and plugins import it.
 """
@@ -141,9 +147,10 @@ def minipub_publish(publish: PublishInfo) -> Optional[PublishResponse]:
                 ...                  # after: publish.response or publish.error, .attempts,
                                      # .retries, .status (last HTTP status), .duration (s)
 
-    Only wrappers (``wrapper=True``, or old-style ``hookwrapper=True``) are accepted: a plain
-    implementation is refused when the plugin is registered. What a wrapper returns or raises
-    is ignored: the caller always gets the publish's own result or error.
+    Only new-style wrappers (``wrapper=True``) are accepted: a plain implementation, or an
+    old-style ``hookwrapper=True``, is refused when the plugin is registered. Each wrapper
+    sees the publish's own result or error, whatever the other wrappers do, and what a
+    wrapper returns or raises is ignored: the caller always gets the publish's outcome.
     """
 
 

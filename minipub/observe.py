@@ -1,8 +1,9 @@
 """The observed publish path: what observability hooks see, and running under them safely.
 
 Used only when a plugin implements an observability hook. The rule held here: whatever a
-hook does (raise before or after the yield, swallow an error, return something else), the
-publish is sent exactly once per attempt and the caller gets its own result or error.
+hook does (raise before or after its yield, swallow the error, return something else), the
+publish is sent exactly as without it, every other plugin still sees it, and the caller gets
+the publish's own result or error. A failing hook is reported as a ``PluginWarning``.
 """
 
 from __future__ import annotations
@@ -21,45 +22,27 @@ if TYPE_CHECKING:
 __all__ = ["PublishInfo", "AttemptInfo", "Observer", "observe_publish"]
 
 
-class _Call:
-    """An outcome recorded by the innermost call, whatever the wrappers around it do."""
+class _Outcome:
+    """A call's outcome: ``response`` or ``error``, and ``duration`` in seconds."""
 
-    __slots__ = ("_run", "_started", "duration", "error", "response")
+    __slots__ = ("duration", "error", "response")
 
     def __init__(self) -> None:
         self.response: Any = None
         self.error: Optional[Exception] = None
         self.duration: Optional[float] = None
-        self._started = False
-        self._run: Callable[[], Any] = _never
 
-    def _execute(self) -> None:
-        self._started = True
+    def _execute(self, run: Callable[[], Any]) -> None:
         start = time.perf_counter()
         try:
-            self.response = self._run()
+            self.response = run()
         except Exception as error:
             self.error = error
         finally:
             self.duration = time.perf_counter() - start
 
-    def _result(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.response
 
-    def _core(self) -> Any:
-        """The innermost hook implementation: run once, then hand the outcome to the wrappers."""
-        if not self._started:
-            self._execute()
-        return self._result()
-
-
-def _never() -> Any:  # pragma: no cover - replaced before any call
-    raise RuntimeError("nothing to run")
-
-
-class PublishInfo(_Call):
+class PublishInfo(_Outcome):
     """One publish call, as observability hooks see it (no credentials, no event data).
 
     Before: ``event_id``, ``tenant_id``, ``topic``, ``url`` (the publish URL). Kept up to
@@ -85,7 +68,7 @@ class PublishInfo(_Call):
                 f"status={self.status!r}, error={type(self.error).__name__ if self.error else None})")
 
 
-class AttemptInfo(_Call):
+class AttemptInfo(_Outcome):
     """One HTTP request of a publish: ``number``, ``refreshed``; after it ``response`` or ``error``, ``duration``."""
 
     __slots__ = ("number", "refreshed")
@@ -100,17 +83,35 @@ class AttemptInfo(_Call):
         return f"AttemptInfo(number={self.number}, refreshed={self.refreshed}, status={status!r})"
 
 
-def _run_under(plugins: Plugins, hook_name: str, call: _Call, kwargs: Dict[str, Any]) -> Any:
-    """Call an observability wrapper hook around ``call``; its outcome is the call's, always."""
-    if hook_name in plugins.observed:
+def _run_under(plugins: Plugins, hook_name: str, call: _Outcome, run: Callable[[], Any],
+               kwargs: Dict[str, Any]) -> None:
+    """Run ``run`` once inside every plugin's wrapper of ``hook_name``, each isolated from the others."""
+    entered = []
+    for impl in plugins.impls[hook_name]:
         try:
-            getattr(plugins.hook, hook_name)(**kwargs)
+            wrapper = impl(kwargs)
+            next(wrapper)
+        except StopIteration:
+            impl.warn(hook_name, RuntimeError("the wrapper returned without yielding"))
         except Exception as exc:
-            if not (call._started and exc is call.error):
-                plugins.warn(hook_name, exc)
-    if not call._started:  # a wrapper failed before the call ran: run it unobserved
-        call._execute()
-    return call._result()
+            impl.warn(hook_name, exc)
+        else:
+            entered.append((impl, wrapper))
+    call._execute(run)
+    for impl, wrapper in reversed(entered):
+        try:
+            if call.error is not None:
+                wrapper.throw(call.error)
+            else:
+                wrapper.send(call.response)
+        except StopIteration:
+            continue  # done; whatever it returned is ignored
+        except Exception as exc:
+            if exc is not call.error:
+                impl.warn(hook_name, exc)
+            continue
+        wrapper.close()
+        impl.warn(hook_name, RuntimeError("the wrapper yielded more than once"))
 
 
 def _redact_response(response: HTTPResponse, key: Optional[str]) -> HTTPResponse:
@@ -126,24 +127,28 @@ def _redact_response(response: HTTPResponse, key: Optional[str]) -> HTTPResponse
 
 
 class Observer:
-    """The hooks of one publish: ``send`` wraps the transport, ``retry_decision`` feeds the loop's callback."""
+    """The hooks of one publish: ``send`` wraps the transport, ``retry_decision`` is the loop's callback."""
 
     def __init__(self, plugins: Plugins, publish: PublishInfo, send: Callable[[HTTPRequest], HTTPResponse]) -> None:
         self._plugins = plugins
         self._publish = publish
         self._send = send
-        self._decided = True  # a request sent with no retry decision since the last one repeats it (401)
+        self._decided = True  # a request with no retry decision since the last one repeats it (401)
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
+        """Send through the transport inside the ``minipub_attempt`` wrappers."""
         publish = self._publish
         publish.attempts += 1
         attempt = AttemptInfo(publish.attempts, refreshed=not self._decided)
         self._decided = False
+        if "minipub_attempt" not in self._plugins.observed:
+            response = self._send(request)
+            publish.status = response.status
+            return response
         auth = request.headers.get("Authorization", "")
         key = auth[7:] if auth.startswith("Bearer ") else None
         seen = HTTPRequest(request.method, request.url, request.redacted_headers(), request.body, request.timeout)
         before = {name.lower() for name in request.headers}
-
         sent: List[HTTPResponse] = []
 
         def run() -> HTTPResponse:
@@ -155,19 +160,23 @@ class Observer:
             sent.append(response)
             return _redact_response(response, key)
 
-        attempt._run = run
-        _run_under(self._plugins, "minipub_attempt", attempt, {"request": seen, "attempt": attempt, "publish": publish})
+        _run_under(self._plugins, "minipub_attempt", attempt, run,
+                   {"request": seen, "attempt": attempt, "publish": publish})
+        if attempt.error is not None:
+            raise attempt.error
         return sent[0]
 
     def retry_decision(self, number: int, error: MinipubError, delay: Optional[float]) -> None:
+        """Count the decision, then tell every ``minipub_retry_decision`` implementation."""
         self._decided = True
         if delay is not None:
             self._publish.retries += 1
-        if "minipub_retry_decision" in self._plugins.observed:
+        kwargs = {"publish": self._publish, "error": error, "delay": delay}
+        for impl in self._plugins.impls["minipub_retry_decision"]:
             try:
-                self._plugins.hook.minipub_retry_decision(publish=self._publish, error=error, delay=delay)
+                impl(kwargs)
             except Exception as exc:
-                self._plugins.warn("minipub_retry_decision", exc)
+                impl.warn("minipub_retry_decision", exc)
 
 
 def observe_publish(
@@ -177,9 +186,11 @@ def observe_publish(
     send: Callable[[HTTPRequest], HTTPResponse],
     run: Callable[[Observer], PublishResponse],
 ) -> PublishResponse:
-    """Run one publish (``run``, the client's retry loop) under the publish and attempt hooks."""
+    """Run one publish (``run``: the client's retry loop) under the publish and attempt hooks."""
     publish = PublishInfo(request.event_id, request.tenant_id, request.topic, url)
     observer = Observer(plugins, publish, send)
-    publish._run = lambda: run(observer)
-    result: PublishResponse = _run_under(plugins, "minipub_publish", publish, {"publish": publish})
+    _run_under(plugins, "minipub_publish", publish, lambda: run(observer), {"publish": publish})
+    if publish.error is not None:
+        raise publish.error
+    result: PublishResponse = publish.response
     return result

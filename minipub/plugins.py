@@ -26,10 +26,15 @@ __all__ = ["Plugins", "load_plugins", "ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "INST
 ENTRY_POINT_GROUP = "minipub"
 AUTOLOAD_ENV = "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"
 INSTALL_HINT = 'pip install "minipub[plugins]"'
-#: Observability hooks: wrappers only, run so that a failure never changes a publish.
+#: How each hook is called: "first" (first non-None result), "wrapper" (around the core), "each".
+HOOK_KINDS = {
+    "minipub_transport": "first",
+    "minipub_auth": "first",
+    "minipub_publish": "wrapper",
+    "minipub_attempt": "wrapper",
+    "minipub_retry_decision": "each",
+}
 OBSERVE_HOOKS = ("minipub_publish", "minipub_attempt", "minipub_retry_decision")
-_WRAPPER_ONLY = ("minipub_publish", "minipub_attempt")
-_CORE = "minipub.core"
 
 _autoload_lock = threading.Lock()
 _autoloaded: Optional[List[Tuple[str, object]]] = None
@@ -115,14 +120,28 @@ def load_plugins(explicit: Optional[Iterable[object]]) -> Optional[Plugins]:
     return Plugins(automatic, chosen)
 
 
-class _Core:
-    """The innermost implementations of the wrapper hooks: run the publish or the request."""
+class Impl:
+    """One plugin's implementation of one hook, called with the arguments it names."""
 
-    def minipub_publish(self, publish: Any) -> Any:
-        return publish._core()
+    __slots__ = ("argnames", "function", "kwargnames", "plugin")
 
-    def minipub_attempt(self, attempt: Any) -> Any:
-        return attempt._core()
+    def __init__(self, plugin: str, function: Any, argnames: Sequence[str], kwargnames: Sequence[str]) -> None:
+        self.plugin = plugin
+        self.function = function
+        self.argnames = tuple(argnames)
+        self.kwargnames = tuple(kwargnames)
+
+    def __call__(self, kwargs: Dict[str, Any]) -> Any:
+        return self.function(*[kwargs[name] for name in self.argnames],
+                             **{name: kwargs[name] for name in self.kwargnames if name in kwargs})
+
+    def failed(self, hook_name: str, exc: BaseException) -> str:
+        """The message naming this plugin, the hook and the error."""
+        return f"minipub plugin {self.plugin!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
+
+    def warn(self, hook_name: str, exc: BaseException) -> None:
+        """Report a failed observability hook; the publish goes on unchanged."""
+        warnings.warn(PluginWarning(self.failed(hook_name, exc)), stacklevel=3)
 
 
 def _plugin_name(plugin: object) -> Optional[str]:
@@ -142,9 +161,11 @@ def _label(plugin: object) -> str:
 class Plugins:
     """The plugins of one client: a pluggy ``PluginManager`` and how the client calls it.
 
-    ``manager`` is the pluggy manager; ``names`` the registered plugins in call order;
-    ``observed`` the observability hooks some plugin implements (the client calls no hook
-    when it is empty).
+    pluggy finds, validates and orders the hook implementations (``tryfirst``/``trylast``,
+    the last registered first); minipub calls them itself, one at a time, so that each
+    failure names its plugin and a failing observability hook never affects the others.
+    ``observed`` holds the observability hooks some plugin implements: when it is empty
+    the client calls no hook at all.
     """
 
     def __init__(self, automatic: Sequence[Tuple[str, object]], explicit: Sequence[object]) -> None:
@@ -152,13 +173,8 @@ class Plugins:
 
         from . import hookspecs
 
-        if not hasattr(_Core.minipub_attempt, hookspecs.PROJECT + "_impl"):
-            for function in (_Core.minipub_publish, _Core.minipub_attempt):
-                hookspecs.hookimpl(trylast=True)(function)
         self.manager: pluggy.PluginManager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
-        self.manager.register(_Core(), name=_CORE)
-        self.hook = self.manager.hook
         replaced = {_plugin_name(plugin) for plugin in explicit}
         for name, plugin in automatic:
             if name not in replaced:
@@ -170,10 +186,12 @@ class Plugins:
                 number += 1
                 name = f"{_label(plugin)}#{number}"
             self._register(plugin, name)
-        self.observed = frozenset(
-            hook for hook in OBSERVE_HOOKS
-            if any(impl.plugin_name != _CORE for impl in getattr(self.hook, hook).get_hookimpls())
-        )
+        self.impls: Dict[str, List[Impl]] = {
+            hook: [Impl(impl.plugin_name, impl.function, impl.argnames, impl.kwargnames)
+                   for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls())]
+            for hook in HOOK_KINDS
+        }
+        self.observed = frozenset(hook for hook in OBSERVE_HOOKS if self.impls[hook])
 
     def _register(self, plugin: object, name: str) -> None:
         import pluggy
@@ -186,72 +204,51 @@ class Plugins:
         except (pluggy.PluginValidationError, ValueError) as exc:
             raise PluginError(f"minipub plugin {name!r} cannot be registered: {exc}", plugin=name,
                               hook="register") from exc
-        for hook in _WRAPPER_ONLY:
-            for impl in getattr(self.hook, hook).get_hookimpls():
-                if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-                    self.manager.unregister(plugin)
-                    raise PluginError(f"minipub plugin {name!r}: {hook} must be a wrapper, "
-                                      "@hookimpl(wrapper=True) around a single yield", plugin=name, hook=hook)
+        for hook, kind in HOOK_KINDS.items():
+            for impl in getattr(self.manager.hook, hook).get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                if kind == "wrapper" and not impl.wrapper:
+                    problem = "must be a wrapper: @hookimpl(wrapper=True) around a single yield"
+                elif kind != "wrapper" and (impl.wrapper or impl.hookwrapper):
+                    problem = "must be a plain @hookimpl, not a wrapper"
+                else:
+                    continue
+                self.manager.unregister(plugin)
+                raise PluginError(f"minipub plugin {name!r}: {hook} {problem}", plugin=name, hook=hook)
 
     @property
     def names(self) -> List[str]:
-        """Registered plugin names, the first asked first (the core's own excluded)."""
-        return [name for name, _ in reversed(self.manager.list_name_plugin()) if name != _CORE]
+        """Registered plugin names, the first asked first."""
+        return [name for name, _ in reversed(self.manager.list_name_plugin())]
 
     def __repr__(self) -> str:
         return f"Plugins({self.names!r})"
 
-    # -- naming the culprit ----------------------------------------------------------------
-
-    def culprit(self, hook_name: str, exc: BaseException) -> str:
-        """The plugin whose hook function raised ``exc`` (the deepest one in its traceback)."""
-        impls = {impl.function.__code__: impl.plugin_name for impl in getattr(self.hook, hook_name).get_hookimpls()
-                 if impl.plugin_name != _CORE and hasattr(impl.function, "__code__")}
-        found: Optional[str] = None
-        tb = exc.__traceback__
-        while tb is not None:
-            found = impls.get(tb.tb_frame.f_code, found)
-            tb = tb.tb_next
-        if found is None:  # e.g. a wrapper that never yielded: name every candidate
-            found = " or ".join(sorted(set(impls.values()))) or "unknown"
-        return found
-
-    def _failure(self, hook_name: str, exc: BaseException) -> Tuple[str, str]:
-        plugin = self.culprit(hook_name, exc)
-        return plugin, f"minipub plugin {plugin!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
-
-    def warn(self, hook_name: str, exc: BaseException) -> None:
-        """Report a failed observability hook; the publish goes on unchanged."""
-        _, message = self._failure(hook_name, exc)
-        warnings.warn(PluginWarning(message), stacklevel=2)
-
     # -- construction hooks ------------------------------------------------------------------
 
-    def _first(self, hook_name: str, **kwargs: Any) -> Any:
-        try:
-            return getattr(self.hook, hook_name)(**kwargs)
-        except Exception as exc:
-            plugin, message = self._failure(hook_name, exc)
-            raise PluginError(message, plugin=plugin, hook=hook_name) from exc
-
-    def _wrong(self, hook_name: str, result: object, wanted: str) -> PluginError:
-        impls = getattr(self.hook, hook_name).get_hookimpls()
-        plugin = " or ".join(sorted({impl.plugin_name for impl in impls}))
-        return PluginError(f"minipub plugin {plugin!r}: {hook_name} returned {type(result).__name__}, "
-                           f"not {wanted}", plugin=plugin, hook=hook_name)
+    def _first(self, hook_name: str, wanted: str, methods: Tuple[str, ...], **kwargs: Any) -> Any:
+        for impl in self.impls[hook_name]:
+            try:
+                result = impl(kwargs)
+            except Exception as exc:
+                raise PluginError(impl.failed(hook_name, exc), plugin=impl.plugin, hook=hook_name) from exc
+            if result is None:
+                continue
+            if not all(callable(getattr(result, method, None)) for method in methods):
+                raise PluginError(f"minipub plugin {impl.plugin!r}: {hook_name} returned {type(result).__name__}, "
+                                  f"not {wanted}", plugin=impl.plugin, hook=hook_name)
+            return result
+        return None
 
     def transport(self, name: Optional[str], options: Dict[str, Any]) -> Optional[Transport]:
         """The first transport a plugin builds for this name (None: the caller chose none)."""
-        result = self._first("minipub_transport", name=name, options=dict(options))
-        if result is not None and not (callable(getattr(result, "send", None))
-                                       and callable(getattr(result, "close", None))):
-            raise self._wrong("minipub_transport", result, "a transport with send() and close()")
-        return result  # type: ignore[no-any-return]
+        result: Optional[Transport] = self._first("minipub_transport", "a transport with send() and close()",
+                                                  ("send", "close"), name=name, options=dict(options))
+        return result
 
     def auth(self, server_url: str) -> Optional[AuthProvider]:
         """The first key provider a plugin supplies, or None."""
-        result = self._first("minipub_auth", server_url=server_url)
-        if result is not None and not (callable(getattr(result, "api_key", None))
-                                       and callable(getattr(result, "refresh", None))):
-            raise self._wrong("minipub_auth", result, "an auth provider with api_key() and refresh()")
-        return result  # type: ignore[no-any-return]
+        result: Optional[AuthProvider] = self._first("minipub_auth", "an auth provider with api_key() and refresh()",
+                                                     ("api_key", "refresh"), server_url=server_url)
+        return result
