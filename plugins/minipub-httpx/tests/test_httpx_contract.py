@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from minipub_httpx import HttpxTransport
 
 from minipub.testing.contract import TransportContract
 from minipub.transports.base import Transport
+from minipub_httpx import HttpxTransport
 
 
 class TestHttpxTransport(TransportContract):
