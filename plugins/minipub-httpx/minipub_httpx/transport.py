@@ -26,7 +26,7 @@ from minipub.errors import (
     TransportTimeout,
 )
 from minipub.transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from minipub.transports.proxy import Proxy, parse_proxy, proxy_for
+from minipub.transports.proxy import Proxy, parse_proxy, select_proxy
 
 __all__ = ["HttpxTransport", "map_httpx_error"]
 
@@ -134,17 +134,11 @@ class HttpxTransport:
             self._ssl_context = make_ssl_context(ca_file=ca_file, client_cert=cert, client_key=key)
         return self._ssl_context
 
-    def _proxy(self, url: httpx.URL) -> Optional[Proxy]:
-        if self._proxy_setting is None:
-            return None
-        if self._proxy_setting == "env":
-            return proxy_for(url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        return parse_proxy(self._proxy_setting)
-
     def _client(self, url: httpx.URL) -> httpx.Client:
         if self._user_client is not None:
             return self._user_client
-        proxy = self._proxy(url)
+        proxy = select_proxy(self._proxy_setting, url.scheme, url.host,
+                             url.port or (443 if url.scheme == "https" else 80))
         key: _ProxyKey = tuple(proxy) if proxy is not None else None  # type: ignore[assignment]
         client = self._clients.get(key)
         if client is None:

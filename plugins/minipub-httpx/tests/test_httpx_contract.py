@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from minipub.testing.contract import TransportContract
+from minipub.testing import TransportContract
 from minipub.transports.base import Transport
 from minipub_httpx import HttpxTransport
 
