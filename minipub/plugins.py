@@ -38,6 +38,7 @@ OBSERVE_HOOKS = ("minipub_publish", "minipub_attempt", "minipub_retry_decision")
 
 _autoload_lock = threading.Lock()
 _autoloaded: Optional[List[Tuple[str, object]]] = None
+_shared: Optional[Tuple[List[Tuple[str, object]], Plugins]] = None
 
 
 def pluggy_installed() -> bool:
@@ -117,7 +118,13 @@ def load_plugins(explicit: Optional[Iterable[object]]) -> Optional[Plugins]:
     automatic = [] if os.environ.get(AUTOLOAD_ENV, "").strip() not in ("", "0") else autoloaded()
     if not chosen and not automatic:
         return None
-    return Plugins(automatic, chosen)
+    if chosen:
+        return Plugins(automatic, chosen)
+    global _shared
+    with _autoload_lock:  # the entry points alone: one Plugins for every such client (registering costs ~1 ms)
+        if _shared is None or _shared[0] is not automatic:
+            _shared = (automatic, Plugins(automatic, ()))
+        return _shared[1]
 
 
 class Impl:
