@@ -110,13 +110,11 @@ class SDK:
         self._sleep = sleep
         if transport is None or isinstance(transport, str):
             options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
-                                       "ssl_context": ssl_context, "max_body": max_response_bytes}
-            chosen = None if self.plugins is None else self.plugins.transport(transport, {**options, "proxy": proxy})
-            if chosen is None:
-                if (transport or "http.client") == "http.client":
-                    options["proxy"] = proxy
-                chosen = create_transport(transport or "http.client", **options)
-            self._transport: Transport = chosen
+                                       "ssl_context": ssl_context, "max_body": max_response_bytes, "proxy": proxy}
+            chosen = None if self.plugins is None else self.plugins.transport(transport, options)
+            self._transport: Transport = (
+                create_transport(transport or "http.client", **options) if chosen is None else chosen
+            )
         elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
             self._transport = transport
         else:
