@@ -35,3 +35,18 @@ def test_the_custom_transport_example_runs(server: OutpostServer, monkeypatch: p
     expected = hmac.new(b"gateway-secret", request.body, hashlib.sha256).hexdigest()
     assert request.headers["x-body-signature"] == expected
     assert [e["topic"] for e in server.events] == ["user.created"]
+
+
+def test_the_hook_reference_lists_every_hookspec() -> None:
+    import inspect
+
+    from minipub import hookspecs
+
+    specs = {name: inspect.signature(fn) for name, fn in vars(hookspecs).items() if name.startswith("minipub_")}
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("### Hook reference"):text.index("### A custom transport")]
+    listed = dict(re.findall(r"^\| `(minipub_\w+)\(([^)]*)\)`", table, re.M))
+    assert set(listed) == set(specs) == set(hookspecs.__all__) - {"PROJECT", "hookspec", "hookimpl"}
+    for name, signature in specs.items():
+        assert listed[name] == ", ".join(signature.parameters), name
+        assert len(vars(hookspecs)[name].__doc__ or "") > 200, f"{name} is not documented"
