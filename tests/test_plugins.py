@@ -577,3 +577,36 @@ def test_pluggy_is_not_imported_when_no_plugin_is_installed(server: OutpostServe
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_hookspec_has_a_calling_convention() -> None:
+    from minipub import hookspecs
+    from minipub.plugins import HOOK_KINDS, OBSERVE_HOOKS
+
+    specs = {name for name in vars(hookspecs) if name.startswith("minipub_")}
+    assert set(HOOK_KINDS) == specs and set(OBSERVE_HOOKS) <= specs
+
+
+def test_observed_publishes_from_many_threads(server: OutpostServer) -> None:
+    import threading
+
+    recorder = Recorder()
+    failures: List[BaseException] = []
+
+    def work(sdk: SDK) -> None:
+        try:
+            for _ in range(10):
+                publish(sdk)
+        except BaseException as exc:  # reported in the test's thread
+            failures.append(exc)
+
+    with SDK(API_KEY, server_url=server.url, plugins=[recorder]) as sdk:
+        threads = [threading.Thread(target=work, args=(sdk,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert failures == [] and len(server.events) == 80
+    ends = [e for e in recorder.events if e[0] == "publish-end"]
+    assert len(ends) == 80 and {e[1:4] for e in ends} == {(1, 0, 202)}
+    assert len({e[4] for e in ends}) == 80  # each publish saw its own response
