@@ -353,3 +353,13 @@ def test_key_never_shows(server: OutpostServer, sleeps: Sleeps, caplog: pytest.L
     assert "sending" in caplog.text and "retrying" in caplog.text  # DEBUG and INFO lines were written
     for text in texts:
         assert API_KEY not in text
+
+
+@pytest.mark.parametrize("transport", ["http.client", "urllib"])
+def test_explicit_proxy_reaches_every_builtin_transport(
+    transport: str, server: OutpostServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SDK(proxy=None) means direct even when the environment names a (dead) proxy."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with SDK(API_KEY, server_url=server.url, transport=transport, proxy=None, retry_config=NO_RETRY) as sdk:
+        assert publish(sdk).id

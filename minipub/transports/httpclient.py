@@ -6,13 +6,13 @@ import http.client
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .. import _fork
 from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .proxy import Proxy, parse_proxy, proxy_for
+from .proxy import Proxy, parse_proxy, select_proxy
 
 if TYPE_CHECKING:
     import ssl
@@ -59,11 +59,29 @@ def map_os_error(exc: BaseException, *, connecting: bool) -> TransportError:
     return ConnectionLostError(f"connection failed: {type(exc).__name__}: {exc}")
 
 
+def read_capped(stream: IO[bytes], max_body: int) -> Tuple[bytes, bool]:
+    """At most ``max_body`` bytes of a response body and whether there was more.
+
+    A body that ends before its ``Content-Length`` raises ``IncompleteRead`` (``read(n)`` alone
+    would return it short, as if whole).
+    """
+    expected = getattr(stream, "length", None)
+    body = stream.read(max_body + 1)
+    if isinstance(expected, int) and len(body) < min(expected, max_body + 1):
+        raise http.client.IncompleteRead(body, expected - len(body))
+    if len(body) > max_body:
+        return body[:max_body], True
+    return body, False
+
+
 class HTTPClientTransport:
     """Keep-alive connections per origin, reused across calls and threads (one user at a time).
 
     ``proxy``: ``"env"`` (default: ``HTTP(S)_PROXY``/``NO_PROXY``), ``None`` (direct) or a URL.
     """
+
+    supports_keepalive = True
+    supports_proxy = True
 
     def __init__(
         self,
@@ -77,6 +95,8 @@ class HTTPClientTransport:
         pool_size: int = 10,
         connect_timeout: Optional[float] = None,
     ) -> None:
+        if proxy not in (None, "env"):
+            parse_proxy(proxy)  # a bad URL fails here, not on the first send
         self._ssl_context = ssl_context
         self._tls_files = (ca_file, client_cert, client_key)
         self._proxy_setting = proxy
@@ -110,14 +130,9 @@ class HTTPClientTransport:
             self._ssl_context = make_ssl_context(ca_file=ca_file, client_cert=cert, client_key=key)
         return self._ssl_context
 
-    def _proxy(self, origin: _Origin) -> Optional[Proxy]:
-        if self._proxy_setting == "env":
-            return proxy_for(*origin)
-        return parse_proxy(self._proxy_setting) if self._proxy_setting else None
-
     def _connect(self, origin: _Origin, timeout: float) -> http.client.HTTPConnection:
         scheme, host, port = origin
-        proxy = self._proxy(origin)
+        proxy = select_proxy(self._proxy_setting, *origin)
         connect_timeout = min(timeout, self._connect_timeout or timeout)
         conn: http.client.HTTPConnection
         if scheme == "https":
@@ -203,10 +218,7 @@ class HTTPClientTransport:
             conn.close()
             raise map_os_error(exc, connecting=False) from None
         try:
-            body = response.read(self._max_body + 1)
-            truncated = len(body) > self._max_body
-            if truncated:
-                body = body[: self._max_body]
+            body, truncated = read_capped(response, self._max_body)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise map_os_error(exc, connecting=False) from None

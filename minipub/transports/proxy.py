@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigurationError
 
-__all__ = ["Proxy", "proxy_for", "parse_proxy"]
+__all__ = ["Proxy", "proxy_for", "parse_proxy", "select_proxy"]
 
 
 class Proxy(NamedTuple):
@@ -25,8 +25,12 @@ class Proxy(NamedTuple):
 
 
 def _env(environ: Mapping[str, str], name: str) -> str:
-    # Lower case first, as curl and urllib do.
-    return environ.get(name.lower()) or environ.get(name.upper()) or ""
+    # Lower case first, as curl and urllib do. Under CGI, HTTP_PROXY can come from a request's
+    # "Proxy:" header (httpoxy), so it is ignored when REQUEST_METHOD is set, as they do too.
+    value = environ.get(name.lower())
+    if not value and not (name.upper() == "HTTP_PROXY" and "REQUEST_METHOD" in environ):
+        value = environ.get(name.upper())
+    return value or ""
 
 
 def parse_proxy(url: str) -> Proxy:
@@ -34,25 +38,40 @@ def parse_proxy(url: str) -> Proxy:
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"proxy URL {parts.scheme}://{parts.hostname or ''} is not an http(s) proxy URL")
+    if parts.scheme == "https":
+        raise ConfigurationError(
+            f"proxy URL https://{parts.hostname}: TLS to the proxy itself is not supported; use an http:// proxy "
+            "(HTTPS to Outpost still goes end to end through CONNECT)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"proxy URL {parts.scheme}://{parts.hostname} has an invalid port") from None
     authorization = None
     if parts.username is not None:
         raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(raw).decode()
-    return Proxy(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), authorization)
+    return Proxy(parts.hostname, port or (443 if parts.scheme == "https" else 80), authorization)
 
 
 def bypassed(host: str, port: int, no_proxy: str) -> bool:
-    """Whether ``NO_PROXY`` exempts this host (``*``, exact names, domain suffixes, host:port)."""
+    """Whether ``NO_PROXY`` exempts this host (``*``, exact names, domain suffixes, host:port, [v6]:port)."""
     host = host.lower().strip("[]")
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
         if not entry:
             continue
         if entry == "*":
             return True
-        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry.startswith("["):  # [v6] or [v6]:port
+            name, _, entry_port = entry[1:].partition("]")
+            entry_port = entry_port[1:]
+        elif entry.count(":") == 1:  # name:port (a bare v6 address has more colons)
+            name, _, entry_port = entry.partition(":")
+        else:
+            name, entry_port = entry, ""
         if entry_port and entry_port != str(port):
             continue
-        name = name.strip("[]").lstrip("*").lstrip(".")
+        name = name.lstrip("*").lstrip(".")
         if host == name or host.endswith("." + name):
             return True
     return False
@@ -65,3 +84,10 @@ def proxy_for(scheme: str, host: str, port: int, environ: Optional[Mapping[str, 
     if not url or bypassed(host, port, _env(env, "no_proxy")):
         return None
     return parse_proxy(url)
+
+
+def select_proxy(setting: Optional[str], scheme: str, host: str, port: int) -> Optional[Proxy]:
+    """The proxy for an origin under a transport's ``proxy`` option: ``"env"``, ``None`` or a URL."""
+    if setting == "env":
+        return proxy_for(scheme, host, port)
+    return parse_proxy(setting) if setting else None

@@ -6,10 +6,12 @@ import http.client
 import urllib.error
 import urllib.request
 from typing import IO, Any, Dict, Optional
+from urllib.parse import urlsplit
 
-from ..errors import TransportError
+from ..errors import ConnectError, TransportError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .httpclient import map_os_error
+from .httpclient import map_os_error, read_capped
+from .proxy import parse_proxy, select_proxy
 
 __all__ = ["UrllibTransport"]
 
@@ -21,8 +23,38 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _Proxy(urllib.request.ProxyHandler):
+    """Proxies chosen by minipub's rules (the same as the http.client transport's), per request."""
+
+    def __init__(self, setting: Optional[str]) -> None:
+        super().__init__({})
+        self._setting = setting
+
+    def _choose(self, request: urllib.request.Request) -> None:
+        parts = urlsplit(request.full_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        proxy = select_proxy(self._setting, parts.scheme, parts.hostname or "", port)
+        if proxy is not None:
+            if proxy.authorization:  # for an https origin urllib moves it onto the CONNECT
+                request.add_header("Proxy-Authorization", proxy.authorization)
+            host = f"[{proxy.host}]" if ":" in proxy.host else proxy.host
+            request.set_proxy(f"{host}:{proxy.port}", "http")
+
+    def http_open(self, request: urllib.request.Request) -> None:
+        self._choose(request)
+
+    https_open = http_open
+
+
 class UrllibTransport:
-    """Sends through an ``OpenerDirector`` (yours, or a default one). No connection reuse."""
+    """Sends through an ``OpenerDirector`` (yours, or a default one). No connection reuse.
+
+    ``proxy``: ``"env"`` (default: ``HTTP(S)_PROXY``/``NO_PROXY``), ``None`` (direct) or a URL.
+    With your own ``opener``, its handlers decide TLS and proxies.
+    """
+
+    supports_keepalive = False  # urllib sends ``Connection: close``: one connection per request
+    supports_proxy = True
 
     def __init__(
         self,
@@ -32,6 +64,7 @@ class UrllibTransport:
         ca_file: Optional[str] = None,
         client_cert: Optional[str] = None,
         client_key: Optional[str] = None,
+        proxy: Optional[str] = "env",
         max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         if opener is None:
@@ -39,16 +72,22 @@ class UrllibTransport:
                 from .tls import make_ssl_context
 
                 ssl_context = make_ssl_context(ca_file=ca_file, client_cert=client_cert, client_key=client_key)
-            opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl_context), _NoRedirect())
+            if proxy not in (None, "env"):
+                parse_proxy(proxy)  # a bad URL fails here, not on the first send
+            opener = urllib.request.build_opener(
+                urllib.request.HTTPSHandler(context=ssl_context), _NoRedirect(), _Proxy(proxy)
+            )
         self._opener = opener
         self._max_body = max_body
+        self._closed = False
 
     def _read(self, stream: IO[bytes], status: int, headers: Dict[str, str]) -> HTTPResponse:
-        body = stream.read(self._max_body + 1)
-        truncated = len(body) > self._max_body
-        return HTTPResponse(status, headers, body[: self._max_body], truncated)
+        body, truncated = read_capped(stream, self._max_body)
+        return HTTPResponse(status, headers, body, truncated)
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
+        if self._closed:
+            raise ConnectError("transport is closed")
         req = urllib.request.Request(request.url, data=request.body, headers=request.headers, method=request.method)
         try:
             with self._opener.open(req, timeout=request.timeout) as response:
@@ -60,13 +99,14 @@ class UrllibTransport:
                 raise map_os_error(exc, connecting=False) from None
             finally:
                 error.close()
-        except urllib.error.URLError as error:
+        except urllib.error.URLError as error:  # raised before the request was sent whole
             reason = error.reason
             if isinstance(reason, BaseException):
-                raise map_os_error(reason, connecting=False) from None
+                raise map_os_error(reason, connecting=True) from None
             raise TransportError(f"request failed: {reason}") from None
         except (OSError, http.client.HTTPException) as exc:
             raise map_os_error(exc, connecting=False) from None
 
     def close(self) -> None:
-        """Nothing pooled to release."""
+        """Nothing pooled to release; later sends fail."""
+        self._closed = True
