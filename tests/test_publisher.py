@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -25,6 +25,7 @@ from minipub.errors import (
     QueueFullError,
     ValidationError,
 )
+from minipub.hookspecs import hookimpl
 from minipub.outbox import Outbox
 from minipub.testing import OutpostServer
 
@@ -577,3 +578,36 @@ def test_a_resend_past_the_dedup_window_is_logged(server: OutpostServer, sdk: SD
         assert publisher.flush(timeout=10)
     assert server.event_count(event_id) == 1
     assert any(event_id in r.getMessage() and "deduplication window" in r.getMessage() for r in caplog.records)
+
+
+class RetryRecorder:
+    """An observability plugin: sees each publish and retry decision."""
+
+    def __init__(self) -> None:
+        self.publishes: List[str] = []
+        self.retries = 0
+        self.lock = threading.Lock()
+
+    @hookimpl(wrapper=True)
+    def minipub_publish(self, publish: Any) -> Any:
+        with self.lock:
+            self.publishes.append(publish.event_id)
+        return (yield)
+
+    @hookimpl
+    def minipub_retry_decision(self, publish: Any, error: Any, delay: Optional[float]) -> None:
+        if delay is not None:
+            with self.lock:
+                self.retries += 1
+
+
+def test_background_publishes_are_observed_by_plugins(server: OutpostServer, sleeps: Sleeps) -> None:
+    recorder = RetryRecorder()
+    server.fail_next(503, times=3)
+    with SDK(API_KEY, server_url=server.url, sleep=sleeps, retry_config=retries(5), plugins=[recorder]) as sdk, \
+            Publisher(sdk, workers=2) as publisher:
+        ids = [publisher.submit("t", {"n": n}, tenant_id="acme") for n in range(10)]
+        assert publisher.flush(timeout=10)
+        stats = publisher.stats()
+    assert sorted(recorder.publishes) == sorted(ids)  # the workers send through the SDK's one path
+    assert recorder.retries == stats.retried == 3  # the plugin and the publisher both saw each retry
