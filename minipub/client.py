@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union, cast
 
 from . import _log
 from ._version import __version__
 from .auth import AuthProvider, resolve_auth
-from .errors import ConfigurationError, UnauthorizedError, ValidationError
+from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
 from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
 from .response import parse_publish_response
@@ -26,7 +26,10 @@ from .retry import (
     call_with_retries_async,
 )
 from .transports import Transport, create_transport
-from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest
+from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest, HTTPResponse
+
+if TYPE_CHECKING:
+    from .observe import Observer
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
 
@@ -70,8 +73,10 @@ class SDK:
     """An Outpost client. Thread-safe; use as a context manager or call ``close()``.
 
     ``admin_api_key`` falls back to ``OUTPOST_API_KEY``, ``server_url`` to
-    ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in name
-    (``"http.client"``, ``"urllib"``) or any object with ``send``/``close``.
+    ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in or
+    plugin name (``"http.client"``, ``"urllib"``, ``"httpx"``) or any object with ``send``/``close``.
+    ``plugins`` are registered for this client, besides the ``minipub`` entry points
+    (see ``minipub/hookspecs.py``).
     """
 
     def __init__(
@@ -92,9 +97,16 @@ class SDK:
         retry_budget: Optional[RetryBudget] = None,
         clock: Callable[[], float] = _time.monotonic,
         sleep: Callable[[float], None] = _time.sleep,
+        plugins: Optional[Iterable[object]] = None,
     ) -> None:
-        self._auth = resolve_auth(admin_api_key, auth)
+        from .plugins import load_plugins
+
+        #: The client's plugins (``minipub.plugins.Plugins``), or None: then no hook is ever called.
+        self.plugins = load_plugins(plugins)
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
+        if admin_api_key is None and auth is None and self.plugins is not None:
+            auth = self.plugins.auth(self.server_url)
+        self._auth = resolve_auth(admin_api_key, auth)
         self._publish_url = self.server_url + "/publish"
         self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
@@ -106,7 +118,10 @@ class SDK:
         if transport is None or isinstance(transport, str):
             options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
                                        "ssl_context": ssl_context, "max_body": max_response_bytes, "proxy": proxy}
-            self._transport: Transport = create_transport(transport or "http.client", **options)
+            chosen = None if self.plugins is None else self.plugins.transport(transport, options)
+            self._transport: Transport = (
+                create_transport(transport or "http.client", **options) if chosen is None else chosen
+            )
         elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
             self._transport = transport
         else:
@@ -137,9 +152,11 @@ class SDK:
             _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
         return http_request, key
 
-    def _send(self, request: PublishRequest, timeout: float) -> PublishResponse:
+    def _send(
+        self, request: PublishRequest, timeout: float, send: Callable[[HTTPRequest], HTTPResponse]
+    ) -> PublishResponse:
         http_request, key = self._http_request(request, timeout)
-        response = self._transport.send(http_request)
+        response = send(http_request)
         return parse_publish_response(response, request.event_id, key)
 
     async def _send_async(self, transport: AsyncTransport, request: PublishRequest, timeout: float) -> PublishResponse:
@@ -156,32 +173,54 @@ class SDK:
         request: PublishRequest,
         retries: Optional[RetryConfig],
         timeout_ms: Optional[float],
-        observer: Optional[RetryObserver] = None,
+        on_retry: Optional[RetryObserver] = None,
     ) -> PublishResponse:
-        """Publish a built request through the retry loop; ``observer`` sees each retry decision."""
+        """Publish a built request through the retry loop; ``on_retry`` sees each retry decision."""
         config = retries or self.retry_config
         timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
+        plugins = self.plugins
+        if plugins is None or not plugins.observed:  # no observability plugin: no hook call
+            return self._attempts(request, config, timeout, None, on_retry)
+        from .observe import observe_publish
+
+        return observe_publish(plugins, request, self._publish_url, self._transport.send,
+                               lambda observer: self._attempts(request, config, timeout, observer, on_retry))
+
+    def _observed(self) -> bool:
+        return self.plugins is not None and bool(self.plugins.observed)
+
+    def _attempts(
+        self,
+        request: PublishRequest,
+        config: RetryConfig,
+        timeout: float,
+        observer: Optional[Observer],
+        on_retry: Optional[RetryObserver],
+    ) -> PublishResponse:
+        send = self._transport.send if observer is None else observer.send
         refreshed = False
 
         def attempt(number: int) -> PublishResponse:
             nonlocal refreshed
             try:
-                return self._send(request, timeout)
+                return self._send(request, timeout, send)
             except UnauthorizedError as error:
                 if not self._should_refresh(error, refreshed):
                     raise
                 refreshed = True
-                return self._send(request, timeout)
+                return self._send(request, timeout, send)
 
+        decided = _both(None if observer is None else observer.retry_decision, on_retry)
         return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,
-                                 on_retry_decision=observer)
+                                 on_retry_decision=decided)
 
     async def _publish_async(
         self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]
     ) -> PublishResponse:
-        """:meth:`_publish` awaited: natively when the transport has ``send_async``, else in a worker thread."""
+        """:meth:`_publish` awaited: natively when the transport has ``send_async`` (and no observability
+        plugin needs the sync path's hooks), else in a worker thread."""
         transport = self._transport
-        if not callable(getattr(transport, "send_async", None)):
+        if self._observed() or not callable(getattr(transport, "send_async", None)):
             import asyncio
 
             return await asyncio.to_thread(self._publish, request, retries, timeout_ms)
@@ -201,6 +240,18 @@ class SDK:
                 return await self._send_async(native, request, timeout)
 
         return await call_with_retries_async(attempt, config, budget=self.retry_budget, clock=self._clock)
+
+
+def _both(first: Optional[RetryObserver], second: Optional[RetryObserver]) -> Optional[RetryObserver]:
+    """One retry-decision callback calling both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def both(number: int, error: MinipubError, delay: Optional[float]) -> None:
+        first(number, error, delay)
+        second(number, error, delay)
+
+    return both
 
 
 class Publish:

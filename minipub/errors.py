@@ -21,6 +21,8 @@ __all__ = [
     "TransportTimeout",
     "ConnectionLostError",
     "ProtocolError",
+    "PluginError",
+    "PluginWarning",
     "PublisherError",
     "QueueFullError",
     "PublisherClosedError",
@@ -114,6 +116,19 @@ class ConnectionLostError(TransportError):
 
 class ProtocolError(TransportError):
     """The server's answer was not valid HTTP. Never retried."""
+
+
+class PluginError(MinipubError):
+    """A plugin failed to load, or raised in a hook; ``plugin`` and ``hook`` name the culprit."""
+
+    def __init__(self, message: str, *, plugin: str, hook: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+
+class PluginWarning(UserWarning):
+    """An observability hook raised: the publish went on unchanged; the message names plugin and hook."""
 
 
 class PublisherError(MinipubError):

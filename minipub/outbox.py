@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
+from . import _fork
 from ._record import Record
 from .errors import ConfigurationError, OutboxError
 from .models import Event
@@ -161,22 +162,66 @@ class Outbox:
                  busy_timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
         self.synchronous = _check_synchronous(synchronous)
+        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        self._conn: Optional[sqlite3.Connection] = None
+        self._closed = False
+        self._fork_held = False
+        with self._lock:
+            self._connection()  # open now: a bad path or a refused WAL fails here
+        _fork.register(self)
+
+    def _open(self) -> sqlite3.Connection:
         try:
-            self._conn: Optional[sqlite3.Connection] = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            conn = self._conn
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open the outbox {self.path!r}: {exc}") from None
+        try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise OutboxError(f"outbox {self.path!r}: SQLite refused WAL mode ({mode}); use a local disk")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            with self._transaction() as c:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        c.execute(statement)
-        except sqlite3.Error as exc:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OutboxError) as exc:
+            conn.close()
+            if isinstance(exc, OutboxError):
+                raise
             raise OutboxError(f"cannot open the outbox {self.path!r}: {exc}") from None
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        """With the lock held: the connection, (re)opened on first use (after a fork, in both processes)."""
+        if self._closed:
+            raise OutboxError(f"the outbox {self.path!r} is closed")
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    # SQLite keeps per-file lock state for the whole process: a connection open across a fork would
+    # leave the child with state it does not own. So no connection crosses a fork: hold the lock (no
+    # statement runs), close, and let each side reopen on first use.
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+        self._fork_held = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _after_fork_in_parent(self) -> None:
+        if self._fork_held:
+            self._fork_held = False
+            self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.RLock()
+        self._fork_held = False
+        self._conn = None
 
     def __repr__(self) -> str:
         return f"Outbox({self.path!r}, synchronous={self.synchronous!r})"
@@ -190,17 +235,16 @@ class Outbox:
     def close(self) -> None:
         """Close the connection. Idempotent."""
         with self._lock:
+            self._closed = True
             conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``: other processes wait up to ``busy_timeout``)."""
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise OutboxError(f"the outbox {self.path!r} is closed")
+            conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -216,9 +260,7 @@ class Outbox:
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise OutboxError(f"the outbox {self.path!r} is closed")
+            conn = self._connection()
             try:
                 return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:

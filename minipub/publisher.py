@@ -67,7 +67,7 @@ class PublisherStats(Record):
 class _Job:
     """One event on its way: the built request and, with an outbox, its row."""
 
-    __slots__ = ("abandoned", "request", "retries", "rounds", "row_id", "seq", "timeout_ms")
+    __slots__ = ("done", "request", "retries", "rounds", "row_id", "seq", "timeout_ms")
 
     def __init__(self, seq: int, request: PublishRequest, retries: Optional[RetryConfig],
                  timeout_ms: Optional[float], row_id: Optional[int] = None, rounds: int = 0) -> None:
@@ -77,7 +77,7 @@ class _Job:
         self.timeout_ms = timeout_ms
         self.row_id = row_id
         self.rounds = rounds
-        self.abandoned = False
+        self.done = False  # without an outbox: its outcome is being settled (by a worker, or by close())
 
     def event(self) -> Event:
         r = self.request
@@ -229,11 +229,9 @@ class Publisher:
         self._owner = f"{os.getpid()}-{new_event_id()[:8]}"
 
     def _after_fork_in_child(self) -> None:
-        """The child shares nothing with the parent: not its threads, locks, queue or SQLite connection.
-        Its publisher starts fresh on first use (reopening the outbox); the parent keeps its own events."""
-        if self._outbox is not None:
-            _ABANDONED.append(self._outbox)  # closing the parent's connection in the child could harm the file
-            self._outbox = None
+        """The child shares nothing with the parent: not its threads, locks or queue (the outbox closed
+        its SQLite connection before the fork; each side reopens it on first use). The child's publisher
+        starts fresh on first use; the parent keeps its own events."""
         self._reset()
 
     def _start(self) -> None:
@@ -242,11 +240,7 @@ class Publisher:
         with self._lock:
             if self._started or self._closing:
                 return
-            if self._outbox_path is not None:
-                if self._outbox is None:
-                    from .outbox import Outbox
-
-                    self._outbox = Outbox(self._outbox_path, synchronous=self._synchronous)
+            if self._outbox is not None:
                 for row_id in self._outbox.row_ids():  # what earlier processes left: replayed, and waited for
                     self._row_seq[row_id] = self._track(False)
                 self._db_alive = True
@@ -453,8 +447,10 @@ class Publisher:
 
     def _abandon(self, jobs: List[_Job]) -> List[_Job]:
         """With the lock held: give these events up (no outbox): counted as failed, for on_error."""
+        jobs = [job for job in jobs if not job.done]
         for job in jobs:
-            job.abandoned = True
+            job.done = True
+            self._in_flight.pop(job.seq, None)
             self._counts["failed"] += 1
             self._settle(job.seq)
         return jobs
@@ -546,22 +542,25 @@ class Publisher:
 
     def _finish(self, job: _Job, kind: str, error: Optional[BaseException] = None, *, when: float = 0.0,
                 duplicate: bool = False) -> None:
-        if self._outbox_path is not None:
+        """Settle a job's outcome; ``on_error`` runs before the event counts as settled (flush waits for it)."""
+        if self._outbox_path is None:
             with self._lock:
-                self._ops.append(_Result(job, kind, error, when, duplicate))
-                self._db_wake.notify()
-        else:
-            with self._lock:
-                self._in_flight.pop(job.seq, None)
-                if job.abandoned:
-                    _log.log("WARNING", "event %s finished (%s) after close() had given it up", job.request.event_id,
-                             kind)
+                if job.done:  # close() gave it up already and told on_error
+                    _log.log("WARNING", "event %s finished (%s) after close() had given it up",
+                             job.request.event_id, kind)
                     return
-                self._count(kind, duplicate)
-                self._settle(job.seq)
+                job.done = True
         if kind == "dead":
             assert error is not None
             self._report(job.event(), error)
+        with self._lock:
+            if self._outbox_path is not None:
+                self._ops.append(_Result(job, kind, error, when, duplicate))
+                self._db_wake.notify()
+                return
+            self._in_flight.pop(job.seq, None)
+            self._count(kind, duplicate)
+            self._settle(job.seq)
 
     def _count(self, kind: str, duplicate: bool) -> None:
         if kind == "delivered":
@@ -727,8 +726,6 @@ class Publisher:
 
 #: Publishers not closed yet: closed (bounded by their exit_timeout) when the interpreter exits.
 _OPEN: weakref.WeakSet[Publisher] = weakref.WeakSet()
-#: Outbox connections inherited over a fork: kept referenced so the child never closes them.
-_ABANDONED: List[Any] = []
 _atexit_registered = False
 
 

@@ -28,8 +28,12 @@ NO_RETRY = RetryConfig("none")
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OUTPOST_API_KEY", "OUTPOST_API_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-                 "http_proxy", "https_proxy", "all_proxy", "no_proxy", "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"):
+                 "http_proxy", "https_proxy", "all_proxy", "no_proxy", "OUTPOST_API_KEY_FILE",
+                 "OUTPOST_API_KEY_COMMAND", "MINIPUB_LOG_JSON"):
         monkeypatch.delenv(name, raising=False)
+    # The core suite tests the core: installed plugins (entry points) stay out of it, except in
+    # the tests of autoloading, which remove this.
+    monkeypatch.setenv("MINIPUB_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 
 @pytest.fixture(scope="session")

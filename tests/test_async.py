@@ -231,3 +231,23 @@ def test_native_transport_is_recognised() -> None:
     assert isinstance(native, AsyncTransport) and isinstance(native, Transport)
     assert not isinstance(HTTPClientTransport(), AsyncTransport)
     native.close()
+
+
+def test_observability_plugins_see_async_publishes(server: OutpostServer) -> None:
+    from minipub.hookspecs import hookimpl
+
+    class Seen:
+        def __init__(self) -> None:
+            self.ids: List[str] = []
+
+        @hookimpl(wrapper=True)
+        def minipub_publish(self, publish: Any) -> Any:
+            self.ids.append(publish.event_id)
+            return (yield)
+
+    seen = Seen()
+    native = StreamsTransport()
+    with SDK(API_KEY, server_url=server.url, transport=native, plugins=[seen]) as sdk:
+        response = asyncio.run(sdk.publish.event_async(tenant_id="acme", topic="t", data={}))
+    assert seen.ids == [response.id]  # hooks wrap the sync path: the worker thread is used
+    assert native.async_sends == 0 and server.event_count(response.id) == 1

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -32,15 +32,16 @@ PROXY_FAULTS = {"reset_before": 3.0, "lost_ack": 3.0, "reset_mid_response": 2.0,
 
 
 class ServerChaos:
-    """Queues bursts of server-side faults while running: 503s, 429s with Retry-After, and slow
+    """Queues bursts of server-side faults, one burst every ``every`` requests on average (so the share
+    of faults does not depend on how fast the machine is): 503s, 429s with Retry-After, and slow
     processing that makes a resent id meet ``409`` (still processing)."""
 
-    def __init__(self, server: OutpostServer, *, seed: int, period: float = 0.03, max_bursts: int = 150,
+    def __init__(self, server: OutpostServer, traffic: Callable[[], int], *, seed: int, every: int = 20,
                  slow: bool = True) -> None:
         self.server = server
+        self.traffic = traffic
         self.rng = random.Random(seed)
-        self.period = period
-        self.max_bursts = max_bursts
+        self.every = every
         self.slow = slow
         self.queued: Counter[str] = Counter()
         self._stop = threading.Event()
@@ -58,10 +59,15 @@ class ServerChaos:
         self._thread.join(5)
         self.server.reset_faults()
 
+    def _gap(self) -> int:
+        return self.traffic() + self.rng.randint(1, 2 * self.every - 1)
+
     def _run(self) -> None:
-        for _ in range(self.max_bursts):
-            if self._stop.wait(self.period):
-                return
+        next_at = self._gap()
+        while not self._stop.wait(0.002):
+            if self.traffic() < next_at:
+                continue
+            next_at = self._gap()
             roll = self.rng.random()
             if roll < 0.5:
                 times = self.rng.randint(1, 4)
@@ -114,7 +120,8 @@ def test_soak_every_event_once_under_faults(fault_server: OutpostServer, tmp_pat
     started = time.perf_counter()
     with FaultProxy(fault_server.port, script, stall_seconds=0.8) as proxy, \
             fast_sdk(proxy.url(fault_server.url), timeout_ms=400, max_attempts=6,
-                     budget=RetryBudget(200, 1.0)) as sdk, ServerChaos(fault_server, seed=5) as chaos:
+                     budget=RetryBudget(200, 1.0)) as sdk, \
+            ServerChaos(fault_server, lambda: proxy.requests, seed=5, every=20) as chaos:
         with Publisher(sdk, workers=8, outbox=tmp_path / "soak.db", synchronous="NORMAL", lease_seconds=10,
                        backoff_initial=0.02, backoff_cap=0.25, poll_interval=0.1) as publisher:
 
@@ -174,7 +181,7 @@ def test_crash_sigkill_mid_stream_then_a_new_process_delivers_the_rest(fault_ser
     started = time.perf_counter()
     with FaultProxy(fault_server.port, script, stall_seconds=0.8) as proxy:
         url = proxy.url(fault_server.url)
-        with ServerChaos(fault_server, seed=3, period=0.02, max_bursts=2000, slow=False) as chaos:
+        with ServerChaos(fault_server, lambda: proxy.requests, seed=3, every=10, slow=False) as chaos:
             child = _start_child("produce", url, path, count)
             try:
                 assert child.stdout is not None

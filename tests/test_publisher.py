@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -25,6 +25,7 @@ from minipub.errors import (
     QueueFullError,
     ValidationError,
 )
+from minipub.hookspecs import hookimpl
 from minipub.outbox import Outbox
 from minipub.testing import OutpostServer
 
@@ -414,15 +415,21 @@ def test_fork_child_starts_fresh(server: OutpostServer, sdk: SDK, tmp_path: Path
         assert publisher.flush(timeout=10)
         parent_ports = {r.client_port for r in server.requests}
         parent_threads = list(publisher._threads)
-        parent_outbox = publisher.outbox
+        assert publisher.outbox is not None
+        parent_conn = publisher.outbox._conn
         pid = os.fork()
         if pid == 0:  # the child: report through the exit status only
             code = 1
+            import faulthandler
+
+            hang = (tmp_path / "child-hang.txt").open("w")
+            faulthandler.dump_traceback_later(20, exit=True, file=hang)  # a hung child says where
             try:
-                assert publisher.outbox is None and publisher._threads == []
+                # no SQLite connection crossed the fork: the outbox closed it first, and reopens on use
+                assert publisher.outbox._conn is None and publisher._threads == []
                 publisher.submit("t", {"who": "child"}, tenant_id="acme")
                 assert publisher.flush(timeout=10)
-                assert publisher.outbox is not None and publisher.outbox is not parent_outbox
+                assert publisher.outbox._conn is not None and publisher.outbox._conn is not parent_conn
                 assert not set(publisher._threads) & set(parent_threads)
                 assert publisher.stats().submitted == 1 and publisher.stats().delivered == 1
                 publisher.close(5)
@@ -442,14 +449,57 @@ def test_fork_child_starts_fresh(server: OutpostServer, sdk: SDK, tmp_path: Path
         if not done:  # pragma: no cover
             os.kill(pid, 9)
             os.waitpid(pid, 0)
-        error = tmp_path / "child-error.txt"
-        assert done and os.waitstatus_to_exitcode(status) == 0, error.read_text() if error.exists() else ""
+        reports = [tmp_path / "child-error.txt", tmp_path / "child-hang.txt"]
+        assert done and os.waitstatus_to_exitcode(status) == 0, "".join(p.read_text() for p in reports
+                                                                          if p.exists())
         child_request = [r for r in server.requests if r.json["data"]["who"] == "child"][0]
         assert child_request.client_port not in parent_ports  # its own connection, not the parent's socket
         publisher.submit("t", {"who": "parent again"}, tenant_id="acme")  # the parent is unaffected
         assert publisher.flush(timeout=10)
         assert publisher.stats().submitted == 2
     assert len(server.events) == 3
+
+
+def test_fork_parent_closing_its_outbox_does_not_harm_the_childs(server: OutpostServer, sdk: SDK,
+                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Publisher(sdk, outbox=path) as publisher:
+        publisher.submit("t", {"who": "parent"}, tenant_id="acme")
+        assert publisher.flush(timeout=10)
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child keeps events in the same file while the parent closes it
+            code = 1
+            try:
+                with SDK(API_KEY, server_url=dead_url(), retry_config=RetryConfig("none")) as down:
+                    child = Publisher(down, outbox=path, on_error=Errors())
+                    for n in range(10):
+                        child.submit("t", {"n": n}, tenant_id="acme")
+                    os.write(ready_w, b"x")
+                    os.read(go_r, 1)  # the parent has closed its connection (last one out checkpoints)
+                    for n in range(10, 30):
+                        child.submit("t", {"n": n}, tenant_id="acme")
+                    child.close(timeout=0.2)
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.read(ready_r, 1) == b"x"
+    os.write(go_w, b"x")  # the parent's publisher and outbox are closed now
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if not done:  # pragma: no cover
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    for fd in (ready_r, ready_w, go_r, go_w):
+        os.close(fd)
+    assert done and os.waitstatus_to_exitcode(status) == 0
+    with Outbox(path) as outbox:  # all 30 of the child's events are in the file, none lost to a checkpoint
+        assert sorted(e.event.data["n"] for e in outbox.pending(None)) == list(range(30))
 
 
 EXIT_SCRIPT = r"""
@@ -528,3 +578,36 @@ def test_a_resend_past_the_dedup_window_is_logged(server: OutpostServer, sdk: SD
         assert publisher.flush(timeout=10)
     assert server.event_count(event_id) == 1
     assert any(event_id in r.getMessage() and "deduplication window" in r.getMessage() for r in caplog.records)
+
+
+class RetryRecorder:
+    """An observability plugin: sees each publish and retry decision."""
+
+    def __init__(self) -> None:
+        self.publishes: List[str] = []
+        self.retries = 0
+        self.lock = threading.Lock()
+
+    @hookimpl(wrapper=True)
+    def minipub_publish(self, publish: Any) -> Any:
+        with self.lock:
+            self.publishes.append(publish.event_id)
+        return (yield)
+
+    @hookimpl
+    def minipub_retry_decision(self, publish: Any, error: Any, delay: Optional[float]) -> None:
+        if delay is not None:
+            with self.lock:
+                self.retries += 1
+
+
+def test_background_publishes_are_observed_by_plugins(server: OutpostServer, sleeps: Sleeps) -> None:
+    recorder = RetryRecorder()
+    server.fail_next(503, times=3)
+    with SDK(API_KEY, server_url=server.url, sleep=sleeps, retry_config=retries(5), plugins=[recorder]) as sdk, \
+            Publisher(sdk, workers=2) as publisher:
+        ids = [publisher.submit("t", {"n": n}, tenant_id="acme") for n in range(10)]
+        assert publisher.flush(timeout=10)
+        stats = publisher.stats()
+    assert sorted(recorder.publishes) == sorted(ids)  # the workers send through the SDK's one path
+    assert recorder.retries == stats.retried == 3  # the plugin and the publisher both saw each retry
