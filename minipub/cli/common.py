@@ -14,6 +14,7 @@ from ..errors import (
     ConfigurationError,
     MinipubError,
     OutboxError,
+    PluginError,
     TransportError,
     UnauthorizedError,
     ValidationError,
@@ -73,7 +74,9 @@ def _table(*rows: Row) -> Dict[Type[BaseException], int]:
 #: its status family: 4XX (and 1XX/3XX) exit ``EXIT_CLIENT``, 5XX ``EXIT_SERVER`` (retries, when
 #: the status is retryable, are over by then).
 EXIT_CODES: Mapping[Type[BaseException], int] = _table(
-    (EXIT_USAGE, (UsageError, ValidationError, OutboxError)),  # ConfigurationError is a ValidationError
+    # ConfigurationError is a ValidationError; OutboxError: the outbox file cannot be used;
+    # PluginError: an installed plugin failed to load or raised
+    (EXIT_USAGE, (UsageError, ValidationError, OutboxError, PluginError)),
     (EXIT_AUTH, (UnauthorizedError,)),  # 401, 403, 407, 511
     (EXIT_CLIENT, (APIError,)),  # EXIT_SERVER for a 5XX status
     (EXIT_NETWORK, (TransportError,)),  # DNS, connect, TLS, timeout, connection lost, not HTTP
