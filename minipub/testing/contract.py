@@ -34,7 +34,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 
@@ -141,6 +141,19 @@ class _Servers:
 MakeTransport = Callable[..., Transport]
 
 
+_certificates: Dict[str, Certificates] = {}
+_certificates_lock = threading.Lock()
+
+
+def _shared_certificates(factory: pytest.TempPathFactory) -> Certificates:
+    """One set of certificates per test session (making RSA keys takes a while)."""
+    with _certificates_lock:
+        key = str(factory.getbasetemp())
+        if key not in _certificates:
+            _certificates[key] = make_certificates(factory.mktemp("contract-tls"))
+        return _certificates[key]
+
+
 class TransportContract:
     """Inherit it and define ``make_transport(**options)``: every ``test_*`` is the contract."""
 
@@ -156,16 +169,10 @@ class TransportContract:
             monkeypatch.delenv(name, raising=False)
             monkeypatch.delenv(name.lower(), raising=False)
 
-    @pytest.fixture(scope="class")
-    def _class_outpost(self) -> Iterator[OutpostServer]:
+    @pytest.fixture
+    def outpost(self) -> Iterator[OutpostServer]:
         with OutpostServer(api_key=API_KEY, processing_wait=0.5) as server:
             yield server
-
-    @pytest.fixture
-    def outpost(self, _class_outpost: OutpostServer) -> OutpostServer:
-        _class_outpost.clear()
-        _class_outpost.reset_faults()
-        return _class_outpost
 
     @pytest.fixture
     def servers(self) -> Iterator[_Servers]:
@@ -176,9 +183,9 @@ class TransportContract:
         errors = [error for server in servers.started for error in server.errors]
         assert not errors, f"the contract's servers failed: {errors}"
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def certificates(self, tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-        return make_certificates(tmp_path_factory.mktemp("contract-tls"))
+        return _shared_certificates(tmp_path_factory)
 
     @pytest.fixture
     def transports(self) -> Iterator[MakeTransport]:
