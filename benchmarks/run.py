@@ -147,9 +147,8 @@ def outpost_sdk_case(url: str) -> Session:
 
 def plugin_case(url: str) -> Session:
     """HOOK "plugins": minipub with one (no-op) observability plugin registered through pluggy."""
-    from minipub.hookspecs import hookimpl  # type: ignore[import-not-found]
-
     import minipub
+    from minipub.hookspecs import hookimpl
 
     class Observer:
         @hookimpl(wrapper=True)

@@ -11,7 +11,7 @@ import _thread
 from ._version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # every public name loads on first access: see __getattr__
     from typing import Any, Mapping, Optional
 
     from . import errors
@@ -23,23 +23,35 @@ if TYPE_CHECKING:
         InternalServerError,
         MinipubError,
         NotFoundError,
+        OutboxError,
+        PublisherClosedError,
+        QueueFullError,
         RateLimitedError,
         TimeoutErrorT,
         TransportError,
         UnauthorizedError,
         ValidationError,
     )
-    from .models import PublishResponse
+    from .models import Event, PublishResponse
+    from .outbox import DeadLetter, Outbox, OutboxEntry
+    from .publisher import Publisher, PublisherStats
     from .retry import BackoffStrategy, RetryBudget, RetryConfig
 
 __all__ = [
     "__version__",
     "publish",
+    "publish_async",
     "default_client",
     "reset_default_client",
     "SDK",
     "Publish",
     "PublishResponse",
+    "Publisher",
+    "PublisherStats",
+    "Event",
+    "Outbox",
+    "OutboxEntry",
+    "DeadLetter",
     "RetryConfig",
     "BackoffStrategy",
     "RetryBudget",
@@ -55,21 +67,32 @@ __all__ = [
     "BadRequestError",
     "InternalServerError",
     "TransportError",
+    "QueueFullError",
+    "PublisherClosedError",
+    "OutboxError",
 ]
 
-#: Where each public name lives. Modules load on first access, so ``import minipub`` stays cheap
-#: (no typing, re, threading, json or datetime until a client is made).
+#: Where each public name lives. Modules load on first access, so ``import minipub`` stays cheap:
+#: no typing, re, threading, json or datetime until a client is made; no threads, sqlite3 or asyncio
+#: until a Publisher or an Outbox is.
 _LAZY = {
     "SDK": "client",
     "Publish": "client",
     "PublishResponse": "models",
+    "Event": "models",
     "RetryConfig": "retry",
     "BackoffStrategy": "retry",
     "RetryBudget": "retry",
+    "Publisher": "publisher",
+    "PublisherStats": "publisher",
+    "Outbox": "outbox",
+    "OutboxEntry": "outbox",
+    "DeadLetter": "outbox",
     "errors": "errors",
     **dict.fromkeys(
         ("MinipubError", "ValidationError", "ConfigurationError", "APIError", "NotFoundError", "UnauthorizedError",
-         "TimeoutErrorT", "RateLimitedError", "BadRequestError", "InternalServerError", "TransportError"),
+         "TimeoutErrorT", "RateLimitedError", "BadRequestError", "InternalServerError", "TransportError",
+         "QueueFullError", "PublisherClosedError", "OutboxError"),
         "errors",
     ),
 }
@@ -133,6 +156,27 @@ def publish(
 ) -> PublishResponse:
     """Publish one event with the shared client (``OUTPOST_API_KEY``, ``OUTPOST_API_BASE_URL``)."""
     return default_client().publish.event(
+        tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
+        destination_id=destination_id, metadata=metadata, id=id, time=time, retries=retries,
+        timeout_ms=timeout_ms,
+    )
+
+
+async def publish_async(
+    topic: str,
+    data: Mapping[str, Any],
+    *,
+    tenant_id: str,
+    eligible_for_retry: bool = True,
+    destination_id: Optional[str] = None,
+    metadata: Optional[Mapping[str, str]] = None,
+    id: Optional[str] = None,
+    time: Any = None,
+    retries: Optional[RetryConfig] = None,
+    timeout_ms: Optional[float] = None,
+) -> PublishResponse:
+    """:func:`publish`, awaitable: the same arguments, retries and errors, without blocking the event loop."""
+    return await default_client().publish.event_async(
         tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
         destination_id=destination_id, metadata=metadata, id=id, time=time, retries=retries,
         timeout_ms=timeout_ms,

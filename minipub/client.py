@@ -8,18 +8,28 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union, cast
 
 from . import _log
 from ._version import __version__
 from .auth import AuthProvider, resolve_auth
-from .errors import ConfigurationError, UnauthorizedError, ValidationError
+from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
 from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
 from .response import parse_publish_response
-from .retry import DEFAULT_RETRY_CONFIG, RetryBudget, RetryConfig, call_with_retries
+from .retry import (
+    DEFAULT_RETRY_CONFIG,
+    RetryBudget,
+    RetryConfig,
+    RetryObserver,
+    call_with_retries,
+    call_with_retries_async,
+)
 from .transports import DEFAULT_TRANSPORT, Transport, create_transport
-from .transports.base import DEFAULT_MAX_BODY, HTTPRequest
+from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest, HTTPResponse
+
+if TYPE_CHECKING:
+    from .observe import Observer
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
 
@@ -63,8 +73,10 @@ class SDK:
     """An Outpost client. Thread-safe; use as a context manager or call ``close()``.
 
     ``admin_api_key`` falls back to ``OUTPOST_API_KEY``, ``server_url`` to
-    ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in name
-    (``"http.client"``, ``"lean"``, ``"urllib"``) or any object with ``send``/``close``.
+    ``OUTPOST_API_BASE_URL`` then the managed Outpost URL. ``transport`` is a built-in or
+    plugin name (``"http.client"``, ``"lean"``, ``"urllib"``, ``"httpx"``) or any object with ``send``/``close``.
+    ``plugins`` are registered for this client, besides the ``minipub`` entry points
+    (see ``minipub/hookspecs.py``).
     """
 
     def __init__(
@@ -85,9 +97,16 @@ class SDK:
         retry_budget: Optional[RetryBudget] = None,
         clock: Callable[[], float] = _time.monotonic,
         sleep: Callable[[float], None] = _time.sleep,
+        plugins: Optional[Iterable[object]] = None,
     ) -> None:
-        self._auth = resolve_auth(admin_api_key, auth)
+        from .plugins import load_plugins
+
+        #: The client's plugins (``minipub.plugins.Plugins``), or None: then no hook is ever called.
+        self.plugins = load_plugins(plugins)
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
+        if admin_api_key is None and auth is None and self.plugins is not None:
+            auth = self.plugins.auth(self.server_url)
+        self._auth = resolve_auth(admin_api_key, auth)
         self._publish_url = self.server_url + "/publish"
         self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
@@ -99,7 +118,10 @@ class SDK:
         if transport is None or isinstance(transport, str):
             options: Dict[str, Any] = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
                                        "ssl_context": ssl_context, "max_body": max_response_bytes, "proxy": proxy}
-            self._transport: Transport = create_transport(transport or DEFAULT_TRANSPORT, **options)
+            chosen = None if self.plugins is None else self.plugins.transport(transport, options)
+            self._transport: Transport = (
+                create_transport(transport or DEFAULT_TRANSPORT, **options) if chosen is None else chosen
+            )
         elif callable(getattr(transport, "send", None)) and callable(getattr(transport, "close", None)):
             self._transport = transport
         else:
@@ -122,34 +144,114 @@ class SDK:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _send(self, request: PublishRequest, timeout: float) -> PublishResponse:
+    def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, str]:
         key = self._auth.api_key()
         headers = {**self._headers, **request.headers, "Authorization": "Bearer " + key}
         http_request = HTTPRequest("POST", self._publish_url, headers, request.body, timeout)
         if _log.enabled("DEBUG"):
             _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
-        response = self._transport.send(http_request)
+        return http_request, key
+
+    def _send(
+        self, request: PublishRequest, timeout: float, send: Callable[[HTTPRequest], HTTPResponse]
+    ) -> PublishResponse:
+        http_request, key = self._http_request(request, timeout)
+        response = send(http_request)
         return parse_publish_response(response, request.event_id, key)
 
+    async def _send_async(self, transport: AsyncTransport, request: PublishRequest, timeout: float) -> PublishResponse:
+        http_request, key = self._http_request(request, timeout)
+        response = await transport.send_async(http_request)
+        return parse_publish_response(response, request.event_id, key)
+
+    def _should_refresh(self, error: UnauthorizedError, refreshed: bool) -> bool:
+        """A rotating key: on a 401, reload once per publish and repeat that attempt once."""
+        return error.status_code == 401 and not refreshed and self._auth.refresh()
+
     def _publish(
-        self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]
+        self,
+        request: PublishRequest,
+        retries: Optional[RetryConfig],
+        timeout_ms: Optional[float],
+        on_retry: Optional[RetryObserver] = None,
     ) -> PublishResponse:
+        """Publish a built request through the retry loop; ``on_retry`` sees each retry decision."""
         config = retries or self.retry_config
         timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
+        plugins = self.plugins
+        if plugins is None or not plugins.observed:  # no observability plugin: no hook call
+            return self._attempts(request, config, timeout, None, on_retry)
+        from .observe import observe_publish
+
+        return observe_publish(plugins, request, self._publish_url, self._transport.send,
+                               lambda observer: self._attempts(request, config, timeout, observer, on_retry))
+
+    def _observed(self) -> bool:
+        return self.plugins is not None and bool(self.plugins.observed)
+
+    def _attempts(
+        self,
+        request: PublishRequest,
+        config: RetryConfig,
+        timeout: float,
+        observer: Optional[Observer],
+        on_retry: Optional[RetryObserver],
+    ) -> PublishResponse:
+        send = self._transport.send if observer is None else observer.send
         refreshed = False
 
         def attempt(number: int) -> PublishResponse:
             nonlocal refreshed
             try:
-                return self._send(request, timeout)
+                return self._send(request, timeout, send)
             except UnauthorizedError as error:
-                # A rotating key: reload once per publish and repeat this attempt once.
-                if error.status_code != 401 or refreshed or not self._auth.refresh():
+                if not self._should_refresh(error, refreshed):
                     raise
                 refreshed = True
-                return self._send(request, timeout)
+                return self._send(request, timeout, send)
 
-        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep)
+        decided = _both(None if observer is None else observer.retry_decision, on_retry)
+        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,
+                                 on_retry_decision=decided)
+
+    async def _publish_async(
+        self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]
+    ) -> PublishResponse:
+        """:meth:`_publish` awaited: natively when the transport has ``send_async`` (and no observability
+        plugin needs the sync path's hooks), else in a worker thread."""
+        transport = self._transport
+        if self._observed() or not callable(getattr(transport, "send_async", None)):
+            import asyncio
+
+            return await asyncio.to_thread(self._publish, request, retries, timeout_ms)
+        native = cast(AsyncTransport, transport)
+        config = retries or self.retry_config
+        timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
+        refreshed = False
+
+        async def attempt(number: int) -> PublishResponse:
+            nonlocal refreshed
+            try:
+                return await self._send_async(native, request, timeout)
+            except UnauthorizedError as error:
+                if not self._should_refresh(error, refreshed):
+                    raise
+                refreshed = True
+                return await self._send_async(native, request, timeout)
+
+        return await call_with_retries_async(attempt, config, budget=self.retry_budget, clock=self._clock)
+
+
+def _both(first: Optional[RetryObserver], second: Optional[RetryObserver]) -> Optional[RetryObserver]:
+    """One retry-decision callback calling both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def both(number: int, error: MinipubError, delay: Optional[float]) -> None:
+        first(number, error, delay)
+        second(number, error, delay)
+
+    return both
 
 
 class Publish:
@@ -174,11 +276,42 @@ class Publish:
         http_headers: Optional[Mapping[str, str]] = None,
     ) -> PublishResponse:
         """Publish one event. The event id (yours or generated) is the same on every retry."""
-        if retries is not None and not isinstance(retries, RetryConfig):
-            raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
-        request = build_publish_request(
-            tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
-            destination_id=destination_id, metadata=metadata, id=id, time=time, http_headers=http_headers,
-        )
+        request = _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, retries,
+                         http_headers)
         return self._sdk._publish(request, retries, timeout_ms)
 
+    async def event_async(
+        self,
+        *,
+        tenant_id: str,
+        topic: str,
+        data: Mapping[str, Any],
+        eligible_for_retry: bool = True,
+        destination_id: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        id: Optional[str] = None,
+        time: Any = None,
+        retries: Optional[RetryConfig] = None,
+        timeout_ms: Optional[float] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+    ) -> PublishResponse:
+        """:meth:`event`, awaitable: same arguments, retries and errors; never blocks the event loop.
+
+        Without a native async transport the sync path runs in a worker thread (``asyncio.to_thread``);
+        a cancelled await does not stop a publish already on the wire (its id makes a resend safe).
+        """
+        request = _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, retries,
+                         http_headers)
+        return await self._sdk._publish_async(request, retries, timeout_ms)
+
+
+def _build(
+    tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, destination_id: Any, metadata: Any, id: Any,
+    time: Any, retries: Any, http_headers: Optional[Mapping[str, str]],
+) -> PublishRequest:
+    if retries is not None and not isinstance(retries, RetryConfig):
+        raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
+    return build_publish_request(
+        tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
+        destination_id=destination_id, metadata=metadata, id=id, time=time, http_headers=http_headers,
+    )

@@ -21,6 +21,12 @@ __all__ = [
     "TransportTimeout",
     "ConnectionLostError",
     "ProtocolError",
+    "PluginError",
+    "PluginWarning",
+    "PublisherError",
+    "QueueFullError",
+    "PublisherClosedError",
+    "OutboxError",
     "STATUS_CLASSES",
     "error_class_for",
 ]
@@ -110,6 +116,35 @@ class ConnectionLostError(TransportError):
 
 class ProtocolError(TransportError):
     """The server's answer was not valid HTTP. Never retried."""
+
+
+class PluginError(MinipubError):
+    """A plugin failed to load, or raised in a hook; ``plugin`` and ``hook`` name the culprit."""
+
+    def __init__(self, message: str, *, plugin: str, hook: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+
+class PluginWarning(UserWarning):
+    """An observability hook raised: the publish went on unchanged; the message names plugin and hook."""
+
+
+class PublisherError(MinipubError):
+    """A background ``Publisher`` could not take or finish an event."""
+
+
+class QueueFullError(PublisherError):
+    """``submit`` found the queue full: non-blocking mode, or the wait for room timed out."""
+
+
+class PublisherClosedError(PublisherError):
+    """The publisher was closed: before ``submit``, or before the event could be sent."""
+
+
+class OutboxError(PublisherError):
+    """The outbox (SQLite) could not record or update an event; the message says why."""
 
 
 def _table(*rows: Tuple[Type[APIError], Tuple[int, ...]]) -> Dict[int, Type[APIError]]:

@@ -1,12 +1,12 @@
-"""What a publish returns."""
+"""What a publish returns, and an event as a background publisher holds it."""
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import Any, Dict, Iterable, Tuple
 
 from ._record import Record
 
-__all__ = ["PublishResponse"]
+__all__ = ["PublishResponse", "Event"]
 
 
 class PublishResponse(Record):
@@ -22,3 +22,34 @@ class PublishResponse(Record):
         set_(self, "id", id)
         set_(self, "duplicate", duplicate)
         set_(self, "destination_ids", tuple(destination_ids))
+
+
+class Event(Record):
+    """An event as submitted: its id, tenant, topic and the encoded request body (``data`` decodes it)."""
+
+    __slots__ = ("body", "id", "tenant_id", "topic")
+    id: str
+    tenant_id: str
+    topic: str
+    body: bytes
+
+    def __init__(self, id: str, tenant_id: str, topic: str, body: bytes) -> None:
+        self._init(id=id, tenant_id=tenant_id, topic=topic, body=body)
+
+    @property
+    def payload(self) -> Dict[str, Any]:
+        """The whole request body as sent to Outpost (id, tenant_id, topic, data, ...)."""
+        import json
+
+        decoded: Dict[str, Any] = json.loads(self.body)
+        return decoded
+
+    @property
+    def data(self) -> Dict[str, Any]:
+        """The event's ``data`` object."""
+        data: Dict[str, Any] = self.payload["data"]
+        return data
+
+    def __repr__(self) -> str:
+        size = len(self.body)
+        return f"Event(id={self.id!r}, tenant_id={self.tenant_id!r}, topic={self.topic!r}, body=<{size} bytes>)"

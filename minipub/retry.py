@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time as _time
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import Awaitable, Callable, Mapping, Optional, TypeVar
 
-from . import _log
+from . import _fork, _log
 from ._record import Record
 from .errors import (
     APIError,
@@ -32,7 +32,10 @@ __all__ = [
     "RETRY_AFTER_CAP",
     "retry_after_seconds",
     "backoff_ceiling",
+    "RetryState",
     "call_with_retries",
+    "call_with_retries_async",
+    "is_final",
 ]
 
 T = TypeVar("T")
@@ -112,6 +115,10 @@ class RetryBudget:
         self.refill = refill
         self._tokens = capacity
         self._lock = threading.Lock()
+        _fork.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # a parent thread may have held it at fork time
 
     @property
     def tokens(self) -> float:
@@ -186,6 +193,51 @@ def _reason(error: MinipubError) -> str:
 RetryObserver = Callable[[int, MinipubError, Optional[float]], None]
 
 
+class RetryState:
+    """The retry policy of one call, fed one failure at a time (shared by the sync and async loops).
+
+    ``number`` is the attempt about to run (1 first). ``failed(error)`` answers the wait before
+    the next attempt, or None to stop and raise; ``succeeded()`` credits the budget.
+    """
+
+    __slots__ = ("_budget", "_clock", "_config", "_deadline", "_observer", "_random", "number")
+
+    def __init__(
+        self,
+        config: RetryConfig,
+        *,
+        budget: Optional[RetryBudget] = None,
+        clock: Callable[[], float] = _time.monotonic,
+        random: Optional[Callable[[], float]] = None,
+        on_retry_decision: Optional[RetryObserver] = None,
+    ) -> None:
+        self._config = config
+        self._budget = budget
+        self._clock = clock
+        self._random = random
+        self._observer = on_retry_decision
+        self._deadline = clock() + config.backoff.max_elapsed_time / 1000
+        self.number = 1
+
+    def failed(self, error: MinipubError) -> Optional[float]:
+        """Seconds to wait before the next attempt, or None: raise ``error``."""
+        delay = _next_delay(error, self.number, self._config, self._deadline - self._clock(), self._budget,
+                            self._random)
+        if self._observer is not None:
+            self._observer(self.number, error, delay)
+        if delay is not None:
+            if _log.enabled("INFO"):
+                _log.log("INFO", "publish attempt %d failed (%s); retrying in %.3f s", self.number, _reason(error),
+                         delay)
+            self.number += 1
+        return delay
+
+    def succeeded(self) -> None:
+        """Credit the budget for a success."""
+        if self._budget is not None:
+            self._budget.deposit()
+
+
 def call_with_retries(
     attempt: Callable[[int], T],
     config: RetryConfig,
@@ -202,26 +254,56 @@ def call_with_retries(
     wait would end after ``max_elapsed_time`` (never sleeping past the deadline).
     ``on_retry_decision(attempt, error, delay_or_None)`` sees every decision.
     """
-    start = clock()
-    deadline = start + config.backoff.max_elapsed_time / 1000
-    number = 1
+    state = RetryState(config, budget=budget, clock=clock, random=random, on_retry_decision=on_retry_decision)
     while True:
         try:
-            result = attempt(number)
+            result = attempt(state.number)
         except MinipubError as error:
-            delay = _next_delay(error, number, config, deadline - clock(), budget, random)
-            if on_retry_decision is not None:
-                on_retry_decision(number, error, delay)
+            delay = state.failed(error)
             if delay is None:
                 raise
-            if _log.enabled("INFO"):
-                _log.log("INFO", "publish attempt %d failed (%s); retrying in %.3f s", number, _reason(error), delay)
             sleep(delay)
-            number += 1
         else:
-            if budget is not None:
-                budget.deposit()
+            state.succeeded()
             return result
+
+
+async def call_with_retries_async(
+    attempt: Callable[[int], Awaitable[T]],
+    config: RetryConfig,
+    *,
+    budget: Optional[RetryBudget] = None,
+    clock: Callable[[], float] = _time.monotonic,
+    sleep: Optional[Callable[[float], Awaitable[None]]] = None,
+    random: Optional[Callable[[], float]] = None,
+    on_retry_decision: Optional[RetryObserver] = None,
+) -> T:
+    """:func:`call_with_retries` for coroutines: the same policy (:class:`RetryState`), awaited sleeps
+    (``asyncio.sleep`` by default), so backoff never blocks the event loop."""
+    if sleep is None:
+        import asyncio
+
+        sleep = asyncio.sleep
+    state = RetryState(config, budget=budget, clock=clock, random=random, on_retry_decision=on_retry_decision)
+    while True:
+        try:
+            result = await attempt(state.number)
+        except MinipubError as error:
+            delay = state.failed(error)
+            if delay is None:
+                raise
+            await sleep(delay)
+        else:
+            state.succeeded()
+            return result
+
+
+def is_final(error: BaseException) -> bool:
+    """True when a later attempt cannot help: an HTTP status the loop never retries (422, 401, ...).
+
+    Transport failures and retryable statuses are not final: they may pass later (an outbox
+    keeps such events and tries again)."""
+    return isinstance(error, APIError) and error.status_code not in RETRY_STATUSES
 
 
 def _next_delay(

@@ -11,6 +11,11 @@ from hypothesis import HealthCheck, settings
 from minipub import SDK, RetryConfig
 from minipub.testing import OutpostServer
 
+# The plugin's fixtures (outpost_server, minipub_sdk, minipub_env). When minipub is installed, its
+# pytest11 entry point has already registered the plugin under this same name and pytest skips
+# this line; from a plain checkout (not installed) this line is what loads it.
+pytest_plugins = ["minipub.testing.pytest_plugin"]
+
 settings.register_profile(
     "minipub", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
@@ -23,8 +28,12 @@ NO_RETRY = RetryConfig("none")
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OUTPOST_API_KEY", "OUTPOST_API_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-                 "http_proxy", "https_proxy", "all_proxy", "no_proxy", "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"):
+                 "http_proxy", "https_proxy", "all_proxy", "no_proxy", "OUTPOST_API_KEY_FILE",
+                 "OUTPOST_API_KEY_COMMAND", "MINIPUB_LOG_JSON"):
         monkeypatch.delenv(name, raising=False)
+    # The core suite tests the core: installed plugins (entry points) stay out of it, except in
+    # the tests of autoloading, which remove this.
+    monkeypatch.setenv("MINIPUB_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 
 @pytest.fixture(scope="session")

@@ -170,7 +170,7 @@ def test_stale_keepalive_connection_is_sent_again_on_a_fresh_one() -> None:
 
     def serve() -> None:
         listener.settimeout(10)
-        for _ in range(3):
+        for _ in range(2):  # the first connection goes stale; the second serves the re-send
             try:
                 conn, _ = listener.accept()
             except OSError:
@@ -203,11 +203,13 @@ def test_stale_keepalive_connection_is_sent_again_on_a_fresh_one() -> None:
     assert len(connections) == 2
 
 
-def test_timeout_and_connect_errors(server: OutpostServer, sleeps: Sleeps) -> None:
-    server.delay_next(1.0)
-    with SDK(API_KEY, server_url=server.url, retry_config=NO_RETRY, timeout_ms=200) as sdk, \
-            pytest.raises(TransportTimeout):
-        publish(sdk)
+def test_timeout_and_connect_errors(sleeps: Sleeps) -> None:
+    # Its own server: the delayed request finishes after the client gave up, and must not land elsewhere.
+    with OutpostServer(api_key=API_KEY) as slow:
+        slow.delay_next(1.0)
+        with SDK(API_KEY, server_url=slow.url, retry_config=NO_RETRY, timeout_ms=200) as sdk, \
+                pytest.raises(TransportTimeout):
+            publish(sdk)
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
@@ -353,3 +355,13 @@ def test_key_never_shows(server: OutpostServer, sleeps: Sleeps, caplog: pytest.L
     assert "sending" in caplog.text and "retrying" in caplog.text  # DEBUG and INFO lines were written
     for text in texts:
         assert API_KEY not in text
+
+
+@pytest.mark.parametrize("transport", ["http.client", "urllib"])
+def test_explicit_proxy_reaches_every_builtin_transport(
+    transport: str, server: OutpostServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SDK(proxy=None) means direct even when the environment names a (dead) proxy."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with SDK(API_KEY, server_url=server.url, transport=transport, proxy=None, retry_config=NO_RETRY) as sdk:
+        assert publish(sdk).id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -428,7 +429,9 @@ def test_drop_next_accepted_then_retry_is_duplicate(server: OutpostServer) -> No
 
 def test_healthz_and_topics(server: OutpostServer) -> None:
     status, headers, body = call(server, "GET", "/healthz")
-    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "healthy" and health["workers"]["http-server"] == {"status": "healthy"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", health["timestamp"])
     assert headers["Content-Type"] == "application/json"
     assert call(server, "GET", "/topics")[0] == 401
     status, _, body = call(server, "GET", "/topics", headers=AUTH)
@@ -524,3 +527,45 @@ def test_close_interrupts_delay() -> None:
     assert time.monotonic() - started < 2.0
     thread.join(2)
     assert not thread.is_alive()
+
+
+# -- random faults (fail_rate) -----------------------------------------------------
+
+
+def _outcome(srv: OutpostServer, event_id: str) -> str:
+    try:
+        status, headers, _ = publish(srv, dict(EVENT, id=event_id))
+    except (http.client.HTTPException, OSError):
+        return "dropped"
+    if status == 429:
+        assert headers["Retry-After"] == "1" and headers["retry-after-ms"] == "250"
+    return str(status)
+
+
+def test_fail_rate_draws_the_retryable_mix_repeatably() -> None:
+    runs = []
+    for _ in range(2):
+        with OutpostServer(KEY, fail_rate=0.5, retry_after=0.25, seed=7) as srv:
+            outcomes = [_outcome(srv, f"e{i}") for i in range(200)]
+            runs.append((outcomes, srv.injected_faults, {e["id"] for e in srv.events}))
+    outcomes, injected, stored = runs[0]
+    assert runs[1] == runs[0]  # same seed, same draws
+    assert set(outcomes) == {"202", "503", "429", "dropped"}
+    assert set(injected) == {"503", "429", "drop", "drop-after-accept"}
+    assert sum(injected.values()) == outcomes.count("503") + outcomes.count("429") + outcomes.count("dropped")
+    assert 60 < sum(injected.values()) < 140
+    # accepted: the 202s and the lost acknowledgements, nothing else
+    assert len(stored) == outcomes.count("202") + injected["drop-after-accept"]
+
+
+def test_fail_rate_spares_queued_faults_and_other_endpoints() -> None:
+    with OutpostServer(KEY, fail_rate=1.0) as srv:
+        assert call(srv, "GET", "/healthz")[0] == 200
+        assert call(srv, "GET", "/topics", headers=AUTH)[0] == 200
+        srv.fail_next(418)
+        assert publish(srv)[0] == 418
+        srv.fail_rate = 0.0
+        assert publish(srv)[0] == 202
+        assert sum(srv.injected_faults.values()) == 0
+    with pytest.raises(ValueError):
+        OutpostServer(KEY, fail_rate=1.5)

@@ -155,7 +155,9 @@ def test_parse_proxy_credentials_and_ports() -> None:
     assert parse_proxy("http://[::1]:3128") == Proxy("::1", 3128, None)
 
 
-@pytest.mark.parametrize("url", ["socks5://proxy.test:1080", "http://", "http://user:pw@proxy.test:99999"])
+@pytest.mark.parametrize(
+    "url", ["socks5://proxy.test:1080", "http://", "http://user:pw@proxy.test:99999", "https://user:pw@proxy.test:443"]
+)
 def test_parse_proxy_rejects_what_it_cannot_use(url: str) -> None:
     with pytest.raises(ConfigurationError, match="proxy URL") as caught:
         parse_proxy(url)

@@ -5,7 +5,8 @@
 bearer-key auth (401), validation (422), idempotency by event id (202 with
 ``duplicate``, 409 while the same id is still being processed), plus
 ``GET {base}/healthz`` and ``GET {base}/topics``.  Faults (injected statuses,
-delays, dropped connections) can be queued to exercise client retry logic.
+delays, dropped connections) can be queued to exercise client retry logic, or
+drawn at random for a share of publish requests (``fail_rate``).
 
 Standard library only; imports nothing from the rest of the package.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+import random
 import re
 import socket
 import socketserver
@@ -24,7 +27,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TextIO, cast, final
@@ -115,6 +118,29 @@ def _is_rfc3339(value: str) -> bool:
     return True
 
 
+def _health() -> dict[str, Any]:
+    """Outpost's ``GET /healthz`` answer when every worker is healthy."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"status": "healthy", "timestamp": now, "workers": {"http-server": {"status": "healthy"}}}
+
+
+def _random_faults(retry_after: float) -> tuple[_Fault, ...]:
+    """The mix ``fail_rate`` draws from: retryable failures a client must survive, equally likely."""
+    hint = (("Retry-After", str(math.ceil(retry_after))), ("retry-after-ms", str(round(retry_after * 1000))))
+    return (
+        _Fault("fail", status=503),
+        _Fault("fail", status=429, headers=hint),
+        _Fault("drop"),
+        _Fault("drop", accepted=True),
+    )
+
+
+def _fault_name(fault: _Fault) -> str:
+    if fault.kind == "fail":
+        return str(fault.status)
+    return "drop-after-accept" if fault.accepted else fault.kind
+
+
 def _redact(value: str) -> str:
     parts = value.split(None, 1)
     if len(parts) == 2:
@@ -132,6 +158,9 @@ class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer bound to its owner, quiet and IPv6-aware."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a pool
+    # of workers starting at once), which the client's kernel resends only after a second.
+    request_queue_size = 128
 
     def __init__(self, owner: OutpostServer, host: str, port: int) -> None:
         self.owner = owner
@@ -282,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._publish(body)
         elif path == owner._prefix + "/healthz":
             if self._allow("GET", "HEAD"):
-                self._respond(200, _json_bytes({"status": "ok"}), [_JSON_CT])
+                self._respond(200, _json_bytes(_health()), [_JSON_CT])
         elif path == owner._prefix + "/topics":
             if self._allow("GET", "HEAD"):
                 if owner._authorized(self.headers.get("Authorization")):
@@ -358,9 +387,20 @@ class OutpostServer:
         prefix: str = "/api/v1",
         verbose: bool = False,
         stream: TextIO | None = None,
+        fail_rate: float = 0.0,
+        retry_after: float = 1.0,
+        seed: int | None = None,
     ) -> None:
+        """``fail_rate``: the share of publish requests (when no fault is queued) answered by a
+        random retryable fault: 503, 429 asking to wait ``retry_after`` seconds (``Retry-After``,
+        rounded up, and ``retry-after-ms``), a dropped connection, or a dropped connection after
+        the event was accepted (a lost acknowledgement). ``seed`` makes the draws repeatable."""
         if isinstance(destinations, str):
             raise TypeError("destinations must be a sequence of strings, not a string")
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError("fail_rate must be between 0 and 1")
+        if not 0.0 <= retry_after <= 3600.0:
+            raise ValueError("retry_after must be between 0 and 3600 seconds")
         prefix = prefix.strip().rstrip("/")
         if prefix and not prefix.startswith("/"):
             prefix = "/" + prefix
@@ -376,11 +416,16 @@ class OutpostServer:
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._print_lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._stored_ids: set[str] = set()
         self._ids: dict[str, str] = {}
         self._requests: list[ReceivedRequest] = []
         self._faults: deque[_Fault] = deque()
+        self._fail_rate = float(fail_rate)
+        self._random_faults = _random_faults(retry_after)
+        self._random = random.Random(seed)
+        self._injected: dict[str, int] = {}
         self._conns: dict[int, _Conn] = {}
         self._closing = False
         self._stopping = threading.Event()
@@ -499,6 +544,25 @@ class OutpostServer:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def fail_rate(self) -> float:
+        """The share of publish requests answered by a random fault (settable)."""
+        with self._lock:
+            return self._fail_rate
+
+    @fail_rate.setter
+    def fail_rate(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("fail_rate must be between 0 and 1")
+        with self._lock:
+            self._fail_rate = float(value)
+
+    @property
+    def injected_faults(self) -> dict[str, int]:
+        """How many random faults (``fail_rate``) were injected, by kind: "503", "429", "drop", ..."""
+        with self._lock:
+            return dict(self._injected)
+
     def event_count(self, event_id: str) -> int:
         """How many accepted events carry this id (0 or 1)."""
         with self._lock:
@@ -607,7 +671,14 @@ class OutpostServer:
         request = ReceivedRequest(method, path, stored, body, parsed, client_port)
         with self._lock:
             self._requests.append(request)
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            if self._fail_rate and self._random.random() < self._fail_rate:
+                fault = self._random.choice(self._random_faults)
+                name = _fault_name(fault)
+                self._injected[name] = self._injected.get(name, 0) + 1
+                return fault
+            return None
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -739,6 +810,8 @@ class OutpostServer:
                 f" destinations={','.join(matched) or '-'}"
                 f" duplicate={'true' if duplicate else 'false'}"
             )
-            print(line, file=stream, flush=True)
+            with self._print_lock:  # one whole line at a time from concurrent handler threads
+                stream.write(line + "\n")
+                stream.flush()
         body = {"id": event["id"], "duplicate": duplicate, "destination_ids": matched}
         return 202, _json_bytes(body), [_JSON_CT]

@@ -38,12 +38,15 @@ DEFAULT_TRANSPORT = "http.client"
 
 
 def create_transport(name: str = DEFAULT_TRANSPORT, **options: Any) -> Transport:
-    """Build a built-in transport by name."""
+    """Build a built-in transport by name (plugin transports come from ``minipub_transport``)."""
     from ..errors import ConfigurationError
 
     try:
         factory = BUILTIN_TRANSPORTS[name]
     except KeyError:
         known = ", ".join(sorted(BUILTIN_TRANSPORTS))
-        raise ConfigurationError(f"transport={name!r} is unknown; use one of: {known}") from None
+        raise ConfigurationError(
+            f"transport={name!r} is unknown; use one of: {known}, or install the plugin that provides it "
+            '(plugins need pluggy: pip install "minipub[plugins]")'
+        ) from None
     return factory(**options)

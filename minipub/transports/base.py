@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Protocol, runtime_checkable
 
-__all__ = ["HTTPRequest", "HTTPResponse", "Transport", "DEFAULT_MAX_BODY"]
+__all__ = ["HTTPRequest", "HTTPResponse", "Transport", "AsyncTransport", "DEFAULT_MAX_BODY"]
 
 #: Default cap on the response body read (bytes); more is cut off and the connection dropped.
 DEFAULT_MAX_BODY = 1 << 20
@@ -74,5 +74,24 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class AsyncTransport(Protocol):
+    """A native async transport, which a plugin may provide beside ``send``/``close``.
+
+    When the SDK's transport also has ``send_async``, ``sdk.publish.event_async`` awaits it through
+    the same retry policy (``asyncio.sleep`` between attempts) instead of using a worker thread.
+    ``send_async`` follows ``send``'s contract: the request as given, no redirects, capped body,
+    failures as ``TransportError`` subclasses. ``aclose`` releases its connections.
+    """
+
+    async def send_async(self, request: HTTPRequest) -> HTTPResponse:
+        """Send one request on the running event loop and return its response."""
+        ...
+
+    async def aclose(self) -> None:
         """Release connections. Idempotent."""
         ...

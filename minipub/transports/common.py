@@ -8,6 +8,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 from urllib.parse import urlsplit
 
+from .. import _fork
 from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
 from .proxy import Proxy, parse_proxy, select_proxy
 
@@ -106,6 +107,15 @@ class IdlePool(Generic[C]):
         self._idle: Dict[Origin, List[C]] = {}
         self._lock = threading.Lock()
         self.closed = False
+        _fork.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child never uses the parent's sockets: it closes its copies (close(2) only, no
+        shutdown or TLS alert, so the parent's connections are untouched) and starts an empty pool."""
+        self._lock = threading.Lock()
+        idle, self._idle = self._idle, {}
+        for conn in (conn for conns in idle.values() for conn in conns):
+            self._close(conn)
 
     def checkout(self, origin: Origin) -> Optional[C]:
         """An idle connection to reuse, or None; raises once the transport is closed."""

@@ -38,6 +38,11 @@ def parse_proxy(url: str) -> Proxy:
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"proxy URL {parts.scheme}://{parts.hostname or ''} is not an http(s) proxy URL")
+    if parts.scheme == "https":
+        raise ConfigurationError(
+            f"proxy URL https://{parts.hostname}: TLS to the proxy itself is not supported; use an http:// proxy "
+            "(HTTPS to Outpost still goes end to end through CONNECT)"
+        )
     try:
         port = parts.port
     except ValueError:

@@ -1,0 +1,220 @@
+"""What every command shares: exit codes, the one error → exit code table, configuration flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
+
+from ..auth import API_KEY_ENV, check_key
+from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK
+from ..errors import (
+    APIError,
+    ConfigurationError,
+    MinipubError,
+    OutboxError,
+    PluginError,
+    TransportError,
+    UnauthorizedError,
+    ValidationError,
+)
+from ..retry import BackoffStrategy, RetryBudget, RetryConfig
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "EXIT_AUTH",
+    "EXIT_CLIENT",
+    "EXIT_SERVER",
+    "EXIT_NETWORK",
+    "EXIT_INTERRUPTED",
+    "EXIT_CODES",
+    "UsageError",
+    "exit_code_for",
+    "undelivered_exit_code",
+    "describe",
+    "command_parser",
+    "add_connection_flags",
+    "add_retry_flags",
+    "api_key",
+    "base_url",
+    "make_sdk",
+    "retry_config",
+    "read_source",
+    "positive",
+]
+
+EXIT_OK = 0
+#: ``bulk`` only: some lines failed for good (see the rejects file).
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_CLIENT = 4
+EXIT_SERVER = 5
+EXIT_NETWORK = 6
+#: Ctrl-C (128 + SIGINT), the shell's convention.
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(MinipubError):
+    """A command line that cannot work: a bad flag value, an unreadable file, invalid JSON."""
+
+
+Row = Tuple[int, Tuple[Type[BaseException], ...]]
+
+
+def _table(*rows: Row) -> Dict[Type[BaseException], int]:
+    return {cls: code for code, classes in rows for cls in classes}
+
+
+#: The one exception → exit code table, like ``errors.STATUS_CLASSES``: the most specific class
+#: of an error wins (its MRO is walked). An ``APIError`` other than ``UnauthorizedError`` follows
+#: its status family: 4XX (and 1XX/3XX) exit ``EXIT_CLIENT``, 5XX ``EXIT_SERVER`` (retries, when
+#: the status is retryable, are over by then).
+EXIT_CODES: Mapping[Type[BaseException], int] = _table(
+    # ConfigurationError is a ValidationError; OutboxError: the outbox file cannot be used;
+    # PluginError: an installed plugin failed to load or raised
+    (EXIT_USAGE, (UsageError, ValidationError, OutboxError, PluginError)),
+    (EXIT_AUTH, (UnauthorizedError,)),  # 401, 403, 407, 511
+    (EXIT_CLIENT, (APIError,)),  # EXIT_SERVER for a 5XX status
+    (EXIT_NETWORK, (TransportError,)),  # DNS, connect, TLS, timeout, connection lost, not HTTP
+    (EXIT_INTERRUPTED, (KeyboardInterrupt,)),
+)
+
+
+def exit_code_for(error: BaseException) -> Optional[int]:
+    """The exit code for an error, or None when the table does not know it (a bug: let it raise)."""
+    for cls in type(error).__mro__:
+        code = EXIT_CODES.get(cls)
+        if code is not None:
+            if code == EXIT_CLIENT and isinstance(error, APIError) and error.status_code >= 500:
+                return EXIT_SERVER
+            return code
+    return None
+
+
+def undelivered_exit_code(errors: Iterable[BaseException]) -> int:
+    """For events given up on (retries or time ran out): the most frequent code among their last
+    errors (``EXIT_SERVER`` or ``EXIT_NETWORK``), ``EXIT_SERVER`` when none is known."""
+    codes = [code for code in map(exit_code_for, errors) if code is not None]
+    return max(sorted(set(codes)), key=codes.count) if codes else EXIT_SERVER
+
+
+def describe(error: BaseException) -> str:
+    """One line for stderr: the error's class and message (messages never hold the key)."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, UsageError):
+        return str(error)
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, APIError) and error.data is None and error.body.strip():
+        body = " ".join(error.body.split())  # a proxy's text or HTML answer, key already redacted
+        text += f": {body[:200]}{'...' if len(body) > 200 else ''}"
+    return text
+
+
+# -- parsers -----------------------------------------------------------------------------
+
+
+def command_parser(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    summary: str,
+    example: str,
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` ends with an example; ``run(args)`` returns the exit code."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=summary, epilog="example:\n" + example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """``--base-url``, ``--api-key`` and ``--timeout``: flags first, then the environment."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--base-url", metavar="URL",
+                       help=f"Outpost API base URL, version path included (default: ${BASE_URL_ENV}, "
+                            f"else {DEFAULT_SERVER_URL})")
+    group.add_argument("--api-key", metavar="KEY",
+                       help=f"admin API key (default: ${API_KEY_ENV}; prefer the variable: "
+                            "flags are visible to other users in the process list)")
+    group.add_argument("--timeout", metavar="SECONDS", type=positive(float), default=10.0,
+                       help="per-attempt timeout (default: 10)")
+
+
+def add_retry_flags(parser: argparse.ArgumentParser, *, max_time: Optional[float], attempts: Optional[int],
+                    max_time_help: str = "start no retry after this long") -> None:
+    """``--max-time``, ``--max-attempts``, ``--backoff``, ``--backoff-max``."""
+    group = parser.add_argument_group("retries (of 408, 409, 429, 500, 502, 503, 504 and connection failures)")
+    group.add_argument("--max-time", metavar="SECONDS", type=positive(float), default=max_time,
+                       help=f"{max_time_help} (default: {max_time or 'no limit'})")
+    group.add_argument("--max-attempts", metavar="N", type=positive(int), default=attempts,
+                       help=f"attempts per event, the first included (default: {attempts or 'no limit'})")
+    group.add_argument("--backoff", metavar="SECONDS", type=positive(float), default=0.5,
+                       help="longest wait before the first retry, doubling after each (default: 0.5)")
+    group.add_argument("--backoff-max", metavar="SECONDS", type=positive(float), default=8.0,
+                       help="longest wait between two attempts (default: 8)")
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse ``type=``: ``kind(text)``, which must be greater than 0."""
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def api_key(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> str:
+    """The key from ``--api-key``, then ``OUTPOST_API_KEY``; never echoed."""
+    env = os.environ if environ is None else environ
+    key = args.api_key or env.get(API_KEY_ENV)
+    if not key:
+        raise ConfigurationError(f"no API key: set {API_KEY_ENV} (or pass --api-key)")
+    check_key(key, "--api-key" if args.api_key else API_KEY_ENV)
+    return key
+
+
+def base_url(args: argparse.Namespace) -> str:
+    """The base URL from ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost."""
+    return str(args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
+
+
+def retry_config(args: argparse.Namespace) -> RetryConfig:
+    """The retry policy the retry flags describe."""
+    deadline_ms = 3_600_000 * 24 if args.max_time is None else args.max_time * 1000
+    backoff = BackoffStrategy(args.backoff * 1000, max(args.backoff, args.backoff_max) * 1000, 2.0, deadline_ms)
+    return RetryConfig("backoff", backoff, True, max_attempts=args.max_attempts)
+
+
+def make_sdk(args: argparse.Namespace, retry_budget: Optional[RetryBudget] = None) -> SDK:
+    """A client configured by the connection flags (and the retry flags when the command has them)."""
+    retries = retry_config(args) if hasattr(args, "max_time") else None
+    return SDK(api_key(args), server_url=base_url(args), timeout_ms=args.timeout * 1000, retry_config=retries,
+               retry_budget=retry_budget)
+
+
+def read_source(source: str, what: str) -> str:
+    """Text from ``-`` (stdin) or a file path; a clear UsageError when it cannot be read."""
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        with open(source, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read {what} {source!r}: {reason}") from None

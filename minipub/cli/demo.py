@@ -1,0 +1,45 @@
+"""``minipub demo``: publish one event and print Outpost's answer (the README's first command)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..auth import API_KEY_ENV
+from ..client import BASE_URL_ENV, SDK
+from .common import EXIT_OK, command_parser
+
+EXAMPLE = "  python -m minipub demo"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    command_parser(commands, "demo", "Publish one event (to an embedded server when no key is set).", EXAMPLE, run)
+
+
+def _demo(sdk: SDK) -> int:
+    with sdk:
+        response = sdk.publish.event(
+            tenant_id="demo-tenant",
+            topic="user.created",
+            data={"user_id": "usr_123", "plan": "pro"},
+            metadata={"source": "minipub-demo"},
+        )
+    print(json.dumps({"id": response.id, "duplicate": response.duplicate,
+                      "destination_ids": list(response.destination_ids)}))
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Publish to OUTPOST_API_BASE_URL when a key is set, else to an embedded server."""
+    if os.environ.get(API_KEY_ENV):
+        print(f"publishing to {os.environ.get(BASE_URL_ENV) or 'the managed Outpost'}", file=sys.stderr)
+        return _demo(SDK())
+    from ..testing import OutpostServer
+
+    with OutpostServer(api_key="demo-key") as server:
+        print(f"no {API_KEY_ENV} set: publishing to the embedded server at {server.url}", file=sys.stderr)
+        code = _demo(SDK("demo-key", server_url=server.url))
+        print(f"the server accepted {len(server.events)} event(s)", file=sys.stderr)
+        return code

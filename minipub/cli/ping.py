@@ -1,0 +1,175 @@
+"""``minipub ping``: is the configured Outpost reachable, healthy, and does it accept the key?
+
+Publishes nothing: DNS, TCP and TLS by hand (with their latency), then the public
+``GET /healthz`` and an authenticated read, ``GET /topics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import time
+from typing import Any, Callable, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+from ..client import USER_AGENT, check_server_url
+from ..errors import APIError, ConnectError, MinipubError, NotFoundError, UnauthorizedError
+from ..response import error_from_response
+from ..transports import create_transport
+from ..transports.base import HTTPRequest, HTTPResponse, Transport
+from .common import EXIT_OK, add_connection_flags, api_key, base_url, command_parser
+
+EXAMPLE = """\
+  OUTPOST_API_KEY=... OUTPOST_API_BASE_URL=http://localhost:3333/api/v1 minipub ping
+  minipub ping --base-url https://api.outpost.hookdeck.com/2025-07-01 --timeout 3"""
+
+_Sockaddr = Tuple[Any, ...]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = command_parser(
+        commands, "ping",
+        "Check the base URL (DNS, TCP, TLS, GET /healthz) and that the key is accepted (GET /topics); "
+        "publishes nothing.", EXAMPLE, run,
+    )
+    add_connection_flags(parser)
+
+
+_HINTS = {
+    UnauthorizedError: "the key was rejected (it must be the admin API key)",
+    NotFoundError: "no Outpost API at this base URL (does it end with the version path, e.g. /api/v1?)",
+}
+
+
+def _step(name: str, check: Callable[[], str]) -> None:
+    """Run one check and print its line (with its latency); a failure is printed, then raised."""
+    started = time.perf_counter()
+    try:
+        detail = check()
+    except MinipubError as error:
+        print(f"  {name:<7} FAIL  {error}", flush=True)
+        raise
+    print(f"  {name:<7} ok    {detail} ({(time.perf_counter() - started) * 1000:.1f} ms)", flush=True)
+
+
+def _resolve(host: str, port: int) -> List[_Sockaddr]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectError(f"DNS lookup of {host!r} failed: {exc.strerror or exc}") from None
+    return [info[4] for info in infos]
+
+
+def _connect(addresses: List[_Sockaddr], timeout: float) -> socket.socket:
+    from ..transports.httpclient import map_os_error
+
+    error: Optional[BaseException] = None
+    for address in addresses:
+        family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    assert error is not None
+    raise map_os_error(error, connecting=True) from None
+
+
+def _handshake(sock: socket.socket, host: str) -> str:
+    from ..transports.httpclient import map_os_error
+    from ..transports.tls import make_ssl_context
+
+    try:
+        with make_ssl_context().wrap_socket(sock, server_hostname=host) as tls:
+            return f"{tls.version()}, certificate verified for {host}"
+    except OSError as exc:
+        raise map_os_error(exc, connecting=True) from None
+
+
+def _get(transport: Transport, url: str, timeout: float, key: Optional[str] = None) -> HTTPResponse:
+    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    if key is not None:
+        headers["Authorization"] = "Bearer " + key
+    return transport.send(HTTPRequest("GET", url, headers, b"", timeout))
+
+
+def _json(response: HTTPResponse) -> Any:
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..transports.proxy import proxy_for
+
+    url = check_server_url(base_url(args))
+    key = api_key(args)
+    timeout: float = args.timeout
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = proxy_for(parts.scheme, host, port)
+    target = (proxy.host, proxy.port) if proxy else (host, port)
+    via = f" (through the proxy {proxy.host}:{proxy.port})" if proxy else ""
+    print(f"minipub ping {url}{via}", flush=True)
+    addresses: List[_Sockaddr] = []
+    sockets: List[socket.socket] = []
+
+    def dns() -> str:
+        addresses.extend(_resolve(*target))
+        return f"{target[0]} is {', '.join(sorted({str(a[0]) for a in addresses}))}"
+
+    def tcp() -> str:
+        sockets.append(_connect(addresses, timeout))
+        peer = sockets[0].getpeername()
+        return f"connected to {peer[0]} port {peer[1]}"
+
+    def tls() -> str:
+        return _handshake(sockets[0], host)
+
+    transport = create_transport("http.client", proxy="env" if proxy else None)
+
+    def healthz() -> str:
+        response = _get(transport, url + "/healthz", timeout)
+        if response.status == 404:
+            return "GET /healthz: not served (managed Outpost has none), skipped"
+        if response.status != 200:
+            raise error_from_response(response, key)
+        body = _json(response)
+        status = body.get("status") if isinstance(body, dict) else None
+        return f"GET /healthz: HTTP 200, {status or 'no status'}"
+
+    def authenticated() -> str:
+        response = _get(transport, url + "/topics", timeout, key)
+        if response.status != 200:
+            error = error_from_response(response, key)
+            hint = _HINTS.get(type(error))
+            if hint:
+                error.message = f"{hint}: {error.message}"
+            raise error
+        topics = _json(response)
+        if not isinstance(topics, list):
+            raise APIError(f"GET {url}/topics answered 200 but not a JSON list: is this an Outpost API?",
+                           status_code=200)
+        return f"GET /topics: key accepted, {len(topics)} topic(s) configured"
+
+    try:
+        _step("dns", dns)
+        _step("tcp", tcp)
+        if parts.scheme == "https" and not proxy:
+            _step("tls", tls)
+        else:
+            print(f"  {'tls':<7} -     {'tunnelled through the proxy' if proxy else 'plain http, no TLS'}")
+        _step("health", healthz)
+        _step("auth", authenticated)
+    finally:
+        for sock in sockets:
+            sock.close()
+        transport.close()
+    print("ok: reachable and the key is accepted")
+    return EXIT_OK

@@ -1,0 +1,100 @@
+"""``minipub serve``: the embedded Outpost-compatible server, with failures on demand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Optional
+
+from ..auth import API_KEY_ENV, check_key
+from ..errors import ConfigurationError
+from .common import EXIT_OK, UsageError, command_parser
+
+EXAMPLE = """\
+  OUTPOST_API_KEY=dev-key minipub serve --port 3333 --fail-rate 0.2
+  # elsewhere:
+  OUTPOST_API_KEY=dev-key OUTPOST_API_BASE_URL=http://127.0.0.1:3333/api/v1 \\
+      minipub publish user.created --tenant acme --data '{"user_id": "usr_123"}'"""
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 3600")
+    return value
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = command_parser(
+        commands, "serve",
+        "Run an Outpost-compatible API (POST /publish, GET /healthz, GET /topics) and print each accepted event.",
+        EXAMPLE, run,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3333, help="port (default: 3333; 0 picks a free one)")
+    parser.add_argument("--prefix", default="/api/v1", help="the base path (default: /api/v1)")
+    parser.add_argument("--api-key", metavar="KEY", help=f"the admin key to accept (default: ${API_KEY_ENV})")
+    parser.add_argument("--topic", action="append", dest="topics", metavar="TOPIC",
+                        help="a configured topic (repeatable); then other topics are rejected with 422")
+    parser.add_argument("--fail-rate", type=_rate, default=0.0, metavar="RATE",
+                        help="share of publish requests answered by a random retryable failure: 503, 429 "
+                             "with Retry-After, a dropped connection (before or after accepting the event)")
+    parser.add_argument("--retry-after", type=_seconds, default=1.0, metavar="SECONDS",
+                        help="the wait an injected 429 asks for (Retry-After rounded up, and retry-after-ms; "
+                             "default: 1)")
+    parser.add_argument("--seed", type=int, help="seed for the failure draws (repeatable runs)")
+    parser.add_argument("--quiet", action="store_true", help="do not print accepted events")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..testing.server import OutpostServer
+
+    key = args.api_key or os.environ.get(API_KEY_ENV)
+    if not key:
+        raise ConfigurationError(f"serve needs the key to accept: set {API_KEY_ENV} (or pass --api-key)")
+    check_key(key, "--api-key" if args.api_key else API_KEY_ENV)
+    server = OutpostServer(
+        key, host=args.host, port=args.port, prefix=args.prefix, topics=args.topics, verbose=not args.quiet,
+        stream=sys.stdout, fail_rate=args.fail_rate, retry_after=args.retry_after, seed=args.seed,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    faults = f"failing {args.fail_rate:.0%} of publishes at random; " if args.fail_rate else ""
+    print(f"minipub serve: listening on {server.url} ({faults}Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    injected = server.injected_faults
+    mix = ", ".join(f"{kind} x{count}" for kind, count in sorted(injected.items())) or "none"
+    print(f"minipub serve: stopped; {len(server.events)} event(s) accepted, "
+          f"{len(server.requests)} publish request(s), injected failures: {mix}", file=sys.stderr, flush=True)
+    return EXIT_OK

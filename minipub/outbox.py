@@ -1,0 +1,422 @@
+"""The durable outbox: a SQLite file (WAL) of events not yet delivered, and their dead letters.
+
+One row per event, written before ``submit`` returns. A process claims due rows with a lease
+(owner, expiry), so several processes can share one file without sending an event twice; a lease
+that expires (its process was killed) is claimed again. A 202 deletes the row; a final failure
+moves it to ``dead_letters``; any other failure puts it back with a later ``next_attempt_at``.
+The admin key is never stored. Times are Unix seconds (``time.time()``), shared across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+
+from . import _fork
+from ._record import Record
+from .errors import ConfigurationError, OutboxError
+from .models import Event
+from .request import PublishRequest
+from .retry import BackoffStrategy, RetryConfig
+
+__all__ = ["Outbox", "OutboxEntry", "DeadLetter", "ClaimedRow", "Outcome", "SYNCHRONOUS_MODES"]
+
+#: ``synchronous=`` settings: what a committed ``submit`` survives (see the README).
+SYNCHRONOUS_MODES = ("FULL", "NORMAL", "OFF")
+SCHEMA_VERSION = 1
+
+_COLUMNS = "event_id, tenant_id, topic, body, headers, retries, timeout_ms, created_at, first_sent_at"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT,
+    retries TEXT,
+    timeout_ms REAL,
+    created_at REAL NOT NULL,
+    first_sent_at REAL,
+    next_attempt_at REAL NOT NULL,
+    rounds INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT,
+    retries TEXT,
+    timeout_ms REAL,
+    created_at REAL NOT NULL,
+    first_sent_at REAL,
+    rounds INTEGER NOT NULL,
+    failed_at REAL NOT NULL,
+    error TEXT NOT NULL,
+    status INTEGER
+);
+CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (failed_at);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_CLAIMABLE = "next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+
+#: What a worker reports for a claimed row: (kind, row id, error text, HTTP status, when).
+#: kind: "delivered" (delete), "deferred" (again at ``when``), "dead" (to dead letters), "release".
+Outcome = Tuple[str, int, Optional[str], Optional[int], float]
+
+
+class OutboxEntry(Record):
+    """A pending row: the event, how many rounds failed, when it is next due, who holds it."""
+
+    __slots__ = ("event", "first_sent_at", "id", "last_error", "lease_owner", "next_attempt_at", "rounds")
+    id: int
+    event: Event
+    rounds: int
+    next_attempt_at: float
+    first_sent_at: Optional[float]
+    lease_owner: Optional[str]
+    last_error: Optional[str]
+
+    def __init__(self, id: int, event: Event, rounds: int, next_attempt_at: float, first_sent_at: Optional[float],
+                 lease_owner: Optional[str], last_error: Optional[str]) -> None:
+        self._init(id=id, event=event, rounds=rounds, next_attempt_at=next_attempt_at, first_sent_at=first_sent_at,
+                   lease_owner=lease_owner, last_error=last_error)
+
+
+class DeadLetter(Record):
+    """An event that failed for good: the error text, the HTTP status (if any), when it failed."""
+
+    __slots__ = ("error", "event", "failed_at", "first_sent_at", "id", "rounds", "status")
+    id: int
+    event: Event
+    error: str
+    status: Optional[int]
+    rounds: int
+    first_sent_at: Optional[float]
+    failed_at: float
+
+    def __init__(self, id: int, event: Event, error: str, status: Optional[int], rounds: int,
+                 first_sent_at: Optional[float], failed_at: float) -> None:
+        self._init(id=id, event=event, error=error, status=status, rounds=rounds, first_sent_at=first_sent_at,
+                   failed_at=failed_at)
+
+
+class ClaimedRow:
+    """A row this process holds a lease on: the request to send again, and its history."""
+
+    __slots__ = ("first_sent_at", "request", "retries", "rounds", "row_id", "timeout_ms")
+
+    def __init__(self, row_id: int, request: PublishRequest, retries: Optional[RetryConfig],
+                 timeout_ms: Optional[float], rounds: int, first_sent_at: Optional[float]) -> None:
+        self.row_id = row_id
+        self.request = request
+        self.retries = retries
+        self.timeout_ms = timeout_ms
+        self.rounds = rounds
+        self.first_sent_at = first_sent_at
+
+
+def _dump_retries(config: Optional[RetryConfig]) -> Optional[str]:
+    if config is None:
+        return None
+    b = config.backoff
+    return json.dumps([config.strategy, [b.initial_interval, b.max_interval, b.exponent, b.max_elapsed_time],
+                       config.retry_connection_errors, config.max_attempts])
+
+
+def _load_retries(text: Optional[str]) -> Optional[RetryConfig]:
+    if not text:
+        return None
+    strategy, backoff, connection_errors, max_attempts = json.loads(text)
+    return RetryConfig(strategy, BackoffStrategy(*backoff), connection_errors, max_attempts)
+
+
+def _check_synchronous(value: str) -> str:
+    mode = value.upper() if isinstance(value, str) else value
+    if mode not in SYNCHRONOUS_MODES:
+        raise ConfigurationError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {value!r}")
+    return str(mode)
+
+
+class Outbox:
+    """One outbox file. Thread-safe (one connection behind a lock); use ``close()`` when done.
+
+    ``synchronous``: ``"FULL"`` (default: a recorded event survives power loss), ``"NORMAL"``
+    (survives a crash of the process, not of the machine), ``"OFF"`` (fastest; a machine crash
+    may lose recent events). ``busy_timeout``: how long to wait for another process's write lock.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike[str]], *, synchronous: str = "FULL",
+                 busy_timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self.synchronous = _check_synchronous(synchronous)
+        self._busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._conn: Optional[sqlite3.Connection] = None
+        self._closed = False
+        self._fork_held = False
+        with self._lock:
+            self._connection()  # open now: a bad path or a refused WAL fails here
+        _fork.register(self)
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open the outbox {self.path!r}: {exc}") from None
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise OutboxError(f"outbox {self.path!r}: SQLite refused WAL mode ({mode}); use a local disk")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OutboxError) as exc:
+            conn.close()
+            if isinstance(exc, OutboxError):
+                raise
+            raise OutboxError(f"cannot open the outbox {self.path!r}: {exc}") from None
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        """With the lock held: the connection, (re)opened on first use (after a fork, in both processes)."""
+        if self._closed:
+            raise OutboxError(f"the outbox {self.path!r} is closed")
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    # SQLite keeps per-file lock state for the whole process: a connection open across a fork would
+    # leave the child with state it does not own. So no connection crosses a fork: hold the lock (no
+    # statement runs), close, and let each side reopen on first use.
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+        self._fork_held = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _after_fork_in_parent(self) -> None:
+        if self._fork_held:
+            self._fork_held = False
+            self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.RLock()
+        self._fork_held = False
+        self._conn = None
+
+    def __repr__(self) -> str:
+        return f"Outbox({self.path!r}, synchronous={self.synchronous!r})"
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: other processes wait up to ``busy_timeout``)."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise OutboxError(f"outbox {self.path!r}: {exc}") from None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"outbox {self.path!r}: {exc}") from None
+
+    # -- the publisher's side --------------------------------------------------------------
+
+    def transact(
+        self,
+        inserts: Sequence[Tuple[PublishRequest, Optional[RetryConfig], Optional[float]]],
+        outcomes: Sequence[Outcome],
+        *,
+        owner: str,
+        claim: int = 0,
+        lease_seconds: float = 120.0,
+        now: Optional[float] = None,
+    ) -> Tuple[List[int], List[ClaimedRow]]:
+        """One transaction (one commit, one fsync for all): record ``inserts``, apply ``outcomes`` of
+        rows ``owner`` holds, then claim up to ``claim`` due rows for ``lease_seconds``.
+        Returns the new row ids (in order) and the claimed rows."""
+        now = time.time() if now is None else now
+        if not inserts and not outcomes and (claim <= 0 or not self._read(
+                f"SELECT 1 FROM outbox WHERE {_CLAIMABLE} LIMIT 1", (now, now))):
+            return [], []
+        with self._transaction() as conn:
+            row_ids = [self._insert(conn, request, retries, timeout_ms, now)
+                       for request, retries, timeout_ms in inserts]
+            for outcome in outcomes:
+                self._apply(conn, outcome, owner)
+            claimed = self._claim(conn, owner, claim, lease_seconds, now) if claim > 0 else []
+        return row_ids, claimed
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, request: PublishRequest, retries: Optional[RetryConfig],
+                timeout_ms: Optional[float], now: float) -> int:
+        cursor = conn.execute(
+            f"INSERT INTO outbox ({_COLUMNS}, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            (request.event_id, request.tenant_id, request.topic, request.body,
+             json.dumps(request.headers) if request.headers else None, _dump_retries(retries), timeout_ms, now, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, outcome: Outcome, owner: str) -> None:
+        kind, row_id, error, status, when = outcome
+        if kind == "delivered":
+            conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+        elif kind == "deferred":
+            conn.execute(
+                "UPDATE outbox SET rounds = rounds + 1, next_attempt_at = ?, last_error = ?, lease_owner = NULL, "
+                "lease_until = NULL WHERE id = ? AND lease_owner = ?", (when, error, row_id, owner))
+        elif kind == "dead":
+            conn.execute(
+                f"INSERT INTO dead_letters ({_COLUMNS}, rounds, failed_at, error, status) "
+                f"SELECT {_COLUMNS}, rounds + 1, ?, ?, ? FROM outbox WHERE id = ? AND lease_owner = ?",
+                (when, error or "", status, row_id, owner))
+            conn.execute("DELETE FROM outbox WHERE id = ? AND lease_owner = ?", (row_id, owner))
+        elif kind == "release":
+            conn.execute("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                         (row_id, owner))
+        else:
+            raise ValueError(f"unknown outbox outcome {kind!r}")
+
+    @staticmethod
+    def _claim(conn: sqlite3.Connection, owner: str, limit: int, lease_seconds: float,
+               now: float) -> List[ClaimedRow]:
+        ids = [row[0] for row in conn.execute(
+            f"SELECT id FROM outbox WHERE {_CLAIMABLE} ORDER BY next_attempt_at, id LIMIT ?", (now, now, limit))]
+        if not ids:
+            return []
+        conn.executemany(
+            "UPDATE outbox SET lease_owner = ?, lease_until = ?, first_sent_at = COALESCE(first_sent_at, ?) "
+            "WHERE id = ?", [(owner, now + lease_seconds, now, row_id) for row_id in ids])
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT id, event_id, tenant_id, topic, body, headers, retries, timeout_ms, rounds, first_sent_at "
+            f"FROM outbox WHERE id IN ({marks}) ORDER BY next_attempt_at, id", ids).fetchall()
+        return [
+            ClaimedRow(row_id, PublishRequest(event_id, bytes(body), json.loads(headers) if headers else {},
+                                              tenant_id, topic),
+                       _load_retries(retries), timeout_ms, rounds, first_sent_at)
+            for row_id, event_id, tenant_id, topic, body, headers, retries, timeout_ms, rounds, first_sent_at in rows
+        ]
+
+    def row_ids(self) -> List[int]:
+        """Every pending row id (what a starting publisher replays)."""
+        return [row[0] for row in self._read("SELECT id FROM outbox ORDER BY id")]
+
+    def existing(self, row_ids: Iterable[int]) -> Set[int]:
+        """Which of these rows are still pending (the others were delivered or dead-lettered)."""
+        ids = list(row_ids)
+        found: Set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self._read(f"SELECT id FROM outbox WHERE id IN ({marks})", chunk))
+        return found
+
+    def next_due(self) -> Optional[float]:
+        """When the earliest unleased row becomes due (None when there is none)."""
+        rows = self._read("SELECT MIN(next_attempt_at) FROM outbox WHERE lease_owner IS NULL")
+        value = rows[0][0] if rows else None
+        return float(value) if value is not None else None
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def pending_count(self) -> int:
+        """How many events wait for delivery (claimed or not)."""
+        return int(self._read("SELECT COUNT(*) FROM outbox")[0][0])
+
+    def pending(self, limit: Optional[int] = 100) -> List[OutboxEntry]:
+        """Pending events, oldest first (at most ``limit``; None for all)."""
+        rows = self._read(
+            "SELECT id, event_id, tenant_id, topic, body, rounds, next_attempt_at, first_sent_at, lease_owner, "
+            "last_error FROM outbox ORDER BY id LIMIT ?", (-1 if limit is None else limit,))
+        return [OutboxEntry(r[0], Event(r[1], r[2], r[3], bytes(r[4])), r[5], r[6], r[7], r[8], r[9]) for r in rows]
+
+    def dead_letter_count(self) -> int:
+        """How many events failed for good."""
+        return int(self._read("SELECT COUNT(*) FROM dead_letters")[0][0])
+
+    def dead_letters(self, limit: Optional[int] = 100) -> List[DeadLetter]:
+        """Dead letters, oldest first (at most ``limit``; None for all)."""
+        rows = self._read(
+            "SELECT id, event_id, tenant_id, topic, body, error, status, rounds, first_sent_at, failed_at "
+            "FROM dead_letters ORDER BY id LIMIT ?", (-1 if limit is None else limit,))
+        return [DeadLetter(r[0], Event(r[1], r[2], r[3], bytes(r[4])), r[5], r[6], r[7], r[8], r[9]) for r in rows]
+
+    def replay_dead_letters(self, ids: Optional[Iterable[int]] = None) -> int:
+        """Put dead letters (these ids, or all) back in the outbox, due now, with the same event ids.
+        Returns how many moved. A running publisher picks them up at its next poll."""
+        where, params = _id_filter(ids)
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                f"INSERT INTO outbox ({_COLUMNS}, next_attempt_at) SELECT {_COLUMNS}, ? FROM dead_letters {where} "
+                "ORDER BY id", (now, *params))
+            return int(conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount)
+
+    def purge_dead_letters(self, ids: Optional[Iterable[int]] = None, *, before: Optional[float] = None) -> int:
+        """Delete dead letters (these ids, or all; only those failed before ``before`` if given).
+        Returns how many were deleted."""
+        where, params = _id_filter(ids)
+        if before is not None:
+            where = (where + " AND" if where else "WHERE") + " failed_at < ?"
+            params = (*params, float(before))
+        with self._transaction() as conn:
+            return int(conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount)
+
+
+def _id_filter(ids: Optional[Iterable[int]]) -> Tuple[str, Tuple[Any, ...]]:
+    if ids is None:
+        return "", ()
+    chosen = tuple(int(i) for i in ids)
+    if not chosen:
+        return "WHERE 0", ()
+    return f"WHERE id IN ({','.join('?' * len(chosen))})", chosen
+

@@ -1,0 +1,221 @@
+"""A minipub transport on httpx: HTTP/2 when ``h2`` is installed, or the ``httpx.Client`` you configured.
+
+It keeps minipub's transport contract (``minipub.testing.TransportContract``): the request is
+sent exactly as given (no client default headers), redirects are never followed, the body is
+read raw up to ``max_body`` (then the connection is dropped), ``request.timeout`` bounds every
+phase, a pooled connection the server closed while idle is replaced by one resend, and every
+failure is one of ``minipub.errors``' transport errors.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from importlib.util import find_spec
+from typing import Any, Dict, List, Optional, Tuple
+
+import httpx
+
+from minipub.errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectionLostError,
+    ProtocolError,
+    TLSError,
+    TransportError,
+    TransportTimeout,
+)
+from minipub.transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from minipub.transports.proxy import Proxy, parse_proxy, select_proxy
+
+__all__ = ["HttpxTransport", "map_httpx_error"]
+
+_MAX_MESSAGE = 300
+_LOST = ("disconnected", "peer closed", "incomplete", "connection closed", "connectionterminated")
+_ProxyKey = Optional[Tuple[str, int, Optional[str]]]
+
+
+def _ssl_cause(exc: BaseException) -> Optional[ssl.SSLError]:
+    seen = 0
+    cause: Optional[BaseException] = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return None
+
+
+def _tls_error(cause: ssl.SSLError) -> TLSError:
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return TLSError(f"TLS certificate verification failed: {cause.verify_message}")
+    return TLSError(f"TLS error: {cause.reason or type(cause).__name__}")
+
+
+def map_httpx_error(exc: Exception) -> TransportError:
+    """An httpx failure as minipub's transport error (the message never carries headers)."""
+    text = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportTimeout("connect timed out" if isinstance(exc, httpx.ConnectTimeout)
+                                else f"timed out ({type(exc).__name__})")
+    tls = _ssl_cause(exc)
+    if tls is not None:
+        return _tls_error(tls)
+    if isinstance(exc, (httpx.ProxyError, httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        return ConnectError(f"could not connect: {text}")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if any(marker in str(exc).lower() for marker in _LOST):
+            return ConnectionLostError(f"connection lost: {text}")
+        return ProtocolError(f"invalid HTTP response: {text}")
+    if isinstance(exc, httpx.LocalProtocolError):
+        return ProtocolError(f"the request could not be sent as HTTP: {text}")
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError)):
+        return ConnectionLostError(f"connection lost: {text}")
+    return TransportError(f"request failed: {text}")
+
+
+class HttpxTransport:
+    """Sends through httpx. Without ``client``, it makes its own clients (one per proxy in use).
+
+    ``client``: your ``httpx.Client`` (proxies, CA bundle, limits, HTTP/2, mounts are yours; the
+    client stays yours: ``close()`` does not close it, and TLS/proxy options cannot be given).
+    ``http2``: offer HTTP/2 (ALPN, over https); default: when ``h2`` is installed.
+    ``proxy``: ``"env"`` (``HTTP(S)_PROXY``/``NO_PROXY``, the same rules as minipub's built-in
+    transport), ``None`` (direct) or a proxy URL.
+    """
+
+    supports_keepalive = True
+    supports_proxy = True
+
+    def __init__(
+        self,
+        client: Optional[httpx.Client] = None,
+        *,
+        http2: Optional[bool] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        proxy: Optional[str] = "env",
+        max_body: int = DEFAULT_MAX_BODY,
+        pool_size: int = 10,
+    ) -> None:
+        if client is not None and not isinstance(client, httpx.Client):
+            raise ConfigurationError("HttpxTransport(client=...) must be an httpx.Client (not an AsyncClient)")
+        if client is not None and (ssl_context or ca_file or client_cert or client_key or proxy not in ("env", None)):
+            raise ConfigurationError("with client=..., configure TLS and proxies on your httpx.Client")
+        if proxy not in (None, "env"):
+            parse_proxy(proxy)  # a bad URL fails here, not on the first send
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
+            raise ConfigurationError(f"max_body must be an int >= 0, got {max_body!r}")
+        self._own = client is None
+        self._user_client = client
+        self.http2 = (find_spec("h2") is not None) if http2 is None else bool(http2)
+        self._ssl_context = ssl_context
+        self._tls_files = (ca_file, client_cert, client_key)
+        self._proxy_setting = proxy
+        self._max_body = max_body
+        self._pool_size = pool_size
+        self._clients: Dict[_ProxyKey, httpx.Client] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        source = "own clients" if self._own else "caller's client"
+        return f"HttpxTransport({source}, http2={self.http2}, max_body={self._max_body})"
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            from minipub.transports.tls import make_ssl_context
+
+            ca_file, cert, key = self._tls_files
+            self._ssl_context = make_ssl_context(ca_file=ca_file, client_cert=cert, client_key=key)
+        return self._ssl_context
+
+    def _client(self, url: httpx.URL) -> httpx.Client:
+        if self._user_client is not None:
+            return self._user_client
+        proxy = select_proxy(self._proxy_setting, url.scheme, url.host,
+                             url.port or (443 if url.scheme == "https" else 80))
+        key: _ProxyKey = tuple(proxy) if proxy is not None else None  # type: ignore[assignment]
+        client = self._clients.get(key)
+        if client is None:
+            with self._lock:
+                if self._closed:
+                    raise ConnectError("transport is closed")
+                client = self._clients.get(key)
+                if client is None:
+                    client = self._clients[key] = self._make_client(proxy)
+        return client
+
+    def _make_client(self, proxy: Optional[Proxy]) -> httpx.Client:
+        httpx_proxy = None
+        if proxy is not None:
+            headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+            httpx_proxy = httpx.Proxy(f"http://{proxy.host}:{proxy.port}", headers=headers)
+        limits = httpx.Limits(max_keepalive_connections=self._pool_size)
+        return httpx.Client(verify=self._context(), http2=self.http2, proxy=httpx_proxy, trust_env=False,
+                            follow_redirects=False, limits=limits, headers=None)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        if self._closed:
+            raise ConnectError("transport is closed")
+        try:
+            url = httpx.URL(request.url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ConnectError(f"cannot send to this URL: {type(exc).__name__}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConnectError(f"cannot send to {url.scheme}://{url.host}: not an http(s) URL")
+        client = self._client(url)
+        timeout = httpx.Timeout(request.timeout).as_dict()
+        for resend in (False, True):
+            connected: List[str] = []
+
+            def trace(event: str, info: Dict[str, Any], connected: List[str] = connected) -> None:
+                if "connect_tcp" in event:
+                    connected.append(event)
+
+            outgoing = httpx.Request(request.method, url, headers=request.headers, content=request.body,
+                                     extensions={"timeout": timeout, "trace": trace})
+            try:
+                response = client.send(outgoing, stream=True, follow_redirects=False)
+            except httpx.HTTPError as exc:
+                error = map_httpx_error(exc)
+                if not resend and not connected and isinstance(error, ConnectionLostError):
+                    continue  # an idle pooled connection the server had closed: once more, fresh
+                raise error from None
+            except RuntimeError as exc:  # the caller's client was closed
+                raise ConnectError(f"the httpx client cannot send: {exc}") from None
+            try:
+                body, truncated = self._read(response)
+            except httpx.HTTPError as exc:
+                raise map_httpx_error(exc) from None
+            finally:
+                response.close()
+            return HTTPResponse(response.status_code, dict(response.headers.items()), body, truncated)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, response: httpx.Response) -> Tuple[bytes, bool]:
+        chunks: List[bytes] = []
+        size = 0
+        for chunk in response.iter_raw():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self._max_body:
+                break
+        body = b"".join(chunks)
+        if size > self._max_body:
+            return body[: self._max_body], True
+        return body, False
+
+    def close(self) -> None:
+        """Close the clients this transport made (a caller's client stays open). Idempotent."""
+        with self._lock:
+            self._closed = True
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()

@@ -1,0 +1,38 @@
+"""A child process for the crash scenario: ``python -m tests.outbox_child MODE URL KEY OUTBOX [COUNT]``.
+
+``produce``: submit COUNT events (``data.seq`` = 0..COUNT-1) through an outbox-backed Publisher,
+printing ``ok SEQ ID`` once each submit has returned (the event is on disk), then flush.
+``drain``: open the same outbox, deliver what is left, print the stats as JSON, exit 0 if all settled.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from minipub import SDK, BackoffStrategy, Publisher, RetryBudget, RetryConfig
+
+
+def main(argv: list) -> int:
+    mode, url, key, path = argv[:4]
+    retry = RetryConfig("backoff", BackoffStrategy(5, 50, 2.0, 3_000), True, max_attempts=4)
+    sdk = SDK(key, server_url=url, timeout_ms=500, retry_config=retry, retry_budget=RetryBudget(100, 1.0))
+    publisher = Publisher(sdk, workers=4, outbox=path, lease_seconds=2.0, backoff_initial=0.02, backoff_cap=0.2,
+                          poll_interval=0.1)
+    if mode == "produce":
+        for seq in range(int(argv[4])):
+            event_id = publisher.submit("crash.test", {"seq": seq}, tenant_id="acme")
+            print(f"ok {seq} {event_id}", flush=True)
+        publisher.flush(60)
+        print("done", flush=True)
+        return 0
+    settled = publisher.flush(60)
+    stats = publisher.stats()
+    publisher.close(5)
+    print(json.dumps({"settled": settled, "delivered": stats.delivered, "duplicates": stats.duplicates,
+                      "retried": stats.retried, "failed": stats.failed}), flush=True)
+    return 0 if settled else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
