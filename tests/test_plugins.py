@@ -29,6 +29,7 @@ from minipub.testing import OutpostServer
 from minipub.transports import create_transport
 from minipub.transports.base import HTTPRequest, HTTPResponse
 from minipub.transports.httpclient import HTTPClientTransport
+from minipub.transports.lean import LeanTransport
 
 from .conftest import API_KEY, NO_RETRY, Sleeps
 
@@ -96,7 +97,7 @@ def test_a_plugin_can_claim_the_default_and_builtins_stay_selectable(server: Out
     with SDK(API_KEY, server_url=server.url, plugins=[claiming], transport="http.client") as sdk:
         assert isinstance(sdk._transport, HTTPClientTransport)
     with SDK(API_KEY, server_url=server.url, plugins=[TransportPlugin()]) as sdk:  # claims nothing
-        assert isinstance(sdk._transport, HTTPClientTransport)
+        assert isinstance(sdk._transport, LeanTransport)  # the built-in default
 
 
 def test_explicit_plugins_are_asked_first() -> None:
@@ -510,7 +511,7 @@ def test_entry_points_are_loaded_once_and_can_be_disabled(
         assert sdk._transport.label == "explicit"  # type: ignore[attr-defined]
     monkeypatch.setenv("MINIPUB_DISABLE_PLUGIN_AUTOLOAD", "1")
     with SDK(API_KEY, server_url=server.url) as sdk:
-        assert sdk.plugins is None and isinstance(sdk._transport, HTTPClientTransport)
+        assert sdk.plugins is None and isinstance(sdk._transport, LeanTransport)  # the built-in default
     assert len(server.events) == 1
 
 
@@ -537,10 +538,10 @@ else:
     raise SystemExit("pluggy is importable")
 import minipub
 from minipub.errors import ConfigurationError
-from minipub.transports.httpclient import HTTPClientTransport
+from minipub.transports.lean import LeanTransport
 
 with minipub.SDK(sys.argv[1], server_url=sys.argv[2]) as sdk:
-    assert sdk.plugins is None and isinstance(sdk._transport, HTTPClientTransport)
+    assert sdk.plugins is None and isinstance(sdk._transport, LeanTransport)
     print(sdk.publish.event(tenant_id="acme", topic="no.pluggy", data={}).id)
 try:
     minipub.SDK(sys.argv[1], plugins=[object()])

@@ -62,7 +62,7 @@ def _resolve(host: str, port: int) -> List[_Sockaddr]:
 
 
 def _connect(addresses: List[_Sockaddr], timeout: float) -> socket.socket:
-    from ..transports.httpclient import map_os_error
+    from ..transports.common import map_os_error
 
     error: Optional[BaseException] = None
     for address in addresses:
@@ -80,7 +80,7 @@ def _connect(addresses: List[_Sockaddr], timeout: float) -> socket.socket:
 
 
 def _handshake(sock: socket.socket, host: str) -> str:
-    from ..transports.httpclient import map_os_error
+    from ..transports.common import map_os_error
     from ..transports.tls import make_ssl_context
 
     try:

@@ -34,7 +34,7 @@ BUILTIN_TRANSPORTS: Dict[str, Callable[..., Transport]] = {
     "urllib": _urllib,
 }
 
-DEFAULT_TRANSPORT = "http.client"
+DEFAULT_TRANSPORT = "lean"
 
 
 def create_transport(name: str = DEFAULT_TRANSPORT, **options: Any) -> Transport:

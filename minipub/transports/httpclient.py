@@ -1,4 +1,4 @@
-"""The default transport: pooled keep-alive ``http.client`` connections, thread-safe."""
+"""The ``http.client`` transport: pooled keep-alive ``http.client`` connections, thread-safe."""
 
 from __future__ import annotations
 
