@@ -5,7 +5,6 @@ All checks run before any network call; each error names the field and the fix.
 
 from __future__ import annotations
 
-import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -45,13 +44,14 @@ class PublishRequest:
         return f"PublishRequest(event_id={self.event_id!r}, tenant_id={self.tenant_id!r}, topic={self.topic!r})"
 
 
+#: The RFC 4122 variant digit (10xx) for each random hex digit.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
 def new_event_id() -> str:
-    """A random UUID4 string, made without importing ``uuid``."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = binascii.hexlify(raw).decode()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A random UUID4 string, made without importing ``uuid``: 122 random bits, version 4, variant 10."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def _text(field: str, value: Any, *, optional: bool = False) -> Optional[str]:
