@@ -11,6 +11,7 @@ import pytest
 from minipub import SDK
 from minipub.errors import ConnectError, ConnectionLostError, ProtocolError, TransportTimeout, ValidationError
 from minipub.testing import OutpostServer, TransportContract
+from minipub.testing.rawserver import RawServer as SharedRawServer
 from minipub.transports import BUILTIN_TRANSPORTS, HTTPRequest, Transport, create_transport
 from minipub.transports.lean import LeanTransport
 
@@ -48,48 +49,25 @@ def read_request(sock: socket.socket) -> bytes:
 
 
 class RawServer:
-    """A socket server that runs a script per connection (threads; bounded joins)."""
+    """minipub.testing's raw server, driven by a script of (socket, connection index)."""
 
     def __init__(self, script: Script) -> None:
-        self.script = script
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(5)
-        self.connections = 0
-        self.requests: List[bytes] = []
-        self.threads: List[threading.Thread] = []
-        self.accepting = threading.Thread(target=self._accept, daemon=True)
-        self.accepting.start()
+        self._server = SharedRawServer(lambda peer: script(peer.sock, peer.index)).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/api/v1/publish"
+        return self._server.url("/api/v1/publish")
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            index = self.connections
-            self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(sock, index), daemon=True)
-            self.threads.append(thread)
-            thread.start()
+    @property
+    def port(self) -> int:
+        return self._server.port
 
-    def _serve(self, sock: socket.socket, index: int) -> None:
-        sock.settimeout(5)
-        try:
-            self.script(sock, index)
-        except OSError:
-            pass
-        finally:
-            sock.close()
+    @property
+    def connections(self) -> int:
+        return self._server.accepted
 
     def close(self) -> None:
-        self.listener.close()
-        self.accepting.join(5)
-        for thread in self.threads:
-            thread.join(5)
+        self._server.close()
 
 
 @pytest.fixture
@@ -256,7 +234,7 @@ def test_read_timeout_and_refused_connection(raw: Callable[[Script], RawServer])
     with pytest.raises(TransportTimeout):
         post(transport, server.url, timeout=0.2)
     release.set()
-    port, url = server.listener.getsockname()[1], server.url
+    port, url = server.port, server.url
     server.close()
     with pytest.raises(ConnectError):
         post(transport, f"http://127.0.0.1:{port}/x")
@@ -281,7 +259,7 @@ def test_plain_http_through_a_proxy_uses_the_absolute_url(raw: Callable[[Script]
         sock.sendall(OK)
 
     server = raw(proxy)
-    port = server.listener.getsockname()[1]
+    port = server.port
     transport = LeanTransport(proxy=f"http://user:pa%20ss@127.0.0.1:{port}")
     assert post(transport, "http://outpost.invalid/api/v1/publish") == (202, b"{}", False)
     transport.close()
@@ -293,7 +271,7 @@ def test_plain_http_through_a_proxy_uses_the_absolute_url(raw: Callable[[Script]
 
 def test_connect_refused_by_the_proxy_is_a_connect_error(raw: Callable[[Script], RawServer]) -> None:
     server = raw(answer_each(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"))
-    port = server.listener.getsockname()[1]
+    port = server.port
     transport = LeanTransport(proxy=f"http://127.0.0.1:{port}")
     with pytest.raises(ConnectError, match="CONNECT with HTTP 407"):
         post(transport, "https://outpost.invalid/api/v1/publish")

@@ -38,10 +38,14 @@ def _fail(problem: str) -> ProtocolError:
     return ProtocolError(f"invalid HTTP response: {problem}")
 
 
-def _head_end(buf: bytes) -> int:
-    """The index of the blank line's first byte after the last header line's LF, or -1."""
-    crlf = buf.find(b"\n\r\n")
-    lf = buf.find(b"\n\n")
+def _head_end(buf: bytes, start: int = 0) -> int:
+    """The index of the blank line's first byte after the last header line's LF, or -1.
+
+    ``start``: where to look from (bytes before it were searched already), so a head that
+    trickles in one byte at a time costs linear, not quadratic, time.
+    """
+    crlf = buf.find(b"\n\r\n", start)
+    lf = buf.find(b"\n\n", start)
     if crlf < 0:
         return lf
     if lf < 0:
@@ -173,8 +177,24 @@ class ResponseParser:
     ``interim`` lists the skipped 1XX statuses. ``received`` counts every byte fed.
     """
 
-    __slots__ = ("_body", "_buf", "_remaining", "_spent", "_state", "head_request", "headers", "interim", "max_body",
-                 "max_head", "reason", "received", "status", "truncated", "will_close")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_remaining",
+        "_scanned",
+        "_spent",
+        "_state",
+        "head_request",
+        "headers",
+        "interim",
+        "max_body",
+        "max_head",
+        "reason",
+        "received",
+        "status",
+        "truncated",
+        "will_close",
+    )
 
     def __init__(self, max_body: int, *, head_request: bool = False, max_head: int = MAX_HEAD) -> None:
         self.max_body = max_body
@@ -191,6 +211,7 @@ class ResponseParser:
         self._body = bytearray()
         self._remaining = 0
         self._spent = 0  # head bytes of interim responses and trailers so far: bounded by max_head
+        self._scanned = 0  # how much of the buffered head was searched for its end already
         self._state = _HEAD
 
     # -- input -------------------------------------------------------------------------------
@@ -251,11 +272,13 @@ class ResponseParser:
             if len(buf) >= 5 or not b"HTTP/".startswith(buf):
                 raise _fail("it does not start with 'HTTP/' (is this an HTTP server?)")
             return buf
-        end = _head_end(buf)
+        end = _head_end(buf, max(0, self._scanned - 2))
         if end < 0:
             if len(buf) > self.max_head:
                 raise _fail(f"the response head is larger than {self.max_head} bytes")
+            self._scanned = len(buf)
             return buf
+        self._scanned = 0
         after = end + (3 if buf[end + 1] == 13 else 2)
         self._spent += after
         if self._spent > self.max_head:
