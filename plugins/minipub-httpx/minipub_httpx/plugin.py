@@ -1,6 +1,6 @@
 """The ``httpx`` entry point: ``SDK(transport="httpx")``, and the default transport once installed.
 
-To keep the built-in transport while this plugin is installed, pass ``transport="http.client"``
+To keep a built-in transport while this plugin is installed, name it (``transport="lean"``)
 (or set ``MINIPUB_HTTPX_DEFAULT=0`` to stop it claiming the default).
 """
 

@@ -19,7 +19,8 @@ from minipub import SDK
 from minipub.errors import ConfigurationError
 from minipub.plugins import reset_autoload
 from minipub.testing import OutpostServer
-from minipub.testing.contract import Certificates, make_certificates
+from minipub.testing.rawserver import Certificates, make_certificates
+from minipub.transports import create_transport
 from minipub.transports.httpclient import HTTPClientTransport
 from minipub_httpx import HttpxTransport
 
@@ -46,8 +47,8 @@ def test_installed_it_is_every_clients_transport(autoload: None, server: Outpost
     with SDK(API_KEY, server_url=server.url, transport="http.client") as sdk:
         assert isinstance(sdk._transport, HTTPClientTransport)
     monkeypatch.setenv("MINIPUB_HTTPX_DEFAULT", "0")
-    with SDK(API_KEY, server_url=server.url) as sdk:
-        assert isinstance(sdk._transport, HTTPClientTransport)
+    with SDK(API_KEY, server_url=server.url) as sdk:  # the built-in default again
+        assert type(sdk._transport) is type(create_transport())
     with SDK(API_KEY, server_url=server.url, transport="httpx", max_response_bytes=1234, proxy=None) as sdk:
         assert isinstance(sdk._transport, HttpxTransport) and sdk._transport._max_body == 1234
         publish(sdk)
