@@ -5,17 +5,18 @@ from __future__ import annotations
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypeVar
 from urllib.parse import urlsplit
 
 from .. import _fork
 from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
+from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from .proxy import Proxy, parse_proxy, select_proxy
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool"]
+__all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale"]
 
 Origin = Tuple[str, str, int]  # scheme, host, port
 C = TypeVar("C")
@@ -144,3 +145,80 @@ class IdlePool(Generic[C]):
             self._idle.clear()
         for conn in idle:
             self._close(conn)
+
+
+class Stale(Exception):
+    """A reused idle connection failed before any response byte: the server had closed it."""
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+K = TypeVar("K", bound=_Closable)
+#: One exchange on a connection: (origin, connection, request target, reused) -> response.
+Exchange = Callable[[Origin, K, str, bool], HTTPResponse]
+
+
+class PooledTransport(Generic[K]):
+    """What the keep-alive transports share: options, the idle pool, and the stale-connection rule.
+
+    Subclasses open connections (``_connect``) and run one exchange; an exchange on a reused
+    connection raises :class:`Stale` when the server had closed it, and the request is then
+    sent once more on a fresh connection (safe: the event id is fixed).
+    """
+
+    supports_keepalive = True
+    supports_proxy = True
+
+    def __init__(
+        self,
+        *,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        ca_file: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        proxy: Optional[str] = "env",
+        max_body: int = DEFAULT_MAX_BODY,
+        pool_size: int = 10,
+        connect_timeout: Optional[float] = None,
+    ) -> None:
+        self._options = ConnectOptions(ssl_context=ssl_context, ca_file=ca_file, client_cert=client_cert,
+                                       client_key=client_key, proxy=proxy, connect_timeout=connect_timeout)
+        self._max_body = max_body
+        self._pool: IdlePool[K] = IdlePool(pool_size, _close)
+        self._targets: Dict[str, Tuple[Origin, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pool_size={self._pool.size}, max_body={self._max_body})"
+
+    def _connect(self, origin: Origin, timeout: float) -> K:
+        raise NotImplementedError
+
+    def _target(self, url: str) -> Tuple[Origin, str]:
+        found = self._targets.get(url)
+        if found is None:
+            found = self._targets[url] = split_origin(url)
+        return found
+
+    def _roundtrip(self, request: HTTPRequest, exchange: Exchange[K]) -> HTTPResponse:
+        """Send on an idle connection if there is one, else (or if it was stale) on a fresh one."""
+        origin, target = self._target(request.url)
+        conn = self._pool.checkout(origin)
+        if conn is not None:
+            try:
+                return exchange(origin, conn, target, True)
+            except Stale:
+                pass  # the server closed the idle connection: send once more on a fresh one
+        conn = self._connect(origin, request.timeout)
+        try:
+            return exchange(origin, conn, target, False)
+        except Stale as stale:  # pragma: no cover - exchanges raise Stale only for reused connections
+            raise ConnectionLostError("connection lost") from stale
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _close(conn: _Closable) -> None:
+    conn.close()

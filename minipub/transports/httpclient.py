@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import http.client
 import socket
-from typing import IO, TYPE_CHECKING, Dict, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Optional, Tuple
 
-from ..errors import ConnectionLostError
-from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .common import ConnectOptions, IdlePool, Origin, map_os_error, split_origin
+from .base import HTTPRequest, HTTPResponse
+from .common import Origin, PooledTransport, Stale, map_os_error, split_origin
 from .proxy import Proxy
 
 if TYPE_CHECKING:
-    import ssl
+    pass
 
 __all__ = ["HTTPClientTransport", "map_os_error", "read_capped", "split_origin"]
 
 # Failures of a reused idle connection that mean "the server had closed it": send again once.
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
-
-
-class _Stale(Exception):
-    pass
 
 
 def read_capped(stream: IO[bytes], max_body: int) -> Tuple[bytes, bool]:
@@ -39,35 +34,11 @@ def read_capped(stream: IO[bytes], max_body: int) -> Tuple[bytes, bool]:
     return body, False
 
 
-class HTTPClientTransport:
+class HTTPClientTransport(PooledTransport[http.client.HTTPConnection]):
     """Keep-alive connections per origin, reused across calls and threads (one user at a time).
 
     ``proxy``: ``"env"`` (default: ``HTTP(S)_PROXY``/``NO_PROXY``), ``None`` (direct) or a URL.
     """
-
-    supports_keepalive = True
-    supports_proxy = True
-
-    def __init__(
-        self,
-        *,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        ca_file: Optional[str] = None,
-        client_cert: Optional[str] = None,
-        client_key: Optional[str] = None,
-        proxy: Optional[str] = "env",
-        max_body: int = DEFAULT_MAX_BODY,
-        pool_size: int = 10,
-        connect_timeout: Optional[float] = None,
-    ) -> None:
-        self._options = ConnectOptions(ssl_context=ssl_context, ca_file=ca_file, client_cert=client_cert,
-                                       client_key=client_key, proxy=proxy, connect_timeout=connect_timeout)
-        self._max_body = max_body
-        self._pool: IdlePool[http.client.HTTPConnection] = IdlePool(pool_size, http.client.HTTPConnection.close)
-        self._targets: Dict[str, Tuple[Origin, str]] = {}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(pool_size={self._pool.size}, max_body={self._max_body})"
 
     # -- connections ---------------------------------------------------------------------
 
@@ -100,25 +71,9 @@ class HTTPClientTransport:
 
     # -- sending -------------------------------------------------------------------------
 
-    def _target(self, url: str) -> Tuple[Origin, str]:
-        found = self._targets.get(url)
-        if found is None:
-            found = self._targets[url] = split_origin(url)
-        return found
-
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        origin, path = self._target(request.url)
-        conn = self._pool.checkout(origin)
-        if conn is not None:
-            try:
-                return self._exchange(origin, conn, path, request, reused=True)
-            except _Stale:
-                pass  # the server closed the idle connection: send once more on a fresh one
-        conn = self._connect(origin, request.timeout)
-        try:
-            return self._exchange(origin, conn, path, request, reused=False)
-        except _Stale as stale:  # pragma: no cover - _Stale is raised only for reused connections
-            raise ConnectionLostError("connection lost") from stale
+        return self._roundtrip(request, lambda origin, conn, path, reused: self._exchange(
+            origin, conn, path, request, reused=reused))
 
     def _exchange(
         self, origin: Origin, conn: http.client.HTTPConnection, path: str, request: HTTPRequest, *, reused: bool
@@ -139,7 +94,7 @@ class HTTPClientTransport:
         except _STALE as exc:
             conn.close()
             if reused:
-                raise _Stale() from None
+                raise Stale() from None
             raise map_os_error(exc, connecting=False) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
@@ -156,5 +111,3 @@ class HTTPClientTransport:
             self._pool.checkin(origin, conn)
         return result
 
-    def close(self) -> None:
-        self._pool.close()

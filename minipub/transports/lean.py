@@ -12,16 +12,16 @@ from __future__ import annotations
 import socket
 import struct
 import sys
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ..errors import ConnectError, ConnectionLostError, TransportTimeout, ValidationError
-from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .common import ConnectOptions, IdlePool, Origin, map_os_error, split_origin
+from .base import HTTPRequest, HTTPResponse
+from .common import Origin, PooledTransport, Stale, map_os_error
 from .h11parse import ResponseParser, parse_whole
 from .proxy import Proxy
 
 if TYPE_CHECKING:
-    import ssl
+    pass
 
 __all__ = ["LeanTransport"]
 
@@ -33,10 +33,6 @@ FIELDS_CACHE = 64
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 # Methods sent without a Content-Length when they have no body.
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
-
-
-class _Stale(Exception):
-    pass
 
 
 def _timeval(seconds: float) -> bytes:
@@ -111,7 +107,7 @@ def _host_line(host: str, port: int, scheme: str) -> str:
     return f"Host: {name}\r\n" if port == default else f"Host: {name}:{port}\r\n"
 
 
-class LeanTransport:
+class LeanTransport(PooledTransport[_Connection]):
     """Keep-alive connections per origin, reused across calls and threads (one user at a time).
 
     Same options as the ``http.client`` transport: ``ssl_context`` or ``ca_file``/``client_cert``/
@@ -119,32 +115,9 @@ class LeanTransport:
     ``connect_timeout``.
     """
 
-    supports_keepalive = True
-    supports_proxy = True
-
-    def __init__(
-        self,
-        *,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        ca_file: Optional[str] = None,
-        client_cert: Optional[str] = None,
-        client_key: Optional[str] = None,
-        proxy: Optional[str] = "env",
-        max_body: int = DEFAULT_MAX_BODY,
-        pool_size: int = 10,
-        connect_timeout: Optional[float] = None,
-    ) -> None:
-        self._options = ConnectOptions(ssl_context=ssl_context, ca_file=ca_file, client_cert=client_cert,
-                                       client_key=client_key, proxy=proxy, connect_timeout=connect_timeout)
-        self._max_body = max_body
-        self._pool: IdlePool[_Connection] = IdlePool(pool_size, _Connection.close)
-        self._targets: Dict[str, Tuple[Origin, str]] = {}
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._fields: Dict[Tuple[Tuple[str, str], ...], str] = {}  # prebuilt, checked header lines
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(pool_size={self._pool.size}, max_body={self._max_body})"
-
-    # -- connections ---------------------------------------------------------------------
 
     def _connect(self, origin: Origin, timeout: float) -> _Connection:
         scheme, host, port = origin
@@ -189,14 +162,7 @@ class LeanTransport:
 
     # -- sending -------------------------------------------------------------------------
 
-    def _target(self, url: str) -> Tuple[Origin, str]:
-        found = self._targets.get(url)
-        if found is None:
-            found = self._targets[url] = split_origin(url)
-        return found
-
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        origin, target = self._target(request.url)
         key = tuple(request.headers.items())
         fields = self._fields.get(key)
         if fields is None:
@@ -204,17 +170,8 @@ class LeanTransport:
             if len(self._fields) >= FIELDS_CACHE:
                 self._fields.clear()
             self._fields[key] = fields
-        conn = self._pool.checkout(origin)
-        if conn is not None:
-            try:
-                return self._exchange(origin, conn, target, fields, request, reused=True)
-            except _Stale:
-                pass  # the server closed the idle connection: send once more on a fresh one
-        conn = self._connect(origin, request.timeout)
-        try:
-            return self._exchange(origin, conn, target, fields, request, reused=False)
-        except _Stale as stale:  # pragma: no cover - _Stale is raised only for reused connections
-            raise ConnectionLostError("connection lost") from stale
+        return self._roundtrip(request, lambda origin, conn, target, reused: self._exchange(
+            origin, conn, target, fields, request, reused=reused))
 
     def _exchange(
         self, origin: Origin, conn: _Connection, target: str, fields: str, request: HTTPRequest, *, reused: bool
@@ -237,13 +194,13 @@ class LeanTransport:
             if whole is not None:  # the common case: the whole response in one read
                 response, will_close = whole
             elif not chunk and reused:
-                raise _Stale()
+                raise Stale()
             else:
                 response, will_close = self._read(sock, chunk, head_request)
         except _STALE as exc:
             conn.close()
             if reused and not received:
-                raise _Stale() from None
+                raise Stale() from None
             raise map_os_error(exc, connecting=False) from None
         except BlockingIOError:  # a kernel-enforced timeout ran out
             conn.close()
@@ -272,5 +229,3 @@ class LeanTransport:
                 return response, parser.will_close
             chunk = sock.recv(READ_SIZE)
 
-    def close(self) -> None:
-        self._pool.close()
