@@ -1,14 +1,23 @@
 """minipub side by side with outpost-sdk, the http.client floor and the raw-socket limit.
 
-    python benchmarks/run.py [--n 3000] [--rounds 5] [--cases a,b] [--json PATH]   (or: tox -e bench)
+    python benchmarks/run.py [--target local,latency|real|all] [--n 3000] [--rounds 5] [--cases a,b] [--json PATH]
+    python benchmarks/run.py --real        # the real Outpost only (bash tests/real/outpost.sh start)
+    (or: tox -e bench [-- ARGS])
 
-Every case publishes the same N events to a local server in another process (nginx when installed,
-else a small responder), sequentially and with 4 threads. Figures: events/s and the client's CPU
-per event (process user+sys over the timed loop), medians over rounds; the cases are interleaved
-round by round and ratios are taken within each round (absolute times drift on a noisy machine,
-same-round ratios hold). Then import time, interpreter start to the first published event and peak
-RSS, each in fresh subprocesses. A table goes to stdout, everything to ``--json``
-(``benchmarks/results/latest.json``). Nothing here is asserted: the targets are reported.
+Targets (``--target``, default ``local,latency``):
+- ``local``: every case publishes the same N events to a local server in another process (nginx when
+  installed, else a small responder), sequentially and with 4 threads; the background ``Publisher``
+  with and without an outbox; ``minipub bulk`` on ``--bulk-lines`` lines; then import time, interpreter
+  start to the first published event and peak RSS, each in fresh subprocesses.
+- ``latency``: the ``Publisher`` against a responder that answers 2 ms after each request
+  (``latency.py``), at several numbers of connections in flight.
+- ``real``: a real Outpost with a webhook receiver (``real.py``): accepted events/s, client CPU, the
+  end-to-end delivery rate and the server side's CPU.
+Figures: events/s and the client's CPU per event (process user+sys over the timed loop), medians
+over rounds; the cases are interleaved round by round and ratios are taken within each round
+(absolute times drift on a noisy machine, same-round ratios hold). A table goes to stdout, everything
+to ``--json`` (``benchmarks/results/latest.json``). Nothing here is asserted: every target of issue 14
+is printed met, MISSED or not measured (``targets.py``).
 """
 
 from __future__ import annotations
