@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from uuid import uuid4
 
 KEY = "sk_bench_" + "k" * 24
 TENANT = "acme"
@@ -38,8 +39,12 @@ class Session:
 OpenSession = Callable[..., Session]  # (url, key=KEY, tenant=TENANT) -> Session
 
 
-def raw_socket_limit(url: str, key: str = KEY, tenant: str = TENANT) -> Session:
-    """One socket per thread, a prebuilt request head, a minimal Content-Length response parse."""
+def raw_socket_limit(url: str, key: str = KEY, tenant: str = TENANT, same_event: bool = False) -> Session:
+    """One socket per thread, a prebuilt request head, a minimal Content-Length response parse.
+
+    ``same_event``: the body minipub sends (a client-side UUID4 ``id`` and ``eligible_for_retry``), so
+    that a real server does the same work for both; else the smallest body.
+    """
     host_port = url.split("/")[2]
     host, port = host_port.rsplit(":", 1)
     path = "/" + url.split("/", 3)[3] + "/publish"
@@ -54,7 +59,11 @@ def raw_socket_limit(url: str, key: str = KEY, tenant: str = TENANT) -> Session:
         dumps, loads, recv, sendall = json.dumps, json.loads, sock.recv, sock.sendall
 
         def publish(i: int) -> Any:
-            body = dumps({"tenant_id": tenant, "topic": TOPIC, "data": event_data(i)}).encode()
+            if same_event:
+                body = dumps({"id": str(uuid4()), "tenant_id": tenant, "topic": TOPIC, "eligible_for_retry": True,
+                              "data": event_data(i)}).encode()
+            else:
+                body = dumps({"tenant_id": tenant, "topic": TOPIC, "data": event_data(i)}).encode()
             sendall(prefix + str(len(body)).encode() + b"\r\n\r\n" + body)
             buf = recv(65536)
             while b"\r\n\r\n" not in buf:

@@ -3,7 +3,9 @@
 The server is the one ``bash tests/real/outpost.sh start`` runs: found from ``OUTPOST_API_BASE_URL`` and
 ``OUTPOST_API_KEY`` when both are set, else from ``$REAL_OUTPOST_DIR/env`` (default ``.real-outpost/env``).
 A fresh tenant gets one webhook destination (topics ``*``) whose receiver (``receiver.py``) runs in its
-own process on 127.0.0.1 and counts deliveries by ``x-outpost-event-id``. Per case: accepted events/s
+own process on 127.0.0.1 and counts deliveries by ``x-outpost-event-id``. The raw-socket client sends
+minipub's body (a client-side id, ``eligible_for_retry``); outpost-sdk is called as its users call it
+(no id: the server makes one). Per case: accepted events/s
 (the client's timed loop), the client's CPU per event and its share of the machine's cores, then the
 end-to-end delivery rate (events delivered / time from the loop's start to the last delivery; the
 next case starts once every event arrived, or ``drain_timeout`` ran out), and the server side's CPU
@@ -13,6 +15,7 @@ PIDs). Cases are interleaved round by round; ratios are taken within each round.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -215,9 +218,10 @@ def outpost_sdk_async(url: str, n: int, concurrency: int, key: str, tenant: str,
 
 def real_cases(url: str, n: int, key: str, tenant: str, with_outpost_sdk: bool) -> Dict[str, CaseRun]:
     common = {"key": key, "tenant": tenant}
+    raw = functools.partial(raw_socket_limit, same_event=True)  # minipub's body: the server does the same work
     cases: Dict[str, CaseRun] = {
-        RAW_SEQ: lambda aw: timed(raw_socket_limit, url, n, 1, after_warmup=aw, **common),
-        RAW_PAR: lambda aw: timed(raw_socket_limit, url, n, THREADS, after_warmup=aw, **common),
+        RAW_SEQ: lambda aw: timed(raw, url, n, 1, after_warmup=aw, **common),
+        RAW_PAR: lambda aw: timed(raw, url, n, THREADS, after_warmup=aw, **common),
         MINIPUB_SEQ: lambda aw: timed(minipub_case(), url, n, 1, after_warmup=aw, **common),
     }
     if publisher_available():
