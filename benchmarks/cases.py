@@ -39,11 +39,13 @@ class Session:
 OpenSession = Callable[..., Session]  # (url, key=KEY, tenant=TENANT) -> Session
 
 
-def raw_socket_limit(url: str, key: str = KEY, tenant: str = TENANT, same_event: bool = False) -> Session:
+def raw_socket_limit(url: str, key: str = KEY, tenant: str = TENANT, same_event: bool = False,
+                     timeout: Optional[float] = None) -> Session:
     """One socket per thread, a prebuilt request head, a minimal Content-Length response parse.
 
     ``same_event``: the body minipub sends (a client-side UUID4 ``id`` and ``eligible_for_retry``), so
-    that a real server does the same work for both; else the smallest body.
+    that a real server does the same work for both; else the smallest body. ``timeout``: a bound on
+    each socket operation (a server that stalls), as minipub's per-attempt timeout; off for the limit.
     """
     host_port = url.split("/")[2]
     host, port = host_port.rsplit(":", 1)
@@ -53,7 +55,7 @@ def raw_socket_limit(url: str, key: str = KEY, tenant: str = TENANT, same_event:
     sockets: List[socket.socket] = []
 
     def publisher() -> Publish:
-        sock = socket.create_connection((host, int(port)))
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sockets.append(sock)
         dumps, loads, recv, sendall = json.dumps, json.loads, sock.recv, sock.sendall

@@ -58,6 +58,7 @@ def run_latency(n: int, rounds: int, levels: Sequence[int], latency_ms: float = 
                       "cpu_us": statistics.median(c for _, c, _ in runs),
                       "server_cpu_us": statistics.median(s for _, _, s in runs)}
     seq_runs = samples[SEQUENTIAL]
+    rows[SEQUENTIAL]["in_flight"] = 1
     for k in levels:
         for label in (raw_label(k), publisher_label(k)):
             if label not in samples:

@@ -218,7 +218,8 @@ def outpost_sdk_async(url: str, n: int, concurrency: int, key: str, tenant: str,
 
 def real_cases(url: str, n: int, key: str, tenant: str, with_outpost_sdk: bool) -> Dict[str, CaseRun]:
     common = {"key": key, "tenant": tenant}
-    raw = functools.partial(raw_socket_limit, same_event=True)  # minipub's body: the server does the same work
+    # minipub's body, so the server does the same work; a stalled server fails the run instead of hanging it
+    raw = functools.partial(raw_socket_limit, same_event=True, timeout=30.0)
     cases: Dict[str, CaseRun] = {
         RAW_SEQ: lambda aw: timed(raw, url, n, 1, after_warmup=aw, **common),
         RAW_PAR: lambda aw: timed(raw, url, n, THREADS, after_warmup=aw, **common),
