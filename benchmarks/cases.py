@@ -237,11 +237,44 @@ def timed(open_session: OpenSession, url: str, n: int, threads: int, *, key: str
         session.close()
 
 
+class CommitLog:
+    """The outbox's group commits during a timed loop: how long each took and what it carried."""
+
+    def __init__(self) -> None:
+        self.commits: List[Tuple[float, int, int, int]] = []  # (seconds, inserts, outcomes, claimed)
+        self.on = False
+
+    def wrap(self, outbox: Any) -> None:
+        """Time ``outbox.transact`` (one transaction, one commit) from the outside; calls that found
+        nothing to do (no insert, outcome or claim) are not commits and are not counted."""
+        transact, clock = outbox.transact, time.perf_counter
+
+        def timed_transact(inserts: Any, outcomes: Any, **options: Any) -> Any:
+            start = clock()
+            row_ids, claimed = transact(inserts, outcomes, **options)
+            if self.on and (inserts or outcomes or claimed):
+                self.commits.append((clock() - start, len(inserts), len(outcomes), len(claimed)))
+            return row_ids, claimed
+
+        outbox.transact = timed_transact
+
+    def summary(self) -> Dict[str, float]:
+        if not self.commits:
+            return {}
+        count = len(self.commits)
+        return {"commits": count, "ms_per_commit": sum(c[0] for c in self.commits) / count * 1000,
+                "inserts_per_commit": sum(c[1] for c in self.commits) / count,
+                "outcomes_per_commit": sum(c[2] for c in self.commits) / count,
+                "claims_per_commit": sum(c[3] for c in self.commits) / count}
+
+
 def publisher_timed(url: str, n: int, *, workers: int = THREADS, submitters: int = THREADS, key: str = KEY,
                     tenant: str = TENANT, outbox: Optional[str] = None, synchronous: str = "FULL",
-                    after_warmup: Callable[[int], None] = lambda warm: None) -> Tuple[float, float]:
+                    after_warmup: Callable[[int], None] = lambda warm: None,
+                    commit_log: Optional[CommitLog] = None) -> Tuple[float, float]:
     """(events/s, CPU us per event) of the background ``Publisher``: submit ``n`` from ``submitters``
-    threads, then ``flush``. ``workers`` warm-up events (one per worker's connection) go first."""
+    threads, then ``flush``. ``workers`` warm-up events (one per worker's connection) go first.
+    With an outbox, ``commit_log`` records its group commits during the timed loop."""
     import minipub
 
     sdk = minipub.SDK(key, server_url=url, proxy=None)
@@ -249,11 +282,15 @@ def publisher_timed(url: str, n: int, *, workers: int = THREADS, submitters: int
     if outbox is not None:
         options.update(outbox=outbox, synchronous=synchronous)
     publisher = minipub.Publisher(sdk, **options)  # type: ignore[attr-defined]
+    if commit_log is not None and publisher.outbox is not None:
+        commit_log.wrap(publisher.outbox)
     try:
         for i in range(workers):
             publisher.submit(TOPIC, event_data(i), tenant_id=tenant)
         publisher.flush(timeout=120)
         after_warmup(workers)
+        if commit_log is not None:
+            commit_log.on = True
         per_thread = n // submitters
 
         def submit(count: int) -> None:
@@ -272,6 +309,8 @@ def publisher_timed(url: str, n: int, *, workers: int = THREADS, submitters: int
         if not publisher.flush(timeout=600):
             raise RuntimeError("the Publisher did not settle its events within 600 s")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if commit_log is not None:
+            commit_log.on = False
         failed = publisher.stats().failed
         if failed:
             raise RuntimeError(f"the Publisher failed {failed} events for good")

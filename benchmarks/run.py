@@ -44,6 +44,7 @@ from cases import (  # noqa: E402
     KEY,
     LIMIT,
     THREADS,
+    CommitLog,
     OpenSession,
     all_cases,
     have,
@@ -60,20 +61,33 @@ AUTOLOAD_OFF = "minipub, plugin autoload off"
 PUBLISHER = f"Publisher, {THREADS} workers"
 
 
-def publisher_rows(url: str, n: int) -> Dict[str, Callable[[], Tuple[float, float]]]:
-    """HOOK "publisher"/"outbox": the background Publisher with 4 workers, with and without an outbox."""
+def publisher_rows(url: str, n: int, commit_logs: Dict[str, List[CommitLog]]
+                   ) -> Dict[str, Callable[[], Tuple[float, float]]]:
+    """HOOK "publisher"/"outbox": the background Publisher with 4 workers, with and without an outbox;
+    each outbox run's group commits go to ``commit_logs[row]``."""
     if not publisher_available():
         return {}
 
-    def run(outbox: Optional[str], synchronous: str = "FULL") -> Tuple[float, float]:
+    def run(name: str, synchronous: Optional[str] = None) -> Tuple[float, float]:
         with tempfile.TemporaryDirectory(prefix="minipub-bench-outbox-") as tmp:
-            path = None if outbox is None else os.path.join(tmp, outbox)
-            return publisher_timed(url, n, outbox=path, synchronous=synchronous)
+            if synchronous is None:
+                return publisher_timed(url, n)
+            log = CommitLog()
+            commit_logs.setdefault(name, []).append(log)
+            return publisher_timed(url, n, outbox=os.path.join(tmp, "outbox.db"), synchronous=synchronous,
+                                   commit_log=log)
 
-    rows: Dict[str, Callable[[], Tuple[float, float]]] = {PUBLISHER: lambda: run(None)}
+    rows: Dict[str, Callable[[], Tuple[float, float]]] = {PUBLISHER: lambda: run(PUBLISHER)}
     for sync in ("FULL", "NORMAL", "OFF"):
-        rows[f"Publisher + outbox synchronous={sync}"] = lambda sync=sync: run("outbox.db", sync)  # type: ignore[misc]
+        name = f"Publisher + outbox synchronous={sync}"
+        rows[name] = lambda name=name, sync=sync: run(name, sync)  # type: ignore[misc]
     return rows
+
+
+def commit_summary(logs: List[CommitLog]) -> Dict[str, float]:
+    """Medians over rounds of each run's group-commit figures."""
+    runs = [log.summary() for log in logs if log.commits]
+    return {key: median([r[key] for r in runs]) for key in runs[0]} if runs else {}
 
 
 def median(values: Sequence[float]) -> float:
@@ -244,6 +258,12 @@ def table(results: Dict[str, Dict[str, Any]], figures: Dict[str, Any]) -> str:
         )
     if any("async" in m for m in results.values()):
         lines.append("(Publisher rows: submit from 4 threads + flush, 4 workers; xlimit against the 4-thread limit)")
+    for name, modes in results.items():
+        commits = modes.get("async", {}).get("group_commits")
+        if commits:
+            lines.append(f"  {name}: {commits['commits']:,.0f} group commits, {commits['ms_per_commit']:.2f} ms each,"
+                         f" {commits['inserts_per_commit']:.1f} submits + {commits['outcomes_per_commit']:.1f}"
+                         f" outcomes + {commits['claims_per_commit']:.1f} claims per commit")
     lines.append("")
     for title, key, unit in (("import", "import_ms", "ms"), ("start → first event", "first_event_ms", "ms"),
                              ("peak RSS", "peak_rss_mib", "MiB")):
@@ -274,8 +294,11 @@ def run_local(args: argparse.Namespace, report: Dict[str, Any]) -> None:
         cases = {k: v for k, v in cases.items() if k in (LIMIT, FLOOR) or any(w in k for w in wanted)}
     with start_server(args.server) as (url, served_by):
         print(f"server: {served_by} at {url}; N={args.n}, rounds={args.rounds}", file=sys.stderr)
-        extra = publisher_rows(url, args.n) if not args.cases or "ublisher" in args.cases else {}
+        commit_logs: Dict[str, List[CommitLog]] = {}
+        extra = publisher_rows(url, args.n, commit_logs) if not args.cases or "ublisher" in args.cases else {}
         results = throughput_rounds(url, cases, args.n, args.rounds, extra)
+        for name, logs in commit_logs.items():
+            results[name]["async"]["group_commits"] = commit_summary(logs)
         figures = {} if args.no_subprocess else subprocess_figures(url, args.n, args.startup_runs, with_outpost)
         if args.bulk_lines > 0:
             report["bulk"] = run_bulk(url, args.bulk_lines, args.bulk_rounds, child_env())

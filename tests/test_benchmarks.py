@@ -41,6 +41,10 @@ def test_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
         assert row["seq"]["events_per_s"] > 0 and row["4 threads"]["cpu_us"] > 0
     assert cases["raw-socket limit"]["seq"]["cpu_x_limit"] == 1.0
     assert cases["Publisher, 4 workers"]["async"]["cpu_x_seq"] > 0
+    for sync in ("FULL", "NORMAL", "OFF"):  # each outbox run's group commits: how many, their cost, their load
+        commits = cases[f"Publisher + outbox synchronous={sync}"]["async"]["group_commits"]
+        assert commits["commits"] >= 1 and commits["ms_per_commit"] > 0
+        assert commits["inserts_per_commit"] * commits["commits"] == pytest.approx(20, abs=0.5)  # 20 submits
     assert report["import_ms"]["import minipub"] > 0 and report["first_event_ms"]["minipub"] > 0
     assert report["peak_rss_mib"]["http.client floor"] > 0
     assert set(report["bulk"]["rows"]) == {"minipub bulk", "minipub bulk --outbox (FULL)",
