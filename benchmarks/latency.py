@@ -1,8 +1,9 @@
 """The latency responder benchmark: the ``Publisher`` against a server that takes 2 ms per answer.
 
 For each number of connections in flight ``k`` (the Publisher's ``workers``; the raw-socket client's
-threads, one socket each), ``n`` events are published and timed; ``minipub`` sequential ``publish``
-gives the client's CPU per event. The target (issue 14): the Publisher's events/s >= 0.8x the bound,
+threads, one socket each; or one thread multiplexing ``k`` sockets with ``selectors``), ``n`` events
+are published and timed; ``minipub`` sequential ``publish`` gives the client's CPU per event.
+The target (issue 14): the Publisher's events/s >= 0.8x the bound,
 where the bound is ``min(k / latency, 1e6 / CPU µs per sequential publish)``: the server's capacity
 for ``k`` requests in flight, or one core's worth of the sequential publish's CPU (the GIL's limit),
 whichever is lower. Rounds interleave the cases; ratios are taken within each round.
@@ -10,11 +11,25 @@ whichever is lower. Rounds interleave the cases; ratios are taken within each ro
 
 from __future__ import annotations
 
+import json
+import selectors
+import socket
 import statistics
 import sys
+import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from cases import minipub_case, publisher_available, publisher_timed, raw_socket_limit, timed
+from cases import (
+    KEY,
+    TENANT,
+    TOPIC,
+    event_data,
+    minipub_case,
+    publisher_available,
+    publisher_timed,
+    raw_socket_limit,
+    timed,
+)
 from servers import process_cpu_seconds, start_latency_responder
 
 SEQUENTIAL = "minipub publish, sequential"
@@ -22,6 +37,77 @@ SEQUENTIAL = "minipub publish, sequential"
 
 def raw_label(k: int) -> str:
     return f"raw-socket, {k} connections (threads)"
+
+
+def mux_label(k: int) -> str:
+    return f"raw-socket, {k} connections (1 thread, selectors)"
+
+
+def raw_multiplexed(url: str, n: int, k: int) -> Tuple[float, float]:
+    """(events/s, CPU us per event): one thread keeps ``k`` requests in flight on ``k`` sockets with
+    ``selectors`` (the design issue 14 names as an option), the raw-socket client's request and parse."""
+    host_port = url.split("/")[2]
+    host, port = host_port.rsplit(":", 1)
+    path = "/" + url.split("/", 3)[3] + "/publish"
+    prefix = (f"POST {path} HTTP/1.1\r\nHost: {host_port}\r\nAuthorization: Bearer {KEY}\r\n"
+              "Content-Type: application/json\r\nContent-Length: ").encode()
+    dumps, loads = json.dumps, json.loads
+
+    def request(i: int) -> bytes:
+        body = dumps({"tenant_id": TENANT, "topic": TOPIC, "data": event_data(i)}).encode()
+        return prefix + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    selector = selectors.DefaultSelector()
+    socks = [socket.create_connection((host, int(port)), timeout=30) for _ in range(k)]
+    buffers: Dict[socket.socket, bytes] = {}
+    try:
+        for sock in socks:  # warm up: one request each, blocking
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(request(0))
+            buf = b""
+            while b"}" not in buf:
+                buf += sock.recv(65536)
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+            buffers[sock] = b""
+        cpu, wall = time.process_time(), time.perf_counter()
+        sent = done = 0
+        for sock in socks[:n]:
+            sock.sendall(request(sent))
+            sent += 1
+        deadline = time.monotonic() + 600
+        while done < n and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=1.0):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                buf = buffers[sock] + sock.recv(65536)
+                while True:
+                    end = buf.find(b"\r\n\r\n")
+                    if end < 0:
+                        break
+                    head = buf[:end]
+                    at = head.lower().index(b"content-length:") + 15
+                    stop_at = head.find(b"\r", at)
+                    length = int(head[at:stop_at if stop_at > 0 else len(head)])
+                    if len(buf) < end + 4 + length:
+                        break
+                    if head[9:12] != b"202":
+                        raise RuntimeError(head[:40])
+                    loads(buf[end + 4:end + 4 + length])
+                    buf = buf[end + 4 + length:]
+                    done += 1
+                    if sent < n:
+                        sock.sendall(request(sent))
+                        sent += 1
+                buffers[sock] = buf
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if done < n:
+            raise RuntimeError(f"only {done} of {n} answers within 600 s")
+        return n / wall, cpu / n * 1e6
+    finally:
+        selector.close()
+        for sock in socks:
+            sock.close()
 
 
 def publisher_label(k: int) -> str:
@@ -36,6 +122,7 @@ def run_latency(n: int, rounds: int, levels: Sequence[int], latency_ms: float = 
         SEQUENTIAL: lambda url: timed(minipub_case(), url, seq_n, 1)}
     for k in levels:
         cases[raw_label(k)] = lambda url, k=k: timed(raw_socket_limit, url, n, k)  # type: ignore[misc]
+        cases[mux_label(k)] = lambda url, k=k: raw_multiplexed(url, n, k)  # type: ignore[misc]
         if publisher_available():
             cases[publisher_label(k)] = lambda url, k=k: publisher_timed(url, n, workers=k, submitters=1)  # type: ignore[misc]
     samples: Dict[str, List[Tuple[float, float, float]]] = {}
@@ -60,7 +147,7 @@ def run_latency(n: int, rounds: int, levels: Sequence[int], latency_ms: float = 
     seq_runs = samples[SEQUENTIAL]
     rows[SEQUENTIAL]["in_flight"] = 1
     for k in levels:
-        for label in (raw_label(k), publisher_label(k)):
+        for label in (raw_label(k), mux_label(k), publisher_label(k)):
             if label not in samples:
                 continue
             bounds = [min(k / latency, 1e6 / seq_cpu) for _, seq_cpu, _ in seq_runs]
@@ -75,11 +162,11 @@ def latency_table(report: Dict[str, Any]) -> str:
     def num(value: Any, digits: int = 0) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
-    header = (f"{'case':<40} {'in flight':>9} {'ev/s':>8} {'CPU us/ev':>9} {'server us/ev':>12}"
+    header = (f"{'case':<48} {'in flight':>9} {'ev/s':>8} {'CPU us/ev':>9} {'server us/ev':>12}"
               f" {'bound ev/s':>10} {'x bound':>7}")
     lines = [f"latency responder ({report['server']}):", header, "-" * len(header)]
     for name, row in report["rows"].items():
-        lines.append(f"{name:<40} {num(row.get('in_flight')):>9} {num(row['events_per_s']):>8}"
+        lines.append(f"{name:<48} {num(row.get('in_flight')):>9} {num(row['events_per_s']):>8}"
                      f" {num(row['cpu_us'], 1):>9} {num(row['server_cpu_us'], 1):>12}"
                      f" {num(row.get('bound')):>10} {num(row.get('eps_x_bound'), 2):>7}")
     lines.append("(bound: min(in flight / latency, 1e6 / CPU us of a sequential publish); Publisher rows:"
