@@ -81,7 +81,11 @@ def raw_socket_limit(url: str, key: str = KEY, tenant: str = TENANT, same_event:
 
         return publish
 
-    return Session(publisher, lambda: [s.close() for s in sockets] and None)
+    def close() -> None:
+        for sock in sockets:
+            sock.close()
+
+    return Session(publisher, close)
 
 
 def http_client_floor(url: str, key: str = KEY, tenant: str = TENANT) -> Session:
@@ -108,7 +112,11 @@ def http_client_floor(url: str, key: str = KEY, tenant: str = TENANT) -> Session
 
         return publish
 
-    return Session(publisher, lambda: [c.close() for c in conns] and None)
+    def close() -> None:
+        for conn in conns:
+            conn.close()
+
+    return Session(publisher, close)
 
 
 def minipub_case(transport: Optional[str] = None) -> OpenSession:
@@ -139,7 +147,7 @@ def outpost_sdk_case(url: str, key: str = KEY, tenant: str = TENANT) -> Session:
     def publisher() -> Publish:
         return lambda i: client.publish(request={"tenant_id": tenant, "topic": TOPIC, "data": event_data(i)})
 
-    return Session(publisher, lambda: client.__exit__(None, None, None))
+    return Session(publisher, lambda: client.__exit__(None, None, None))  # type: ignore[no-untyped-call]
 
 
 def plugin_case(url: str, key: str = KEY, tenant: str = TENANT) -> Session:
@@ -148,15 +156,15 @@ def plugin_case(url: str, key: str = KEY, tenant: str = TENANT) -> Session:
     from minipub.hookspecs import hookimpl
 
     class Observer:
-        @hookimpl(wrapper=True)
+        @hookimpl(wrapper=True)  # type: ignore[untyped-decorator]
         def minipub_publish(self) -> Any:
             return (yield)
 
-        @hookimpl(wrapper=True)
+        @hookimpl(wrapper=True)  # type: ignore[untyped-decorator]
         def minipub_attempt(self) -> Any:
             return (yield)
 
-    sdk = minipub.SDK(key, server_url=url, proxy=None, plugins=[Observer()])  # type: ignore[call-arg]
+    sdk = minipub.SDK(key, server_url=url, proxy=None, plugins=[Observer()])
     event = sdk.publish.event
     return Session(lambda: lambda i: event(tenant_id=tenant, topic=TOPIC, data=event_data(i)), sdk.close)
 
@@ -281,7 +289,7 @@ def publisher_timed(url: str, n: int, *, workers: int = THREADS, submitters: int
     options: Dict[str, Any] = {"workers": workers, "max_queue": max(10_000, n + workers)}
     if outbox is not None:
         options.update(outbox=outbox, synchronous=synchronous)
-    publisher = minipub.Publisher(sdk, **options)  # type: ignore[attr-defined]
+    publisher = minipub.Publisher(sdk, **options)
     if commit_log is not None and publisher.outbox is not None:
         commit_log.wrap(publisher.outbox)
     try:

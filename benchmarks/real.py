@@ -227,7 +227,7 @@ def real_cases(url: str, n: int, key: str, tenant: str, with_outpost_sdk: bool) 
     }
     if publisher_available():
         cases[PUBLISHER] = lambda aw: publisher_timed(url, n, workers=THREADS, submitters=1, after_warmup=aw,
-                                                      **common)
+                                                      key=key, tenant=tenant)
     if with_outpost_sdk and have("outpost_sdk"):
         cases[SDK_SEQ] = lambda aw: timed(outpost_sdk_case, url, n, 1, after_warmup=aw, **common)
         cases[SDK_ASYNC] = lambda aw: outpost_sdk_async(url, n, THREADS, key, tenant, aw)

@@ -37,8 +37,12 @@ def ratio(report: Report, section: str, key: str, base: str) -> Optional[float]:
     return None
 
 
-def local(*path: Any) -> Getter:
-    return lambda report: dig(report, "cases", *path)
+def path(*keys: Any) -> Getter:
+    return lambda report: dig(report, *keys)
+
+
+def local(*keys: Any) -> Getter:
+    return path("cases", *keys)
 
 
 def default_seq(key: str) -> Getter:
@@ -88,7 +92,7 @@ def latency_targets(report: Report) -> List[Tuple[str, Getter, float, str, str]]
     for k in levels:
         found.append((f"Publisher, {k} workers, {latency_ms:g} ms responder: events/s >= 0.8x"
                       f" min({k} / latency, the client's CPU bound)",
-                      (lambda r, k=k: dig(r, "latency", "rows", f"Publisher, {k} workers", "eps_x_bound")),
+                      path("latency", "rows", f"Publisher, {k} workers", "eps_x_bound"),
                       0.8, ">=", LATENCY))
     return found
 
