@@ -42,6 +42,11 @@ def test_real_benchmark_delivers_every_event_once(real_outpost: RealOutpost, tmp
         assert row["delivered"] == n and row["all_delivered"] and row["duplicates"] == 0, (name, row)
         assert row["delivered_per_s"] > 0 and 0 < row["client_cpu_share"] <= 1
     assert rows["raw-socket, 4 connections"]["eps_x_raw"] == 1.0
+    if (real_outpost.state / "outpost" / "outpost.pid").is_file():  # started here: its processes' CPU is read
+        for row in rows.values():
+            assert set(row["server_cpu_us_by"]) == {"outpost", "redis", "rabbitmq", "postgresql"}
+        # /proc counts in clock ticks (10 ms): summed over the cases, Outpost's share is well above one
+        assert sum(row["server_cpu_us_by"]["outpost"] for row in rows.values()) > 0
     status = {t["target"]: t["status"] for t in report["targets"] if t["target"].startswith("real Outpost")}
     assert len(status) == 3
     assert all(s in ("met", "MISSED") for t, s in status.items() if have_sdk or "outpost-sdk" not in t)
