@@ -1,29 +1,35 @@
 """minipub side by side with outpost-sdk, the http.client floor and the raw-socket limit.
 
-    python benchmarks/run.py [--n 3000] [--rounds 5] [--cases a,b] [--json PATH]   (or: tox -e bench)
+    python benchmarks/run.py [--target local,latency|real|all] [--n 3000] [--rounds 5] [--cases a,b] [--json PATH]
+    python benchmarks/run.py --real        # the real Outpost only (bash tests/real/outpost.sh start)
+    (or: tox -e bench [-- ARGS])
 
-Every case publishes the same N events to a local server in another process (nginx when installed,
-else a small responder), sequentially and with 4 threads. Figures: events/s and the client's CPU
-per event (process user+sys over the timed loop), medians over rounds; the cases are interleaved
-round by round and ratios are taken within each round (absolute times drift on a noisy machine,
-same-round ratios hold). Then import time, interpreter start to the first published event and peak
-RSS, each in fresh subprocesses. A table goes to stdout, everything to ``--json``
-(``benchmarks/results/latest.json``). Nothing here is asserted: the targets are reported.
+Targets (``--target``, default ``local,latency``):
+- ``local``: every case publishes the same N events to a local server in another process (nginx when
+  installed, else a small responder), sequentially and with 4 threads; the background ``Publisher``
+  with and without an outbox; ``minipub bulk`` on ``--bulk-lines`` lines; then import time, interpreter
+  start to the first published event and peak RSS, each in fresh subprocesses.
+- ``latency``: the ``Publisher`` against a responder that answers 2 ms after each request
+  (``latency.py``), at several numbers of connections in flight.
+- ``real``: a real Outpost with a webhook receiver (``real.py``): accepted events/s, client CPU, the
+  end-to-end delivery rate and the server side's CPU.
+Figures: events/s and the client's CPU per event (process user+sys over the timed loop), medians
+over rounds; the cases are interleaved round by round and ratios are taken within each round
+(absolute times drift on a noisy machine, same-round ratios hold). A table goes to stdout, everything
+to ``--json`` (``benchmarks/results/latest.json``). Nothing here is asserted: every target of issue 14
+is printed met, MISSED or not measured (``targets.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -32,249 +38,63 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
+from bulk import run_bulk  # noqa: E402
+from cases import (  # noqa: E402
+    FLOOR,
+    KEY,
+    LIMIT,
+    THREADS,
+    CommitLog,
+    OpenSession,
+    all_cases,
+    have,
+    publisher_available,
+    publisher_timed,
+    timed,
+)
+from latency import latency_table, run_latency  # noqa: E402
+from real import NoRealServer, find_real_server, real_table, run_real  # noqa: E402
 from servers import start_server  # noqa: E402
+from targets import evaluate, info_lines, target_lines  # noqa: E402
 
-KEY = "sk_bench_" + "k" * 24
 AUTOLOAD_OFF = "minipub, plugin autoload off"
-THREADS = 4
-LIMIT, FLOOR = "raw-socket limit", "http.client floor"
-
-Publish = Callable[[int], Any]
+PUBLISHER = f"Publisher, {THREADS} workers"
 
 
-def event_data(i: int) -> Dict[str, Any]:
-    return {"user_id": "usr_123", "plan": "pro", "n": i}
-
-
-# -- the cases: each opens a session; a session hands each thread its publish function ----------
-
-class Session:
-    """What a case opened: ``publisher()`` once per thread, ``close()`` at the end."""
-
-    def __init__(self, publisher: Callable[[], Publish], close: Callable[[], None] = lambda: None) -> None:
-        self.publisher = publisher
-        self.close = close
-
-
-def raw_socket_limit(url: str) -> Session:
-    """One socket per thread, a prebuilt request head, a minimal Content-Length response parse."""
-    host_port = url.split("/")[2]
-    host, port = host_port.rsplit(":", 1)
-    path = "/" + url.split("/", 3)[3] + "/publish"
-    prefix = (f"POST {path} HTTP/1.1\r\nHost: {host_port}\r\nAuthorization: Bearer {KEY}\r\n"
-              "Content-Type: application/json\r\nContent-Length: ").encode()
-    sockets: List[socket.socket] = []
-
-    def publisher() -> Publish:
-        sock = socket.create_connection((host, int(port)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sockets.append(sock)
-        dumps, loads, recv, sendall = json.dumps, json.loads, sock.recv, sock.sendall
-
-        def publish(i: int) -> Any:
-            body = dumps({"tenant_id": "acme", "topic": "user.created", "data": event_data(i)}).encode()
-            sendall(prefix + str(len(body)).encode() + b"\r\n\r\n" + body)
-            buf = recv(65536)
-            while b"\r\n\r\n" not in buf:
-                buf += recv(65536)
-            head, _, rest = buf.partition(b"\r\n\r\n")
-            at = head.lower().index(b"content-length:") + 15
-            length = int(head[at:head.find(b"\r", at) if head.find(b"\r", at) > 0 else len(head)])
-            while len(rest) < length:
-                rest += recv(65536)
-            if head[9:12] != b"202":
-                raise RuntimeError(head[:40])
-            return loads(rest)
-
-        return publish
-
-    return Session(publisher, lambda: [s.close() for s in sockets] and None)
-
-
-def http_client_floor(url: str) -> Session:
-    """One persistent ``http.client.HTTPConnection`` per thread, ``json.dumps``/``json.loads``."""
-    import http.client
-
-    host_port = url.split("/")[2]
-    path = "/" + url.split("/", 3)[3] + "/publish"
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    conns: List[Any] = []
-
-    def publisher() -> Publish:
-        conn = http.client.HTTPConnection(host_port)
-        conns.append(conn)
-
-        def publish(i: int) -> Any:
-            body = json.dumps({"tenant_id": "acme", "topic": "user.created", "data": event_data(i)})
-            conn.request("POST", path, body, headers)
-            response = conn.getresponse()
-            data = json.loads(response.read())
-            if response.status != 202:
-                raise RuntimeError(response.status)
-            return data
-
-        return publish
-
-    return Session(publisher, lambda: [c.close() for c in conns] and None)
-
-
-def minipub_case(transport: str) -> Callable[[str], Session]:
-    def open_session(url: str) -> Session:
-        import minipub
-
-        sdk = minipub.SDK(KEY, server_url=url, transport=transport, proxy=None)
-        event = sdk.publish.event
-
-        def publisher() -> Publish:
-            return lambda i: event(tenant_id="acme", topic="user.created", data=event_data(i))
-
-        return Session(publisher, sdk.close)
-
-    open_session.__doc__ = f"minipub.SDK(transport={transport!r}).publish.event"
-    return open_session
-
-
-def outpost_sdk_case(url: str) -> Session:
-    """The official generated SDK (httpx + pydantic), one client shared by the threads."""
-    from outpost_sdk import Outpost
-
-    client = Outpost(api_key=KEY, server_url=url)
-
-    def publisher() -> Publish:
-        return lambda i: client.publish(request={"tenant_id": "acme", "topic": "user.created", "data": event_data(i)})
-
-    return Session(publisher, lambda: client.__exit__(None, None, None))
-
-
-def plugin_case(url: str) -> Session:
-    """HOOK "plugins": minipub with one (no-op) observability plugin registered through pluggy."""
-    import minipub
-    from minipub.hookspecs import hookimpl
-
-    class Observer:
-        @hookimpl(wrapper=True)
-        def minipub_publish(self) -> Any:
-            return (yield)
-
-        @hookimpl(wrapper=True)
-        def minipub_attempt(self) -> Any:
-            return (yield)
-
-    sdk = minipub.SDK(KEY, server_url=url, proxy=None, plugins=[Observer()])  # type: ignore[call-arg]
-    event = sdk.publish.event
-    return Session(lambda: lambda i: event(tenant_id="acme", topic="user.created", data=event_data(i)), sdk.close)
-
-
-def have(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def publisher_available() -> bool:
-    """HOOK: the background Publisher (another branch) lights up the publisher/outbox rows once merged."""
-    try:
-        import minipub
-
-        return getattr(minipub, "Publisher", None) is not None
-    except ImportError:  # pragma: no cover
-        return False
-
-
-def all_cases(with_outpost: bool) -> Dict[str, Callable[[str], Session]]:
-    from minipub.transports import BUILTIN_TRANSPORTS, DEFAULT_TRANSPORT
-
-    cases: Dict[str, Callable[[str], Session]] = {LIMIT: raw_socket_limit, FLOOR: http_client_floor}
-    for name in sorted(BUILTIN_TRANSPORTS, key=lambda n: n != DEFAULT_TRANSPORT):
-        label = f"minipub {name}" + (" (default)" if name == DEFAULT_TRANSPORT else "")
-        cases[label] = minipub_case(name)
-    if have("minipub.hookspecs") and have("pluggy"):
-        cases["minipub + 1 observability plugin"] = plugin_case
-    if with_outpost and have("outpost_sdk"):
-        cases["outpost-sdk"] = outpost_sdk_case
-    return cases
-
-
-# -- timing ------------------------------------------------------------------------------------
-
-def timed(open_session: Callable[[str], Session], url: str, n: int, threads: int) -> Tuple[float, float]:
-    """(events/s, client CPU us per event) for ``n`` publishes over ``threads`` threads."""
-    session = open_session(url)
-    try:
-        publishers = [session.publisher() for _ in range(threads)]
-        for publish in publishers:  # connect and warm up outside the timed loop
-            for i in range(3):
-                publish(i)
-        errors: List[BaseException] = []
-
-        def work(publish: Publish, count: int) -> None:
-            try:
-                for i in range(count):
-                    publish(i)
-            except BaseException as exc:  # reported after the loop
-                errors.append(exc)
-
-        cpu, wall = time.process_time(), time.perf_counter()
-        if threads == 1:
-            work(publishers[0], n)
-        else:
-            workers = [threading.Thread(target=work, args=(p, n // threads)) for p in publishers]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join(600)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if errors:
-            raise errors[0]
-        done = n if threads == 1 else n // threads * threads
-        return done / wall, cpu / done * 1e6
-    finally:
-        session.close()
-
-
-def publisher_rows(url: str, n: int) -> Dict[str, Callable[[], Tuple[float, float]]]:
-    """HOOK "publisher"/"outbox": the background Publisher with 4 workers, with and without an outbox."""
+def publisher_rows(url: str, n: int, commit_logs: Dict[str, List[CommitLog]]
+                   ) -> Dict[str, Callable[[], Tuple[float, float]]]:
+    """HOOK "publisher"/"outbox": the background Publisher with 4 workers, with and without an outbox;
+    each outbox run's group commits go to ``commit_logs[row]``."""
     if not publisher_available():
         return {}
-    import minipub
 
-    def run(outbox: Optional[str], synchronous: str = "FULL") -> Tuple[float, float]:
+    def run(name: str, synchronous: Optional[str] = None) -> Tuple[float, float]:
         with tempfile.TemporaryDirectory(prefix="minipub-bench-outbox-") as tmp:
-            sdk = minipub.SDK(KEY, server_url=url, proxy=None)
-            options: Dict[str, Any] = {"workers": THREADS}
-            if outbox is not None:
-                options.update(outbox=os.path.join(tmp, outbox), synchronous=synchronous)
-            publisher = minipub.Publisher(sdk, **options)  # type: ignore[attr-defined]
-            cpu, wall = time.process_time(), time.perf_counter()
+            if synchronous is None:
+                return publisher_timed(url, n)
+            log = CommitLog()
+            commit_logs.setdefault(name, []).append(log)
+            return publisher_timed(url, n, outbox=os.path.join(tmp, "outbox.db"), synchronous=synchronous,
+                                   commit_log=log)
 
-            def submit(count: int) -> None:
-                for i in range(count):
-                    publisher.submit("user.created", event_data(i), tenant_id="acme")
-
-            submitters = [threading.Thread(target=submit, args=(n // THREADS,)) for _ in range(THREADS)]
-            for thread in submitters:
-                thread.start()
-            for thread in submitters:
-                thread.join(600)
-            publisher.flush(timeout=600)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            publisher.close()
-            sdk.close()
-            done = n // THREADS * THREADS
-            return done / wall, cpu / done * 1e6
-
-    rows: Dict[str, Callable[[], Tuple[float, float]]] = {"Publisher, 4 workers": lambda: run(None)}
+    rows: Dict[str, Callable[[], Tuple[float, float]]] = {PUBLISHER: lambda: run(PUBLISHER)}
     for sync in ("FULL", "NORMAL", "OFF"):
-        rows[f"Publisher + outbox synchronous={sync}"] = lambda sync=sync: run("outbox.db", sync)  # type: ignore[misc]
+        name = f"Publisher + outbox synchronous={sync}"
+        rows[name] = lambda name=name, sync=sync: run(name, sync)  # type: ignore[misc]
     return rows
+
+
+def commit_summary(logs: List[CommitLog]) -> Dict[str, float]:
+    """Medians over rounds of each run's group-commit figures."""
+    runs = [log.summary() for log in logs if log.commits]
+    return {key: median([r[key] for r in runs]) for key in runs[0]} if runs else {}
 
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def throughput_rounds(url: str, cases: Dict[str, Callable[[str], Session]], n: int, rounds: int,
+def throughput_rounds(url: str, cases: Dict[str, OpenSession], n: int, rounds: int,
                       extra: Dict[str, Callable[[], Tuple[float, float]]]) -> Dict[str, Dict[str, Any]]:
     """Per case and mode: medians of events/s, CPU us/event and same-round ratios to the limit and floor."""
     modes = {"seq": 1, f"{THREADS} threads": THREADS}
@@ -297,9 +117,12 @@ def throughput_rounds(url: str, cases: Dict[str, Callable[[str], Session]], n: i
             if base:
                 row[f"cpu_x_{key}"] = median([c / bc for (_, c), (_, bc) in zip(runs, base)])
                 row[f"eps_x_{key}"] = median([e / be for (e, _), (be, _) in zip(runs, base)])
-        if mode == "async" and ("Publisher, 4 workers", "async") in samples:
-            base_runs = samples[("Publisher, 4 workers", "async")]
+        if mode == "async" and (PUBLISHER, "async") in samples:
+            base_runs = samples[(PUBLISHER, "async")]
             row["eps_x_publisher"] = median([e / be for (e, _), (be, _) in zip(runs, base_runs)])
+        default = next((k for k, m in samples if k.endswith("(default)") and m == "seq"), None)
+        if mode == "async" and default:  # the Publisher's CPU per event against a sequential publish's
+            row["cpu_x_seq"] = median([c / bc for (_, c), (_, bc) in zip(runs, samples[(default, "seq")])])
         results.setdefault(name, {})[mode] = row
     return results
 
@@ -318,6 +141,11 @@ CHILD = {
     "outpost-sdk": ("from outpost_sdk import Outpost\nc = Outpost(api_key={key!r}, server_url={url!r})\n",
                     "c.publish(request={{'tenant_id': 'acme', 'topic': 'user.created', 'data': {{'n': i}}}})"),
 }
+
+
+# As if pluggy were not installed: the child forgets site-packages (minipub comes from PYTHONPATH).
+HIDE_SITE = "import sys\nsys.path[:] = [p for p in sys.path if not p.endswith(('site-packages', 'dist-packages'))]\n"
+NO_PLUGGY = "minipub, pluggy not importable"
 
 
 def first_event_script(case: str, fill: Dict[str, Any]) -> str:
@@ -391,6 +219,7 @@ def subprocess_figures(url: str, n: int, runs: int, with_outpost: bool) -> Dict[
         if have("pluggy"):  # with pluggy importable, the first SDK() looks up installed plugins' entry points
             samples.setdefault("first:" + AUTOLOAD_OFF, []).append(
                 first_event_seconds(first["minipub"], MINIPUB_DISABLE_PLUGIN_AUTOLOAD="1"))
+            samples.setdefault("first:" + NO_PLUGGY, []).append(first_event_seconds(HIDE_SITE + first["minipub"]))
     for _ in range(max(1, min(runs, 3))):
         for label, code in rss.items():
             out = run_child(code)[1]
@@ -407,53 +236,13 @@ def subprocess_figures(url: str, n: int, runs: int, with_outpost: bool) -> Dict[
 
 # -- targets and the table ---------------------------------------------------------------------
 
-def targets(results: Dict[str, Dict[str, Any]], figures: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The issue's targets, each with the measured value and whether it is met."""
-    found: List[Dict[str, Any]] = []
-
-    def add(what: str, value: Optional[float], limit: float) -> None:
-        if value is not None and value == value:
-            found.append({"target": what, "measured": round(value, 3), "limit": limit,
-                          "met": value >= limit if what.startswith(">=") or " >= " in what else value <= limit})
-
-    default = next((n for n in results if n.endswith("(default)")), None)
-    if default:
-        add(f"{default}: CPU per sequential publish <= 1.6x the raw-socket limit",
-            results[default]["seq"].get("cpu_x_limit"), 1.6)
-        add(f"{default}: sequential events/s >= 0.6x the raw-socket limit",
-            results[default]["seq"].get("eps_x_limit"), 0.6)
-        add(f"{default}: {THREADS}-thread events/s >= 0.6x the raw-socket limit with {THREADS} threads",
-            results[default][f"{THREADS} threads"].get("eps_x_limit"), 0.6)
-    for name, row in results.items():
-        if name.startswith("minipub ") and "plugin" not in name:
-            add(f"{name}: CPU per sequential publish <= 1.2x the http.client floor", row["seq"].get("cpu_x_floor"), 1.2)
-    imports = figures.get("import_ms", {})
-    if "import minipub" in imports and "python -c pass" in imports:
-        add("python -c 'import minipub' <= 1.5x python -c pass",
-            imports["import minipub"] / imports["python -c pass"], 1.5)
-    first = figures.get("first_event_ms", {})
-    for label in ("minipub", AUTOLOAD_OFF):
-        if label in first and FLOOR in first:
-            add(f"interpreter start -> first event ({label}) <= 1.3x the http.client floor's",
-                first[label] / first[FLOOR], 1.3)
-    rss = figures.get("peak_rss_mib", {})
-    if FLOOR in rss:
-        for label, value in rss.items():
-            if label.startswith("minipub"):
-                add(f"peak RSS ({label}) <= 1.2x the http.client floor's", value / rss[FLOOR], 1.2)
-    for name, row in results.items():
-        if "group commit" in name or ("outbox" in name and "eps_x_publisher" in row.get("async", {})):
-            add(f"{name}: throughput >= 0.5x the Publisher without outbox", row["async"]["eps_x_publisher"], 0.5)
-    return found
-
-
 def fmt(value: Optional[float], digits: int = 0) -> str:
     if value is None or value != value:
         return "-"
     return f"{value:,.{digits}f}"
 
 
-def table(results: Dict[str, Dict[str, Any]], figures: Dict[str, Any], found: List[Dict[str, Any]]) -> str:
+def table(results: Dict[str, Dict[str, Any]], figures: Dict[str, Any]) -> str:
     lines = []
     header = (f"{'case':<36} {'ev/s':>8} {'CPU us/ev':>9} {'CPUxlimit':>9} {'CPUxfloor':>9} {'ev/sxlimit':>10}"
               f" {f'{THREADS}thr ev/s':>10} {'xlimit':>7} {'CPU us/ev':>9}")
@@ -469,6 +258,12 @@ def table(results: Dict[str, Dict[str, Any]], figures: Dict[str, Any], found: Li
         )
     if any("async" in m for m in results.values()):
         lines.append("(Publisher rows: submit from 4 threads + flush, 4 workers; xlimit against the 4-thread limit)")
+    for name, modes in results.items():
+        commits = modes.get("async", {}).get("group_commits")
+        if commits:
+            lines.append(f"  {name}: {commits['commits']:,.0f} group commits, {commits['ms_per_commit']:.2f} ms each,"
+                         f" {commits['inserts_per_commit']:.1f} submits + {commits['outcomes_per_commit']:.1f}"
+                         f" outcomes + {commits['claims_per_commit']:.1f} claims per commit")
     lines.append("")
     for title, key, unit in (("import", "import_ms", "ms"), ("start → first event", "first_event_ms", "ms"),
                              ("peak RSS", "peak_rss_mib", "MiB")):
@@ -476,23 +271,22 @@ def table(results: Dict[str, Dict[str, Any]], figures: Dict[str, Any], found: Li
         base = values.get("python -c pass") or values.get(FLOOR)
         cells = [f"{label} {fmt(v, 1)} {unit}" + (f" ({v / base:.2f}x)" if base else "") for label, v in values.items()]
         lines.append(f"{title}: " + "; ".join(cells))
-    lines.append("")
-    for target in found:
-        lines.append(f"[{'met   ' if target['met'] else 'MISSED'}] {target['target']}: {target['measured']}")
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=3000, help="events per case and mode (default 3000)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds, cases interleaved (default 5)")
-    parser.add_argument("--startup-runs", type=int, default=15, help="subprocess runs for import/start figures")
-    parser.add_argument("--cases", default="", help="comma-separated substrings of case names to keep")
-    parser.add_argument("--server", choices=("auto", "nginx", "responder"), default="auto")
-    parser.add_argument("--no-outpost-sdk", action="store_true", help="skip outpost-sdk even when installed")
-    parser.add_argument("--no-subprocess", action="store_true", help="skip the import/start/RSS figures")
-    parser.add_argument("--json", default=str(HERE / "results" / "latest.json"), help="where to write the results")
-    args = parser.parse_args(argv)
+TARGET_KINDS = ("local", "latency", "real")
+
+
+def parse_targets(text: str) -> List[str]:
+    kinds = list(TARGET_KINDS) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [k for k in kinds if k not in TARGET_KINDS]
+    if unknown:
+        raise SystemExit(f"--target: unknown {', '.join(unknown)} (choose from {', '.join(TARGET_KINDS)} or all)")
+    return kinds
+
+
+def run_local(args: argparse.Namespace, report: Dict[str, Any]) -> None:
+    """nginx (or the fallback responder): the cases, the Publisher rows, bulk and the subprocess figures."""
     with_outpost = not args.no_outpost_sdk
     cases = all_cases(with_outpost)
     if args.cases:
@@ -500,22 +294,86 @@ def main(argv: Optional[List[str]] = None) -> int:
         cases = {k: v for k, v in cases.items() if k in (LIMIT, FLOOR) or any(w in k for w in wanted)}
     with start_server(args.server) as (url, served_by):
         print(f"server: {served_by} at {url}; N={args.n}, rounds={args.rounds}", file=sys.stderr)
-        extra = publisher_rows(url, args.n) if not args.cases or "ublisher" in args.cases else {}
+        commit_logs: Dict[str, List[CommitLog]] = {}
+        extra = publisher_rows(url, args.n, commit_logs) if not args.cases or "ublisher" in args.cases else {}
         results = throughput_rounds(url, cases, args.n, args.rounds, extra)
+        for name, logs in commit_logs.items():
+            results[name]["async"]["group_commits"] = commit_summary(logs)
         figures = {} if args.no_subprocess else subprocess_figures(url, args.n, args.startup_runs, with_outpost)
-    found = targets(results, figures)
-    report = {
-        "server": served_by, "n": args.n, "rounds": args.rounds, "threads": THREADS,
+        if args.bulk_lines > 0:
+            report["bulk"] = run_bulk(url, args.bulk_lines, args.bulk_rounds, child_env())
+    report.update(server=served_by, cases=results, **figures,
+                  publisher_rows="run" if extra else "skipped (minipub.Publisher not available)")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default="local,latency",
+                        help="comma-separated: local (nginx or the responder), latency (the 2 ms responder),"
+                             " real (a real Outpost), or all (default local,latency)")
+    parser.add_argument("--real", action="store_true", help="the real Outpost only (same as --target real)")
+    parser.add_argument("--n", type=int, default=3000, help="events per case and mode (default 3000)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, cases interleaved (default 5)")
+    parser.add_argument("--startup-runs", type=int, default=15, help="subprocess runs for import/start figures")
+    parser.add_argument("--cases", default="", help="comma-separated substrings of case names to keep")
+    parser.add_argument("--server", choices=("auto", "nginx", "responder"), default="auto")
+    parser.add_argument("--no-outpost-sdk", action="store_true", help="skip outpost-sdk even when installed")
+    parser.add_argument("--no-subprocess", action="store_true", help="skip the import/start/RSS figures")
+    parser.add_argument("--bulk-lines", type=int, default=100_000,
+                        help="lines for the minipub bulk rows, 0 to skip (default 100000)")
+    parser.add_argument("--bulk-rounds", type=int, default=1, help="rounds of the bulk rows (default 1)")
+    parser.add_argument("--latency-ms", type=float, default=2.0, help="the latency responder's delay (default 2)")
+    parser.add_argument("--latency-levels", default="4,16,64",
+                        help="connections in flight for the latency rows (default 4,16,64)")
+    parser.add_argument("--drain-timeout", type=float, default=120.0,
+                        help="real Outpost: how long to wait for a case's deliveries (default 120 s)")
+    parser.add_argument("--json", default=str(HERE / "results" / "latest.json"), help="where to write the results")
+    args = parser.parse_args(argv)
+    kinds = ["real"] if args.real else parse_targets(args.target)
+    from minipub.transports import DEFAULT_TRANSPORT
+
+    report: Dict[str, Any] = {
+        "targets_run": kinds, "n": args.n, "rounds": args.rounds, "threads": THREADS,
         "python": platform.python_version(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "outpost_sdk": _version("outpost_sdk") if with_outpost else None,
-        "publisher_rows": "run" if extra else "skipped (minipub.Publisher not available)",
-        "cases": results, **figures, "targets": found,
+        "outpost_sdk": _version("outpost_sdk") if not args.no_outpost_sdk else None,
+        "default_transport": DEFAULT_TRANSPORT,
     }
+    if "real" in kinds:  # first: without a server, say so before spending minutes on the rest
+        try:
+            find_real_server()
+        except NoRealServer as problem:
+            print(f"--target real: {problem}", file=sys.stderr)
+            return 2
+    if "local" in kinds:
+        run_local(args, report)
+    if "latency" in kinds:
+        levels = [int(k) for k in args.latency_levels.split(",") if k.strip()]
+        report["latency"] = run_latency(args.n, args.rounds, levels, args.latency_ms)
+    if "real" in kinds:
+        wanted = [w.strip() for w in args.cases.split(",") if w.strip()] or None
+        report["real"] = run_real(args.n, args.rounds, with_outpost_sdk=not args.no_outpost_sdk,
+                                  drain_timeout=args.drain_timeout, cases_filter=wanted)
+    report["targets"] = found = evaluate(report)
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"server: {served_by}; N={args.n} events per case and mode, {args.rounds} rounds (medians)")
-    print(table(results, figures, found))
+    if "cases" in report:
+        print(f"server: {report['server']}; N={args.n} events per case and mode, {args.rounds} rounds (medians)")
+        print(table(report["cases"], {k: report[k] for k in ("import_ms", "first_event_ms", "peak_rss_mib")
+                                      if k in report}))
+        print()
+    if "bulk" in report:
+        print(f"minipub bulk, {report['bulk']['lines']:,} lines: " + "; ".join(
+            f"{name} {row['events_per_s']:,.0f} ev/s, {row['cpu_us']:,.1f} CPU us/ev"
+            for name, row in report["bulk"]["rows"].items()))
+        print()
+    if "latency" in report:
+        print(latency_table(report["latency"]))
+        print()
+    if "real" in report:
+        print(real_table(report["real"]))
+        print()
+    print("\n".join(target_lines(found) + info_lines(report)))
     print(f"\nJSON: {path}")
     return 0
 

@@ -2,11 +2,14 @@
 
 Either way the server runs in another process on 127.0.0.1 and answers ``POST /api/v1/publish``
 with a fixed 202 JSON body, keep-alive, so the client's CPU is measured on its own.
-``python benchmarks/servers.py PORT`` runs the fallback responder (what ``start_server`` does).
+``python benchmarks/servers.py PORT`` runs the fallback responder (what ``start_server`` does);
+``python benchmarks/servers.py PORT 2`` answers each request 2 ms after it arrived, on any number of
+connections at once (``start_latency_responder``: a server with a realistic latency).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -16,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Deque, Dict, Iterator, Optional, Tuple
 
 BODY = b'{"id":"evt_bench","duplicate":false,"destination_ids":["des_bench"]}'
 PATH = "/api/v1/publish"
@@ -107,6 +110,31 @@ def start_server(kind: str = "auto") -> Iterator[Tuple[str, str]]:
             stop(proc)
 
 
+@contextlib.contextmanager
+def start_latency_responder(latency_ms: float = 2.0) -> Iterator[Tuple[str, str, int]]:
+    """Yield ``(base_url, description, pid)`` of a responder answering ``latency_ms`` after each request."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, str(port), str(latency_ms)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening(port, proc)
+        yield (f"http://127.0.0.1:{port}/api/v1",
+               f"python responder, {latency_ms:g} ms before each answer (selectors, 1 process)", proc.pid)
+    finally:
+        stop(proc)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user+sys CPU seconds of a live process (Linux /proc), its waited-for children included; 0 elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the ")" that ends the command name: field 3 (state) is fields[0]; utime..cstime are 14..17.
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the fallback responder ------------------------------------------------------------------
 
 def _response() -> bytes:
@@ -135,22 +163,41 @@ def _requests_in(buf: bytes) -> Tuple[int, bytes]:
         count += 1
 
 
-def serve(port: int) -> None:
-    """A single-threaded keep-alive responder (selectors); exits with its parent."""
+def serve(port: int, latency: float = 0.0) -> None:
+    """A single-threaded keep-alive responder (selectors); exits with its parent.
+
+    With ``latency`` > 0 each answer is sent ``latency`` seconds after its request arrived, for any
+    number of connections at once (a FIFO of due times: the delay is the same for every request).
+    """
     import selectors
 
     parent = os.getppid()
     started = time.monotonic()
-    selector = selectors.DefaultSelector()
-    listener = socket.create_server(("127.0.0.1", port), backlog=128)
+    # select() waits to the microsecond; epoll and poll round a timeout up to the next millisecond.
+    selector = selectors.SelectSelector() if latency > 0 else selectors.DefaultSelector()
+    listener = socket.create_server(("127.0.0.1", port), backlog=1024)
     listener.setblocking(False)
     selector.register(listener, selectors.EVENT_READ)
-    pending = {}
+    pending: Dict[socket.socket, bytes] = {}
+    due: Deque[Tuple[float, socket.socket, int]] = collections.deque()
     response, minted = _response(), time.monotonic()
+
+    def answer(sock: socket.socket, count: int) -> None:
+        if sock.fileno() < 0:
+            return
+        sock.setblocking(True)
+        try:
+            sock.sendall(response * count)
+        except OSError:
+            pass
+        sock.setblocking(False)
+
     while os.getppid() == parent and time.monotonic() - started < MAX_LIFETIME:
-        if time.monotonic() - minted > 1:
-            response, minted = _response(), time.monotonic()
-        for key, _ in selector.select(timeout=1.0):
+        now = time.monotonic()
+        if now - minted > 1:
+            response, minted = _response(), now
+        timeout = 1.0 if not due else max(0.0, due[0][0] - now)
+        for key, _ in selector.select(timeout=timeout):
             sock = key.fileobj
             if sock is listener:
                 try:
@@ -158,6 +205,7 @@ def serve(port: int) -> None:
                 except OSError:
                     continue
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.setblocking(False)
                 selector.register(conn, selectors.EVENT_READ)
                 pending[conn] = b""
                 continue
@@ -172,14 +220,15 @@ def serve(port: int) -> None:
                 sock.close()
                 continue
             count, pending[sock] = _requests_in(pending[sock] + data)
-            if count:
-                sock.setblocking(True)
-                try:
-                    sock.sendall(response * count)
-                except OSError:
-                    pass
-                sock.setblocking(False)
+            if count and latency > 0:
+                due.append((time.monotonic() + latency, sock, count))
+            elif count:
+                answer(sock, count)
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            _, sock, count = due.popleft()
+            answer(sock, count)
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0)
