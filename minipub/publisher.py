@@ -535,7 +535,8 @@ class Publisher:
                 retried += 1
 
         try:
-            response: PublishResponse = self._sdk._publish(job.request, job.retries, job.timeout_ms, observe)
+            response: PublishResponse = self._sdk._publish(job.request, job.retries, job.timeout_ms, observe,
+                                                           wait_for_budget=True)
         except Exception as error:
             return None, error, retried
         return response, None, retried

@@ -611,3 +611,33 @@ def test_background_publishes_are_observed_by_plugins(server: OutpostServer, sle
         stats = publisher.stats()
     assert sorted(recorder.publishes) == sorted(ids)  # the workers send through the SDK's one path
     assert recorder.retries == stats.retried == 3  # the plugin and the publisher both saw each retry
+
+
+# -- a shared retry budget delays background retries, never drops an event ----------------------
+
+
+def test_an_empty_retry_budget_delays_background_retries_never_drops(errors: Errors) -> None:
+    """1,500 events, about 25% of attempts faulted (503, 429, drops, lost acks), a budget far too small
+    for them: every event is delivered, none goes to on_error, and the retries stay within the budget's
+    bound (its tokens, plus its refills, plus ``wait_rate`` per second)."""
+    count, wait_rate = 1500, 300.0
+    budget = RetryBudget(10, 0.1, wait_rate=wait_rate)
+    config = RetryConfig("backoff", BackoffStrategy(1, 10, 2.0, 30_000), True, max_attempts=30)
+    with OutpostServer(api_key=API_KEY, fail_rate=0.25, retry_after=0.0, seed=7, processing_wait=0.5) as server, \
+            SDK(API_KEY, server_url=server.url, retry_config=config, retry_budget=budget, timeout_ms=5000) as sdk, \
+            Publisher(sdk, workers=4, on_error=errors, max_queue=count, **FAST) as publisher:
+        start = time.monotonic()
+        ids = [publisher.submit("t", {"n": n}, tenant_id="acme") for n in range(count)]
+        assert publisher.flush(timeout=120)
+        elapsed = time.monotonic() - start
+        stats = publisher.stats()
+        faults = sum(server.injected_faults.values())
+        attempts = len(server.requests)
+        accepted = sorted(e["id"] for e in server.events)
+    print(f"\n{count} events, {attempts} attempts, {faults} faulted ({faults / attempts:.0%}), "
+          f"{stats.retried} retries in {elapsed:.2f} s; delivered {stats.delivered}, failed {stats.failed}")
+    assert errors.calls == [] and stats.failed == 0
+    assert stats.delivered == count and accepted == sorted(ids)
+    assert faults >= 0.2 * attempts
+    assert stats.retried > budget.capacity + budget.refill * count  # the budget alone was too small
+    assert stats.retried <= budget.capacity + budget.refill * count + wait_rate * elapsed + 4
