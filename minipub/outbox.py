@@ -393,13 +393,20 @@ class Outbox:
     def replay_dead_letters(self, ids: Optional[Iterable[int]] = None) -> int:
         """Put dead letters (these ids, or all) back in the outbox, due now, with the same event ids.
         Returns how many moved. A running publisher picks them up at its next poll."""
+        return len(self.replay(ids))
+
+    def replay(self, ids: Optional[Iterable[int]] = None) -> List[int]:
+        """:meth:`replay_dead_letters`, answering the new outbox row ids (a publisher waits for them)."""
         where, params = _id_filter(ids)
         now = time.time()
         with self._transaction() as conn:
+            before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
             conn.execute(
                 f"INSERT INTO outbox ({_COLUMNS}, next_attempt_at) SELECT {_COLUMNS}, ? FROM dead_letters {where} "
                 "ORDER BY id", (now, *params))
-            return int(conn.execute(f"DELETE FROM dead_letters {where}", params).rowcount)
+            conn.execute(f"DELETE FROM dead_letters {where}", params)
+            # one writer at a time (BEGIN IMMEDIATE) and AUTOINCREMENT: the new rows are those above ``before``
+            return [row[0] for row in conn.execute("SELECT id FROM outbox WHERE id > ? ORDER BY id", (before,))]
 
     def purge_dead_letters(self, ids: Optional[Iterable[int]] = None, *, before: Optional[float] = None) -> int:
         """Delete dead letters (these ids, or all; only those failed before ``before`` if given).

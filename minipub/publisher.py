@@ -474,12 +474,18 @@ class Publisher:
         return self._require_outbox().dead_letters(limit)
 
     def replay_dead_letters(self, ids: Optional[Iterable[int]] = None) -> int:
-        """Send dead letters (these ids, or all) again, with their event ids. Returns how many."""
-        moved = self._require_outbox().replay_dead_letters(ids)
-        with self._lock:
+        """Send dead letters (these ids, or all) again, with their event ids. Returns how many;
+        ``flush`` waits for them too."""
+        outbox = self._require_outbox()
+        self._start()
+        with self._lock:  # held until tracked, so the outbox thread's claim finds the rows ours to wait for
+            row_ids = outbox.replay(ids)
+            for row_id in row_ids:
+                if row_id not in self._row_seq:
+                    self._row_seq[row_id] = self._track(False)
             self._more_due = True
             self._db_wake.notify()
-        return moved
+        return len(row_ids)
 
     def purge_dead_letters(self, ids: Optional[Iterable[int]] = None, *, before: Optional[float] = None) -> int:
         """Delete dead letters (these ids, or all; only those failed before ``before``). Returns how many."""

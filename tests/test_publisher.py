@@ -641,3 +641,17 @@ def test_an_empty_retry_budget_delays_background_retries_never_drops(errors: Err
     assert faults >= 0.2 * attempts
     assert stats.retried > budget.capacity + budget.refill * count  # the budget alone was too small
     assert stats.retried <= budget.capacity + budget.refill * count + wait_rate * elapsed + 4
+
+
+def test_flush_covers_replayed_dead_letters(server: OutpostServer, sdk: SDK, tmp_path: Path) -> None:
+    server.fail_next(422)
+    with Publisher(sdk, workers=1, outbox=tmp_path / "o.db", on_error=Errors(), **FAST) as publisher:
+        event_id = publisher.submit("t", {"n": 1}, tenant_id="acme")
+        assert publisher.flush(timeout=10)
+        assert publisher.outbox is not None and publisher.outbox.dead_letter_count() == 1
+        server.delay_next(0.3)  # the replayed send takes a while: flush must wait for it
+        assert publisher.replay_dead_letters() == 1
+        assert publisher.flush(timeout=10)
+        assert publisher.outbox.pending_count() == 0
+        assert server.event_count(event_id) == 1
+        assert publisher.stats().delivered == 1
