@@ -630,11 +630,12 @@ class Publisher:
                 flushing = self._flushing > 0
             inserts = [op for op in ops if isinstance(op, _Insert)]
             now = _time.time()
+            bad: List[Tuple[int, Event, str]] = []
             try:
                 row_ids, claimed = outbox.transact(
                     [(op.job.request, op.job.retries, op.job.timeout_ms) for op in inserts],
                     [op.outcome() for op in results], owner=self._owner, claim=room, lease_seconds=self._lease,
-                    now=now)
+                    now=now, on_bad_row=lambda row_id, event, reason: bad.append((row_id, event, reason)))
             except Exception as exc:  # OutboxError, or a row that no longer decodes
                 error = exc if isinstance(exc, OutboxError) else OutboxError(f"outbox: {_describe(exc)}")
                 self._db_failed(inserts, results, error)
@@ -660,9 +661,10 @@ class Publisher:
                     self._jobs.append(_Job(seq, row.request, row.retries, row.timeout_ms, row.row_id, row.rounds))
                 if claimed:
                     self._work.notify(len(claimed))
-                self._more_due = room <= 0 or len(claimed) >= room
+                self._more_due = room <= 0 or len(claimed) + len(bad) >= room
             for op in inserts:
                 op.done.set()
+            self._bad_rows(bad)
             if stop:
                 break
             if not self._more_due:
@@ -675,6 +677,16 @@ class Publisher:
                 self._settle_vanished(outbox)
                 check_at = _time.monotonic() + self._poll
         self._db_shutdown(outbox)
+
+    def _bad_rows(self, bad: List[Tuple[int, Event, str]]) -> None:
+        """Rows the outbox could not decode went to the dead letters: failed for good, told to on_error."""
+        for row_id, event, reason in bad:
+            self._report(event, OutboxError(reason))
+            with self._lock:
+                self._counts["failed"] += 1
+                seq = self._row_seq.pop(row_id, None)
+                if seq is not None:
+                    self._settle(seq)
 
     def _apply(self, result: _Result) -> None:
         """With the lock held: a worker's outcome is committed."""
