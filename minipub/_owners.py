@@ -1,9 +1,10 @@
 """Which outbox owners are alive: each holds an exclusive ``flock`` on its own file beside the outbox.
 
-The file is ``OUTBOX.owner-NAME.lock``. The kernel releases the lock when the process dies (``SIGKILL`` included), so a lock file nobody
-holds belongs to a dead owner. ``flock`` locks belong to an open file, not to a process, so two
-owners in one process see each other alive. Without ``fcntl`` (Windows), or when the file cannot
-be made, nothing is known and leases alone decide. Local disks only (as SQLite's WAL is).
+The file is ``OUTBOX.owner-NAME.lock``. The kernel releases the lock when the process dies
+(``SIGKILL`` included), so a lock file nobody holds belongs to a dead owner. ``flock`` locks
+belong to an open file, not to a process, so two owners in one process see each other alive.
+Without ``fcntl`` (Windows), or when the file cannot be made, nothing is known and leases alone
+decide. Local disks only (as SQLite's WAL is).
 """
 
 from __future__ import annotations

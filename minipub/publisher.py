@@ -635,7 +635,7 @@ class Publisher:
                 row_ids, claimed = outbox.transact(
                     [(op.job.request, op.job.retries, op.job.timeout_ms) for op in inserts],
                     [op.outcome() for op in results], owner=self._owner, claim=room, lease_seconds=self._lease,
-                    now=now, on_bad_row=lambda row_id, event, reason: bad.append((row_id, event, reason)))
+                    now=now, on_bad_row=lambda *row: bad.append(row))  # noqa: B023 - called before the loop goes on
             except Exception as exc:  # OutboxError, or a row that no longer decodes
                 error = exc if isinstance(exc, OutboxError) else OutboxError(f"outbox: {_describe(exc)}")
                 self._db_failed(inserts, results, error)
