@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 try:
     import fcntl
@@ -96,6 +96,19 @@ def is_dead(prefix: str, owner: Any) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def dead_files(prefix: str) -> List[str]:
+    """The owners whose lock files beside this outbox nobody holds (their processes died)."""
+    if fcntl is None:
+        return []
+    folder, start = os.path.split(prefix)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return []
+    owners = [name[len(start):-len(".lock")] for name in names if name.startswith(start) and name.endswith(".lock")]
+    return [owner for owner in owners if is_dead(prefix, owner)]
 
 
 def forget(prefix: str, owner: Any) -> None:

@@ -462,10 +462,19 @@ class Outbox:
     def _hold(self, owner: str) -> None:
         """``owner`` shows it is alive while it claims through this outbox."""
         with self._lock:
-            if owner not in self._owner_locks:
-                lock = _owners.OwnerLock(self._owners_prefix, owner)
-                lock.hold()  # False (no fcntl, a read-only directory): others fall back to its leases
-                self._owner_locks[owner] = lock
+            if owner in self._owner_locks:
+                return
+            lock = _owners.OwnerLock(self._owners_prefix, owner)
+            lock.hold()  # False (no fcntl, a read-only directory): others fall back to its leases
+            self._owner_locks[owner] = lock
+        # once per owner: remove the files of dead owners that hold no row (killed while idle)
+        dead = _owners.dead_files(self._owners_prefix)
+        if dead:
+            holding = {row[0] for row in self._read(
+                "SELECT DISTINCT lease_owner FROM outbox WHERE lease_owner IS NOT NULL")}
+            for gone in dead:
+                if gone not in holding:
+                    _owners.forget(self._owners_prefix, gone)
 
     def _sweep(self) -> Tuple[List[str], List[int]]:
         """At most every ``SWEEP_INTERVAL``: the owners of leases whose process died, and the rows whose

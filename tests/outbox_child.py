@@ -18,8 +18,8 @@ import sys
 if os.environ.get("CHILD_NO_FCNTL") == "1":
     sys.modules["fcntl"] = None  # type: ignore[assignment]  # ``import fcntl`` now raises ImportError
 
-from minipub import SDK, BackoffStrategy, Publisher, RetryBudget, RetryConfig  # noqa: E402
-import minipub.outbox as outbox_module  # noqa: E402
+import minipub.outbox as outbox_module
+from minipub import SDK, BackoffStrategy, Publisher, RetryBudget, RetryConfig
 
 
 def main(argv: list) -> int:

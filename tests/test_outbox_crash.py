@@ -23,7 +23,7 @@ from minipub import SDK, Publisher, RetryBudget
 from minipub.outbox import Outbox
 from minipub.request import build_publish_request
 from minipub.testing import OutpostServer
-from minipub.testing.rawserver import Peer, RawServer
+from minipub.testing.rawserver import RawServer
 
 from .conftest import API_KEY
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = {"backoff_initial": 0.01, "backoff_cap": 0.05, "poll_interval": 0.05}
 
 
-def _child(mode: str, url: str, path: Path, count: int = 0, **env: str) -> "subprocess.Popen[str]":
+def _child(mode: str, url: str, path: Path, count: int = 0, **env: str) -> subprocess.Popen[str]:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.Popen([sys.executable, "-m", "tests.outbox_child", mode, url, API_KEY, str(path), str(count)],
                             cwd=ROOT, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -93,6 +93,29 @@ def test_rows_of_a_sigkilled_process_are_sent_again_within_two_seconds(stalling:
           f"process for 120 s) in {recovery:.3f} s")
     assert sorted(sent) == sorted(lease_until) and set(sent.values()) == {1}
     assert recovery < 2.0
+    assert not list(tmp_path.glob("*.lock*"))  # the dead owner's lock file went with its rows
+
+
+def test_the_lock_file_of_a_process_killed_while_idle_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with OutpostServer(api_key=API_KEY) as server:
+        child = _child("produce", server.url, path, 1)
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().startswith("ok ") and child.stdout.readline() == "done\n"
+            assert len(list(tmp_path.glob("*.lock"))) == 1  # alive, idle, holding no row
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+        with SDK(API_KEY, server_url=server.url) as sdk, Publisher(sdk, outbox=path, **FAST) as publisher:
+            publisher.submit("t", {}, tenant_id="acme")
+            assert publisher.flush(timeout=10)
+            (mine,) = tmp_path.glob("*.lock")  # only this publisher's own
+            assert publisher._owner in mine.name
+    assert not list(tmp_path.glob("*.lock*"))
 
 
 def test_a_live_publisher_takes_over_a_killed_processes_rows(stalling: RawServer, tmp_path: Path) -> None:
