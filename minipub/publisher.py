@@ -1,10 +1,11 @@
 """Background publishing: ``Publisher.submit`` returns an event id at once; worker threads deliver.
 
 submit (validate, assign the id) → [outbox: a durable row, group-committed] → queue → worker →
-``SDK._publish`` (the one retry loop and the SDK's retry budget) → settled: delivered, or failed
-for good (``on_error``, dead letters). With an outbox, a failure that may pass later (a retryable
-status, a network failure, retries or budget spent) is not final: the row is due again later
-(capped backoff) and the worker pauses, so an outage costs about one attempt per worker per pause.
+``SDK._publish`` (the one retry loop; an empty retry budget makes a worker wait for a token, up to
+the event's deadline, never fails the event) → settled: delivered, or failed for good (``on_error``,
+dead letters). With an outbox, a failure that may pass later (a retryable status, a network failure,
+retries or the deadline spent) is not final: the row is due again later (capped backoff) and the
+worker pauses, so an outage costs about one attempt per worker per pause.
 """
 
 from __future__ import annotations
