@@ -174,17 +174,20 @@ class SDK:
         retries: Optional[RetryConfig],
         timeout_ms: Optional[float],
         on_retry: Optional[RetryObserver] = None,
+        wait_for_budget: bool = False,
     ) -> PublishResponse:
-        """Publish a built request through the retry loop; ``on_retry`` sees each retry decision."""
+        """Publish a built request through the retry loop; ``on_retry`` sees each retry decision.
+        ``wait_for_budget``: an empty retry budget delays a retry instead of ending it (background workers)."""
         config = retries or self.retry_config
         timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
         plugins = self.plugins
         if plugins is None or not plugins.observed:  # no observability plugin: no hook call
-            return self._attempts(request, config, timeout, None, on_retry)
+            return self._attempts(request, config, timeout, None, on_retry, wait_for_budget)
         from .observe import observe_publish
 
         return observe_publish(plugins, request, self._publish_url, self._transport.send,
-                               lambda observer: self._attempts(request, config, timeout, observer, on_retry))
+                               lambda observer: self._attempts(request, config, timeout, observer, on_retry,
+                                                               wait_for_budget))
 
     def _observed(self) -> bool:
         return self.plugins is not None and bool(self.plugins.observed)
@@ -196,6 +199,7 @@ class SDK:
         timeout: float,
         observer: Optional[Observer],
         on_retry: Optional[RetryObserver],
+        wait_for_budget: bool = False,
     ) -> PublishResponse:
         send = self._transport.send if observer is None else observer.send
         refreshed = False
@@ -212,7 +216,7 @@ class SDK:
 
         decided = _both(None if observer is None else observer.retry_decision, on_retry)
         return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,
-                                 on_retry_decision=decided)
+                                 on_retry_decision=decided, wait_for_budget=wait_for_budget)
 
     async def _publish_async(
         self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]

@@ -1,10 +1,11 @@
 """Background publishing: ``Publisher.submit`` returns an event id at once; worker threads deliver.
 
 submit (validate, assign the id) → [outbox: a durable row, group-committed] → queue → worker →
-``SDK._publish`` (the one retry loop and the SDK's retry budget) → settled: delivered, or failed
-for good (``on_error``, dead letters). With an outbox, a failure that may pass later (a retryable
-status, a network failure, retries or budget spent) is not final: the row is due again later
-(capped backoff) and the worker pauses, so an outage costs about one attempt per worker per pause.
+``SDK._publish`` (the one retry loop; an empty retry budget makes a worker wait for a token, up to
+the event's deadline, never fails the event) → settled: delivered, or failed for good (``on_error``,
+dead letters). With an outbox, a failure that may pass later (a retryable status, a network failure,
+retries or the deadline spent) is not final: the row is due again later (capped backoff) and the
+worker pauses, so an outage costs about one attempt per worker per pause.
 """
 
 from __future__ import annotations
@@ -474,12 +475,18 @@ class Publisher:
         return self._require_outbox().dead_letters(limit)
 
     def replay_dead_letters(self, ids: Optional[Iterable[int]] = None) -> int:
-        """Send dead letters (these ids, or all) again, with their event ids. Returns how many."""
-        moved = self._require_outbox().replay_dead_letters(ids)
-        with self._lock:
+        """Send dead letters (these ids, or all) again, with their event ids. Returns how many;
+        ``flush`` waits for them too."""
+        outbox = self._require_outbox()
+        self._start()
+        with self._lock:  # held until tracked, so the outbox thread's claim finds the rows ours to wait for
+            row_ids = outbox.replay(ids)
+            for row_id in row_ids:
+                if row_id not in self._row_seq:
+                    self._row_seq[row_id] = self._track(False)
             self._more_due = True
             self._db_wake.notify()
-        return moved
+        return len(row_ids)
 
     def purge_dead_letters(self, ids: Optional[Iterable[int]] = None, *, before: Optional[float] = None) -> int:
         """Delete dead letters (these ids, or all; only those failed before ``before``). Returns how many."""
@@ -535,7 +542,8 @@ class Publisher:
                 retried += 1
 
         try:
-            response: PublishResponse = self._sdk._publish(job.request, job.retries, job.timeout_ms, observe)
+            response: PublishResponse = self._sdk._publish(job.request, job.retries, job.timeout_ms, observe,
+                                                           wait_for_budget=True)
         except Exception as error:
             return None, error, retried
         return response, None, retried
@@ -623,11 +631,12 @@ class Publisher:
                 flushing = self._flushing > 0
             inserts = [op for op in ops if isinstance(op, _Insert)]
             now = _time.time()
+            bad: List[Tuple[int, Event, str]] = []
             try:
                 row_ids, claimed = outbox.transact(
                     [(op.job.request, op.job.retries, op.job.timeout_ms) for op in inserts],
                     [op.outcome() for op in results], owner=self._owner, claim=room, lease_seconds=self._lease,
-                    now=now)
+                    now=now, on_bad_row=lambda *row: bad.append(row))  # noqa: B023 - called before the loop goes on
             except Exception as exc:  # OutboxError, or a row that no longer decodes
                 error = exc if isinstance(exc, OutboxError) else OutboxError(f"outbox: {_describe(exc)}")
                 self._db_failed(inserts, results, error)
@@ -653,9 +662,10 @@ class Publisher:
                     self._jobs.append(_Job(seq, row.request, row.retries, row.timeout_ms, row.row_id, row.rounds))
                 if claimed:
                     self._work.notify(len(claimed))
-                self._more_due = room <= 0 or len(claimed) >= room
+                self._more_due = room <= 0 or len(claimed) + len(bad) >= room
             for op in inserts:
                 op.done.set()
+            self._bad_rows(bad)
             if stop:
                 break
             if not self._more_due:
@@ -668,6 +678,16 @@ class Publisher:
                 self._settle_vanished(outbox)
                 check_at = _time.monotonic() + self._poll
         self._db_shutdown(outbox)
+
+    def _bad_rows(self, bad: List[Tuple[int, Event, str]]) -> None:
+        """Rows the outbox could not decode went to the dead letters: failed for good, told to on_error."""
+        for row_id, event, reason in bad:
+            self._report(event, OutboxError(reason))
+            with self._lock:
+                self._counts["failed"] += 1
+                seq = self._row_seq.pop(row_id, None)
+                if seq is not None:
+                    self._settle(seq)
 
     def _apply(self, result: _Result) -> None:
         """With the lock held: a worker's outcome is committed."""

@@ -7,6 +7,7 @@ per-client retry budget. Clock, sleep and randomness are injectable for tests.
 
 from __future__ import annotations
 
+import re
 import threading
 import time as _time
 from typing import Awaitable, Callable, Mapping, Optional, TypeVar
@@ -106,19 +107,28 @@ class RetryBudget:
 
     When a server keeps failing, retries stop once the bucket is empty, so the client never
     multiplies the load by more than about ``1 + refill`` per success after the first burst.
+    A caller that may wait instead (the background ``Publisher``) takes a token with
+    :meth:`acquire`: from a success's refill, or else one paced token per ``1 / wait_rate``
+    seconds shared by all waiters, so waiting retries add at most ``wait_rate`` per second.
     """
 
-    def __init__(self, capacity: float = 10.0, refill: float = 0.1) -> None:
-        if capacity < 0 or refill < 0:
-            raise ValidationError("RetryBudget capacity and refill must be >= 0")
+    def __init__(self, capacity: float = 10.0, refill: float = 0.1, wait_rate: float = 10.0) -> None:
+        if not (capacity >= 0 and refill >= 0 and wait_rate >= 0):
+            raise ValidationError("RetryBudget capacity, refill and wait_rate must be >= 0")
         self.capacity = capacity
         self.refill = refill
+        self.wait_rate = wait_rate
         self._tokens = capacity
+        self._paced_at = 0.0  # monotonic time from which the next paced token may be taken
+        self._waiters = 0
         self._lock = threading.Lock()
+        self._refilled = threading.Condition(self._lock)
         _fork.register(self)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()  # a parent thread may have held it at fork time
+        self._refilled = threading.Condition(self._lock)
+        self._waiters = 0
 
     @property
     def tokens(self) -> float:
@@ -132,41 +142,74 @@ class RetryBudget:
             self._tokens -= 1
             return True
 
+    def acquire(self, timeout: float) -> Optional[float]:
+        """Take one token, waiting up to ``timeout`` seconds for one; the seconds waited, or None."""
+        start = _time.monotonic()
+        end = start + max(0.0, timeout)
+        with self._lock:
+            while True:
+                now = _time.monotonic()
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return now - start
+                if self.wait_rate > 0 and self._paced_at <= now:
+                    self._paced_at = now + 1 / self.wait_rate
+                    return now - start
+                if now >= end:
+                    return None
+                wake = min(end, self._paced_at) if self.wait_rate > 0 else end
+                self._waiters += 1
+                try:
+                    self._refilled.wait(wake - now)
+                finally:
+                    self._waiters -= 1
+
     def deposit(self) -> None:
         """Credit a success."""
         if self._tokens < self.capacity:
             with self._lock:
                 self._tokens = min(self.capacity, self._tokens + self.refill)
+                if self._waiters and self._tokens >= 1:
+                    self._refilled.notify()
 
     def __repr__(self) -> str:
-        return f"RetryBudget(capacity={self.capacity}, refill={self.refill}, tokens={self._tokens:.1f})"
+        return (f"RetryBudget(capacity={self.capacity}, refill={self.refill}, wait_rate={self.wait_rate}, "
+                f"tokens={self._tokens:.1f})")
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: Optional[float] = None) -> Optional[float]:
-    """The wait a response asks for (``retry-after-ms``, ``Retry-After`` seconds or HTTP-date)."""
+#: ``retry-after-ms``: ASCII milliseconds, maybe with a fraction; ``Retry-After``: ASCII whole seconds.
+_MILLISECONDS = re.compile(r"[0-9]{1,64}(?:\.[0-9]{1,64})?")
+_SECONDS = re.compile(r"[0-9]{1,64}")
+#: An HTTP-date is short printable ASCII (``Sun, 06 Nov 1994 08:49:37 GMT`` is 29 characters).
+_HTTP_DATE = re.compile(r"[ -~]{1,64}")
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: Optional[float] = None,
+                        cap: float = RETRY_AFTER_CAP) -> Optional[float]:
+    """The wait a response asks for (``retry-after-ms``, ``Retry-After`` seconds or HTTP-date), in
+    seconds within ``[0, cap]``; None when absent or not understood. Never raises: any header
+    value from a server is either a delay or ignored."""
     value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            ms = float(value)
-        except ValueError:
-            ms = -1.0
-        if ms >= 0 and ms == ms:
-            return ms / 1000
+    if isinstance(value, str) and _MILLISECONDS.fullmatch(value.strip()):
+        return min(float(value.strip()) / 1000, cap)
     value = headers.get("retry-after")
-    if value is None:
+    if not isinstance(value, str):
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _SECONDS.fullmatch(value):
+        return min(float(value), cap)
+    if not _HTTP_DATE.fullmatch(value):
+        return None
     from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when is None or when.tzinfo is None:
+            return None
+        wait = when.timestamp() - (_time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError):  # what the stdlib parser raises on nonsense
         return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (_time.time() if now is None else now))
+    return min(max(0.0, wait), cap)
 
 
 def backoff_ceiling(backoff: BackoffStrategy, retry_number: int) -> float:
@@ -197,10 +240,12 @@ class RetryState:
     """The retry policy of one call, fed one failure at a time (shared by the sync and async loops).
 
     ``number`` is the attempt about to run (1 first). ``failed(error)`` answers the wait before
-    the next attempt, or None to stop and raise; ``succeeded()`` credits the budget.
+    the next attempt, or None to stop and raise; ``succeeded()`` credits the budget. With
+    ``wait_for_budget`` (blocking callers only), an empty budget delays the retry (up to the
+    deadline) instead of ending it.
     """
 
-    __slots__ = ("_budget", "_clock", "_config", "_deadline", "_observer", "_random", "number")
+    __slots__ = ("_budget", "_clock", "_config", "_deadline", "_observer", "_random", "_wait", "number")
 
     def __init__(
         self,
@@ -210,8 +255,10 @@ class RetryState:
         clock: Callable[[], float] = _time.monotonic,
         random: Optional[Callable[[], float]] = None,
         on_retry_decision: Optional[RetryObserver] = None,
+        wait_for_budget: bool = False,
     ) -> None:
         self._config = config
+        self._wait = wait_for_budget
         self._budget = budget
         self._clock = clock
         self._random = random
@@ -221,8 +268,10 @@ class RetryState:
 
     def failed(self, error: MinipubError) -> Optional[float]:
         """Seconds to wait before the next attempt, or None: raise ``error``."""
-        delay = _next_delay(error, self.number, self._config, self._deadline - self._clock(), self._budget,
-                            self._random)
+        remaining = self._deadline - self._clock()
+        delay = _next_delay(error, self.number, self._config, remaining, self._random)
+        if delay is not None and self._budget is not None:
+            delay = self._spend(self._budget, delay, remaining, error)
         if self._observer is not None:
             self._observer(self.number, error, delay)
         if delay is not None:
@@ -231,6 +280,21 @@ class RetryState:
                          delay)
             self.number += 1
         return delay
+
+    def _spend(self, budget: RetryBudget, delay: float, remaining: float, error: MinipubError) -> Optional[float]:
+        """The wait once a budget token is taken (waiting overlaps the backoff), or None: no token."""
+        if budget.spend():
+            return delay
+        if self._wait:
+            waited = budget.acquire(remaining)
+            if waited is not None:
+                return max(0.0, delay - waited)
+            if _log.enabled("WARNING"):
+                _log.log("WARNING", "retry budget stayed empty until the deadline; not retrying (%s)", _reason(error))
+            return None
+        if _log.enabled("WARNING"):
+            _log.log("WARNING", "retry budget exhausted; not retrying (%s)", _reason(error))
+        return None
 
     def succeeded(self) -> None:
         """Credit the budget for a success."""
@@ -247,14 +311,18 @@ def call_with_retries(
     sleep: Callable[[float], None] = _time.sleep,
     random: Optional[Callable[[], float]] = None,
     on_retry_decision: Optional[RetryObserver] = None,
+    wait_for_budget: bool = False,
 ) -> T:
     """Call ``attempt(n)`` for n = 1, 2, ... until it returns or the policy says stop.
 
     Raises the last error when it is not retryable, attempts or budget run out, or the next
     wait would end after ``max_elapsed_time`` (never sleeping past the deadline).
-    ``on_retry_decision(attempt, error, delay_or_None)`` sees every decision.
+    ``on_retry_decision(attempt, error, delay_or_None)`` sees every decision. With
+    ``wait_for_budget``, an empty budget blocks until a token comes (:meth:`RetryBudget.acquire`,
+    bounded by the deadline) instead of ending the retries: for background workers.
     """
-    state = RetryState(config, budget=budget, clock=clock, random=random, on_retry_decision=on_retry_decision)
+    state = RetryState(config, budget=budget, clock=clock, random=random, on_retry_decision=on_retry_decision,
+                       wait_for_budget=wait_for_budget)
     while True:
         try:
             result = attempt(state.number)
@@ -311,10 +379,9 @@ def _next_delay(
     number: int,
     config: RetryConfig,
     remaining: float,
-    budget: Optional[RetryBudget],
     random: Optional[Callable[[], float]],
 ) -> Optional[float]:
-    """Seconds to wait before attempt ``number + 1``, or None to stop and raise."""
+    """Seconds to wait before attempt ``number + 1`` (the budget aside), or None to stop and raise."""
     if config.strategy == "none" or not _retryable(error, config):
         return None
     if config.max_attempts is not None and number >= config.max_attempts:
@@ -329,9 +396,5 @@ def _next_delay(
             random = _random.random
         delay = backoff_ceiling(config.backoff, number) * random()
     if delay > remaining:
-        return None
-    if budget is not None and not budget.spend():
-        if _log.enabled("WARNING"):
-            _log.log("WARNING", "retry budget exhausted; not retrying (%s)", _reason(error))
         return None
     return delay

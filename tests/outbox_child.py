@@ -3,22 +3,34 @@
 ``produce``: submit COUNT events (``data.seq`` = 0..COUNT-1) through an outbox-backed Publisher,
 printing ``ok SEQ ID`` once each submit has returned (the event is on disk), then flush.
 ``drain``: open the same outbox, deliver what is left, print the stats as JSON, exit 0 if all settled.
+
+Environment (all optional): ``CHILD_LEASE`` (seconds, default 2), ``CHILD_TIMEOUT_MS`` (per attempt,
+default 500), ``CHILD_SWEEP`` (the outbox's dead-owner sweep interval, seconds), ``CHILD_NO_FCNTL=1``
+(run as on a platform without ``fcntl``: liveness unknown, leases alone decide).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
+if os.environ.get("CHILD_NO_FCNTL") == "1":
+    sys.modules["fcntl"] = None  # type: ignore[assignment]  # ``import fcntl`` now raises ImportError
+
+import minipub.outbox as outbox_module
 from minipub import SDK, BackoffStrategy, Publisher, RetryBudget, RetryConfig
 
 
 def main(argv: list) -> int:
     mode, url, key, path = argv[:4]
+    if "CHILD_SWEEP" in os.environ:
+        outbox_module.SWEEP_INTERVAL = float(os.environ["CHILD_SWEEP"])
     retry = RetryConfig("backoff", BackoffStrategy(5, 50, 2.0, 3_000), True, max_attempts=4)
-    sdk = SDK(key, server_url=url, timeout_ms=500, retry_config=retry, retry_budget=RetryBudget(100, 1.0))
-    publisher = Publisher(sdk, workers=4, outbox=path, lease_seconds=2.0, backoff_initial=0.02, backoff_cap=0.2,
-                          poll_interval=0.1)
+    sdk = SDK(key, server_url=url, timeout_ms=float(os.environ.get("CHILD_TIMEOUT_MS", "500")), retry_config=retry,
+              retry_budget=RetryBudget(100, 1.0))
+    publisher = Publisher(sdk, workers=4, outbox=path, lease_seconds=float(os.environ.get("CHILD_LEASE", "2.0")),
+                          backoff_initial=0.02, backoff_cap=0.2, poll_interval=0.1)
     if mode == "produce":
         for seq in range(int(argv[4])):
             event_id = publisher.submit("crash.test", {"seq": seq}, tenant_id="acme")

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -611,3 +611,53 @@ def test_background_publishes_are_observed_by_plugins(server: OutpostServer, sle
         stats = publisher.stats()
     assert sorted(recorder.publishes) == sorted(ids)  # the workers send through the SDK's one path
     assert recorder.retries == stats.retried == 3  # the plugin and the publisher both saw each retry
+
+
+# -- a shared retry budget delays background retries, never drops an event ----------------------
+
+
+@pytest.mark.parametrize("with_outbox", [False, True], ids=["queue", "outbox"])
+def test_an_empty_retry_budget_delays_background_retries_never_drops(errors: Errors, tmp_path: Path,
+                                                                     with_outbox: bool) -> None:
+    """1,500 events, about 25% of attempts faulted (503, 429, drops, lost acks), a budget far too small
+    for them: every event is delivered, none goes to on_error, and the retries stay within the budget's
+    bound (its tokens, plus its refills, plus ``wait_rate`` per second)."""
+    count, wait_rate = 1500, 300.0
+    outbox: Dict[str, Any] = {"outbox": tmp_path / "o.db", "synchronous": "NORMAL"} if with_outbox else {}
+    budget = RetryBudget(10, 0.1, wait_rate=wait_rate)
+    config = RetryConfig("backoff", BackoffStrategy(1, 10, 2.0, 30_000), True, max_attempts=30)
+    with OutpostServer(api_key=API_KEY, fail_rate=0.25, retry_after=0.0, seed=7, processing_wait=0.5) as server, \
+            SDK(API_KEY, server_url=server.url, retry_config=config, retry_budget=budget, timeout_ms=5000) as sdk, \
+            Publisher(sdk, workers=4, on_error=errors, max_queue=count, **outbox, **FAST) as publisher:
+        start = time.monotonic()
+        ids = [publisher.submit("t", {"n": n}, tenant_id="acme") for n in range(count)]
+        assert publisher.flush(timeout=120)
+        elapsed = time.monotonic() - start
+        stats = publisher.stats()
+        faults = sum(server.injected_faults.values())
+        attempts = len(server.requests)
+        accepted = sorted(e["id"] for e in server.events)
+    print(f"\n{count} events, {attempts} attempts, {faults} faulted ({faults / attempts:.0%}), "
+          f"{stats.retried} retries in {elapsed:.2f} s; delivered {stats.delivered}, failed {stats.failed}")
+    assert errors.calls == [] and stats.failed == 0
+    assert stats.delivered == count and accepted == sorted(ids)
+    if with_outbox:
+        with Outbox(tmp_path / "o.db") as box:
+            assert box.pending_count() == 0 and box.dead_letter_count() == 0
+    assert faults >= 0.2 * attempts
+    assert stats.retried > budget.capacity + budget.refill * count  # the budget alone was too small
+    assert stats.retried <= budget.capacity + budget.refill * count + wait_rate * elapsed + 4
+
+
+def test_flush_covers_replayed_dead_letters(server: OutpostServer, sdk: SDK, tmp_path: Path) -> None:
+    server.fail_next(422)
+    with Publisher(sdk, workers=1, outbox=tmp_path / "o.db", on_error=Errors(), **FAST) as publisher:
+        event_id = publisher.submit("t", {"n": 1}, tenant_id="acme")
+        assert publisher.flush(timeout=10)
+        assert publisher.outbox is not None and publisher.outbox.dead_letter_count() == 1
+        server.delay_next(0.3)  # the replayed send takes a while: flush must wait for it
+        assert publisher.replay_dead_letters() == 1
+        assert publisher.flush(timeout=10)
+        assert publisher.outbox.pending_count() == 0
+        assert server.event_count(event_id) == 1
+        assert publisher.stats().delivered == 1

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minipub import SDK, Publisher
 from minipub.errors import (
     APIError,
     BadRequestError,
@@ -30,6 +35,7 @@ from minipub.retry import (
     call_with_retries,
     retry_after_seconds,
 )
+from minipub.testing.rawserver import ContractRequest, Peer, RawServer
 from minipub.utils import BackoffStrategy as UtilsBackoff
 from minipub.utils import RetryConfig as UtilsRetryConfig
 
@@ -269,3 +275,130 @@ def test_non_retryable_error_is_raised_at_once() -> None:
         call_with_retries(lambda n: (_ for _ in ()).throw(api_error(422)), DEFAULT_RETRY_CONFIG,
                           clock=fake.clock, sleep=fake.sleep)
     assert fake.sleeps == []
+
+
+# -- Retry-After: any header value is a delay or ignored ---------------------------------------
+
+header_text = st.one_of(
+    st.text(),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255)),  # what a latin-1 decode yields
+    st.from_regex(r"\A\s*[0-9]{1,80}(\.[0-9]{0,80})?\s*\Z"),
+    st.builds(lambda day, hour, rest: f"Wed, {day} Oct 2015 {hour}:{rest} GMT", st.integers(-10**30, 10**30),
+              st.integers(-10**30, 10**30), st.text(max_size=8)),
+    st.sampled_from(["\u00b2", "\u0663", "\uff11", "1e400", "inf", "nan", "-1", "1_000", " 5 ", "+3",
+                     "Wed, 21 Oct 2015 99999999999:28:00 GMT", "Wed, 21 Oct 99999 07:28:00 GMT",
+                     "Wed, 21 Oct 2015 07:28:00 +9999", "\xff\xfe", ""]),
+)
+
+
+@given(st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms"]), header_text),
+       st.floats(min_value=0, max_value=2e9), st.floats(min_value=0, max_value=3600))
+def test_retry_after_never_raises_and_stays_within_the_cap(headers: Dict[str, str], now: float, cap: float) -> None:
+    wait = retry_after_seconds(headers, now=now, cap=cap)
+    assert wait is None or (isinstance(wait, float) and 0.0 <= wait <= cap)
+    default = retry_after_seconds(headers, now=now)
+    assert default is None or (isinstance(default, float) and 0.0 <= default <= RETRY_AFTER_CAP)
+
+
+def test_retry_after_non_ascii_and_huge_values_are_ignored_or_capped() -> None:
+    assert retry_after_seconds({"retry-after": "\u00b2"}) is None  # isdigit() is True, float() raised
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 99999999999:28:00 GMT"}) is None
+    assert retry_after_seconds({"retry-after-ms": "inf"}) is None
+    assert retry_after_seconds({"retry-after": "9" * 40}) == RETRY_AFTER_CAP
+    assert retry_after_seconds({"retry-after-ms": "1500.5"}) == 1.5005
+    assert retry_after_seconds({"retry-after": "\u0663"}) is None  # an Arabic-Indic 3 is not HTTP
+
+
+# -- an empty budget: a blocking caller may wait for a token -------------------------------------
+
+
+def test_waiting_for_the_budget_delays_retries_at_the_paced_rate() -> None:
+    budget = RetryBudget(0, 0, wait_rate=20)
+    config = RetryConfig("backoff", BackoffStrategy(1, 1, 2.0, 30_000), True, 10)
+    calls: List[float] = []
+
+    def flaky(number: int) -> str:
+        calls.append(time.monotonic())
+        if number < 5:
+            raise api_error(503)
+        return "ok"
+
+    with pytest.raises(InternalServerError):  # the default: an empty budget ends the retries
+        call_with_retries(flaky, config, budget=budget)
+    calls.clear()
+    assert call_with_retries(flaky, config, budget=budget, wait_for_budget=True) == "ok"
+    assert len(calls) == 5
+    # four retries, the first paced token at once, then one per 1/20 s
+    assert calls[-1] - calls[0] >= 3 / 20 - 0.01
+
+
+def test_waiting_for_the_budget_ends_at_the_deadline() -> None:
+    budget = RetryBudget(0, 0, wait_rate=0)  # no token will ever come
+    config = RetryConfig("backoff", BackoffStrategy(1, 1, 2.0, 300), True, 10)
+    calls: List[int] = []
+
+    def failing(number: int) -> str:
+        calls.append(number)
+        raise api_error(503)
+
+    start = time.monotonic()
+    with pytest.raises(InternalServerError):
+        call_with_retries(failing, config, budget=budget, wait_for_budget=True)
+    assert calls == [1]
+    assert 0.25 <= time.monotonic() - start <= 0.3 + 2.0
+
+
+def test_a_success_wakes_a_waiting_retry() -> None:
+    budget = RetryBudget(1, 1, wait_rate=0)
+    assert budget.spend()
+    got: List[Optional[float]] = []
+    waiter = threading.Thread(target=lambda: got.append(budget.acquire(10)))
+    waiter.start()
+    time.sleep(0.05)
+    budget.deposit()
+    waiter.join(5)
+    assert got and got[0] is not None and got[0] < 5
+
+
+# -- end to end: a server sending such headers ---------------------------------------------------
+
+HOSTILE_HINTS = [b"Retry-After: \xb2", b"Retry-After: Wed, 21 Oct 2015 99999999999:28:00 GMT",
+                 b"retry-after-ms: \xff\xfe1", b"Retry-After: \xd9\xa3"]
+
+
+def _hinting_server(hints: List[bytes]) -> RawServer:
+    """Answers each hint's turn with a 503 carrying it, then 202s (Outpost's body, the event's id)."""
+    remaining = list(hints)
+    lock = threading.Lock()
+
+    def reply(request: ContractRequest, peer: Peer) -> None:
+        with lock:
+            hint = remaining.pop(0) if remaining else None
+        if hint is not None:
+            peer.send(b"HTTP/1.1 503 Unavailable\r\n" + hint + b"\r\nContent-Length: 0\r\n\r\n")
+            return
+        event_id = json.loads(request.body)["id"]
+        body = json.dumps({"id": event_id, "duplicate": False, "destination_ids": ["d"]}).encode()
+        peer.respond(202, body, [("Content-Type", "application/json")])
+
+    return RawServer(lambda peer: peer.serve(reply))
+
+
+@pytest.mark.parametrize("transport", ["lean", "http.client", "urllib"])
+def test_hostile_retry_after_headers_are_ignored_end_to_end(transport: str, tmp_path: Path) -> None:
+    config = RetryConfig("backoff", BackoffStrategy(1, 5, 2.0, 10_000), True, max_attempts=len(HOSTILE_HINTS) + 1)
+    with _hinting_server(HOSTILE_HINTS) as server, \
+            SDK("k", server_url=server.url("/api/v1"), transport=transport, retry_config=config,
+                retry_budget=RetryBudget(100, 1)) as sdk:
+        response = sdk.publish.event(topic="t", data={"x": 1}, tenant_id="acme")  # only MinipubError may escape
+        assert len(server.requests) == len(HOSTILE_HINTS) + 1 and response.id
+    # a Publisher with an outbox: a transient 503 with such a hint is never a dead letter
+    config = RetryConfig("backoff", BackoffStrategy(1, 5, 2.0, 10_000), True, max_attempts=1)
+    with _hinting_server(HOSTILE_HINTS) as server, \
+            SDK("k", server_url=server.url("/api/v1"), transport=transport, retry_config=config) as sdk, \
+            Publisher(sdk, workers=1, outbox=tmp_path / "o.db", backoff_initial=0.01, backoff_cap=0.02,
+                      poll_interval=0.05) as publisher:
+        publisher.submit("t", {"x": 2}, tenant_id="acme")
+        assert publisher.flush(timeout=20)
+        assert publisher.dead_letters() == []
+        assert publisher.stats().delivered == 1
