@@ -41,7 +41,7 @@ def _stats(stats: PublisherStats) -> Dict[str, int]:
     return {name: getattr(stats, name) for name in stats.__slots__}
 
 
-def _settle(receiving: Receiving, ids: "set[str]", timeout: float = 60.0) -> "set[str]":
+def _settle(receiving: Receiving, ids: set[str], timeout: float = 60.0) -> set[str]:
     """Wait for every id, then a little longer so that a late second delivery would be seen too."""
     missing = receiving.deliveries.wait_for(ids, timeout)
     time.sleep(1.5)

@@ -148,11 +148,11 @@ def via_one_liner_async(target: Target, monkeypatch: pytest.MonkeyPatch) -> Outc
 def via_publisher(target: Target, monkeypatch: pytest.MonkeyPatch) -> Outcome:
     """The error reaches ``on_error`` (no outbox: one failed attempt with retries off is final)."""
     failures: List[BaseException] = []
-    with SDK(target.key, server_url=target.url, timeout_ms=target.timeout * 1000) as sdk:
-        with Publisher(sdk, workers=1, on_error=lambda event, error: failures.append(error)) as publisher:
-            publisher.submit(**_event(target), retries=NO_RETRY)
-            assert publisher.flush(timeout=30)
-            stats = publisher.stats()
+    with SDK(target.key, server_url=target.url, timeout_ms=target.timeout * 1000) as sdk, \
+            Publisher(sdk, workers=1, on_error=lambda event, error: failures.append(error)) as publisher:
+        publisher.submit(**_event(target), retries=NO_RETRY)
+        assert publisher.flush(timeout=30)
+        stats = publisher.stats()
     if failures:
         [error] = failures
         assert stats.failed == 1 and stats.delivered == 0
