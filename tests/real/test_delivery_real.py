@@ -150,7 +150,7 @@ def test_bulk_killed_with_sigkill_halfway_then_resumed_delivers_every_line_once(
 
 def test_outpost_killed_with_sigkill_mid_stream_and_restarted_loses_nothing_and_repeats_nothing(
         real_outpost: RealOutpost, receiving: Receiving, tmp_path: Path) -> None:
-    count, kill_at = 1500, 400
+    count, kill_at = 1500, 300
     ids: List[str] = []
     done = threading.Event()
     started = time.perf_counter()
@@ -171,9 +171,11 @@ def test_outpost_killed_with_sigkill_mid_stream_and_restarted_loses_nothing_and_
             producer = threading.Thread(target=produce)
             producer.start()
             deadline = time.monotonic() + 60
-            while receiving.deliveries.count() < kill_at:
+            # mid-stream: once Outpost has delivered some, while the producer is still submitting
+            while receiving.deliveries.count() < kill_at and len(ids) < 2 * count // 3:
                 assert time.monotonic() < deadline and not done.is_set(), "the stream ended before the kill"
                 time.sleep(0.002)
+            delivered_before_kill = receiving.deliveries.count()
             # Deliveries that arrive from now on wait unanswered: at the kill, none is between the
             # webhook's 200 and Outpost marking it delivered (Outpost would deliver such one again).
             receiving.receiver.hold()
@@ -187,7 +189,7 @@ def test_outpost_killed_with_sigkill_mid_stream_and_restarted_loses_nothing_and_
             pending = publisher.outbox.pending_count() if publisher.outbox else -1
         missing = _settle(receiving, set(ids))
         figures = {
-            "events": count, "submitted_at_kill": submitted_at_kill, "restart_seconds": round(restart_seconds, 2),
+            "events": count, "submitted_at_kill": submitted_at_kill, "delivered_before_kill": delivered_before_kill, "restart_seconds": round(restart_seconds, 2),
             "attempts": proxy.requests, "upstream_statuses": {str(k): v for k, v in proxy.statuses.items()},
             "accepted_by_outpost": len(proxy.accepted_by_id), "duplicate_acks": proxy.duplicate_acks,
             "max_acceptances_of_one_id": max(proxy.accepted_by_id.values()),
@@ -197,7 +199,7 @@ def test_outpost_killed_with_sigkill_mid_stream_and_restarted_loses_nothing_and_
             "left_in_outbox": pending, "seconds": round(time.perf_counter() - started, 2),
         }
     figures_out(real_outpost, tmp_path, "outpost-sigkill", figures)
-    assert 0 < submitted_at_kill < count, "the kill must land mid-stream"
+    assert 0 < submitted_at_kill < count and delivered_before_kill > 0, "the kill must land mid-stream"
     assert settled and pending == 0 and stats.failed == 0 and len(set(ids)) == count, figures
     assert not missing and not receiving.deliveries.duplicates(), figures
     assert _by_n(receiving) == Counter(range(count))
