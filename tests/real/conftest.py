@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -150,13 +151,40 @@ class Deliveries:
         with self.lock:
             return {k: v for k, v in self.by_id.items() if v > 1}
 
+    def count(self) -> int:
+        with self.lock:
+            return sum(self.by_id.values())
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True when the other end closed or reset the connection (nothing left to answer)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+
 
 class WebhookReceiver:
-    """A webhook endpoint on 127.0.0.1 that answers 200 and counts deliveries."""
+    """A webhook endpoint on 127.0.0.1 that answers 200 and counts deliveries.
+
+    ``hold()`` makes it keep arriving deliveries unanswered until ``release()``; a held delivery whose
+    sender hung up meanwhile (an Outpost killed while waiting for the answer) is not counted
+    (``abandoned`` counts them): its sender never saw a 200, and Outpost delivers it again.
+    """
 
     def __init__(self) -> None:
         self.deliveries = Deliveries()
+        self.released = threading.Event()
+        self.released.set()
+        self.abandoned = 0
         deliveries = self.deliveries
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -166,6 +194,13 @@ class WebhookReceiver:
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 event_id = headers.get("x-outpost-event-id", "")
+                if not receiver.released.is_set():
+                    receiver.released.wait(30)
+                    if _peer_closed(self.connection):
+                        with deliveries.lock:
+                            receiver.abandoned += 1
+                        self.close_connection = True
+                        return
                 if event_id:
                     deliveries.record(event_id, headers, body)
                 self.send_response(200)
@@ -181,7 +216,14 @@ class WebhookReceiver:
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self.thread.start()
 
+    def hold(self) -> None:
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
+
     def close(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

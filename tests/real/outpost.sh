@@ -250,6 +250,7 @@ start() {
     local started=$SECONDS
     install_packages
     build_outpost
+    echo "$BIN" >"$STATE/bin-dir"  # where restart-outpost finds the binaries
     choose_ports
     start_redis
     start_postgres
@@ -304,8 +305,10 @@ case "${1:-}" in
     stop) stop ;;
     status) status ;;
     restart-outpost)  # the kill-and-restart scenarios: SIGKILL the server, start it again
-        . "$STATE/ports"; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"
+        . "$STATE/ports"; BIN="${OUTPOST_BIN_DIR:-$(cat "$STATE/bin-dir" 2>/dev/null || echo "$STATE/bin/$VERSION")}"
         if alive "$STATE/outpost/outpost.pid"; then kill -9 "$(head -n1 "$STATE/outpost/outpost.pid")"; fi
+        # SIGKILL is not instant: wait until the old process stops answering, or start_outpost sees it healthy.
+        for _ in $(seq 1 100); do healthy || break; sleep 0.05; done
         start_outpost ;;
-    *) echo "usage: bash tests/real/outpost.sh start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: bash tests/real/outpost.sh start|stop|status|restart-outpost" >&2; exit 2 ;;
 esac
