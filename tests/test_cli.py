@@ -120,11 +120,6 @@ def test_usage_and_validation_errors_exit_2_before_sending(
     assert server.requests == []
 
 
-def test_missing_key_exits_2(server: OutpostServer) -> None:
-    result = run_cli(["publish", "t", "--tenant", "a", "--data", "{}"], OUTPOST_API_BASE_URL=server.url)
-    assert result.returncode == EXIT_USAGE and "set OUTPOST_API_KEY (or pass --api-key)" in result.stderr
-
-
 def test_wrong_key_exits_3_and_no_key_is_ever_printed(server: OutpostServer, env: dict[str, str]) -> None:
     secret = "sk_wrong_" + "x" * 20
     server.fail_next(400, body=f"you sent {API_KEY}")  # a server that echoes the key

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
 
 from ..auth import API_KEY_ENV, check_key
-from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK
+from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK, check_server_url
 from ..errors import (
     APIError,
-    ConfigurationError,
     MinipubError,
     OutboxError,
     PluginError,
@@ -38,8 +36,7 @@ __all__ = [
     "command_parser",
     "add_connection_flags",
     "add_retry_flags",
-    "api_key",
-    "base_url",
+    "check_flags",
     "make_sdk",
     "retry_config",
     "read_source",
@@ -135,13 +132,14 @@ def command_parser(
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    """``--base-url``, ``--api-key`` and ``--timeout``: flags first, then the environment."""
+    """``--base-url``, ``--api-key`` and ``--timeout``: flags first, then auth plugins, then the environment."""
     group = parser.add_argument_group("connection")
     group.add_argument("--base-url", metavar="URL",
                        help=f"Outpost API base URL, version path included (default: ${BASE_URL_ENV}, "
                             f"else {DEFAULT_SERVER_URL})")
     group.add_argument("--api-key", metavar="KEY",
-                       help=f"admin API key (default: ${API_KEY_ENV}; prefer the variable: "
+                       help=f"admin API key (default: an auth plugin's, e.g. $OUTPOST_API_KEY_FILE with "
+                            f"minipub-secretfile, else ${API_KEY_ENV}; prefer those: "
                             "flags are visible to other users in the process list)")
     group.add_argument("--timeout", metavar="SECONDS", type=positive(float), default=10.0,
                        help="per-attempt timeout (default: 10)")
@@ -179,19 +177,12 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
 # -- configuration -----------------------------------------------------------------------
 
 
-def api_key(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> str:
-    """The key from ``--api-key``, then ``OUTPOST_API_KEY``; never echoed."""
-    env = os.environ if environ is None else environ
-    key = args.api_key or env.get(API_KEY_ENV)
-    if not key:
-        raise ConfigurationError(f"no API key: set {API_KEY_ENV} (or pass --api-key)")
-    check_key(key, "--api-key" if args.api_key else API_KEY_ENV)
-    return key
-
-
-def base_url(args: argparse.Namespace) -> str:
-    """The base URL from ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost."""
-    return str(args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
+def check_flags(args: argparse.Namespace) -> None:
+    """The connection flags' own checks (named after the flag); resolving is the SDK's."""
+    if getattr(args, "api_key", None) is not None:
+        check_key(args.api_key, "--api-key")
+    if getattr(args, "base_url", None) is not None:
+        check_server_url(args.base_url)
 
 
 def retry_config(args: argparse.Namespace) -> RetryConfig:
@@ -202,9 +193,15 @@ def retry_config(args: argparse.Namespace) -> RetryConfig:
 
 
 def make_sdk(args: argparse.Namespace, retry_budget: Optional[RetryBudget] = None) -> SDK:
-    """A client configured by the connection flags (and the retry flags when the command has them)."""
+    """A client configured by the connection flags (and the retry flags when the command has them).
+
+    The key and the base URL are resolved by ``SDK`` itself, the library's one rule: ``--api-key``,
+    then an auth plugin (e.g. minipub-secretfile's ``OUTPOST_API_KEY_FILE``), then ``OUTPOST_API_KEY``;
+    ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost.
+    """
+    check_flags(args)
     retries = retry_config(args) if hasattr(args, "max_time") else None
-    return SDK(api_key(args), server_url=base_url(args), timeout_ms=args.timeout * 1000, retry_config=retries,
+    return SDK(args.api_key, server_url=args.base_url, timeout_ms=args.timeout * 1000, retry_config=retries,
                retry_budget=retry_budget)
 
 

@@ -13,12 +13,12 @@ import time
 from typing import Any, Callable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ..client import USER_AGENT, check_server_url
+from ..client import USER_AGENT
 from ..errors import APIError, ConnectError, MinipubError, NotFoundError, UnauthorizedError
 from ..response import error_from_response
 from ..transports import create_transport
 from ..transports.base import HTTPRequest, HTTPResponse, Transport
-from .common import EXIT_OK, add_connection_flags, api_key, base_url, command_parser
+from .common import EXIT_OK, add_connection_flags, command_parser, make_sdk
 
 EXAMPLE = """\
   OUTPOST_API_KEY=... OUTPOST_API_BASE_URL=http://localhost:3333/api/v1 minipub ping
@@ -107,8 +107,9 @@ def _json(response: HTTPResponse) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..transports.proxy import proxy_for
 
-    url = check_server_url(base_url(args))
-    key = api_key(args)
+    with make_sdk(args) as sdk:  # the key and base URL exactly as a publish would resolve them
+        url = sdk.server_url
+        key = sdk.auth.api_key()
     timeout: float = args.timeout
     parts = urlsplit(url)
     host = parts.hostname or ""
