@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from ..testing import OutpostServer
 
     with OutpostServer(api_key="demo-key") as server:
-        print(f"no key configured ({API_KEY_ENV}, or an auth plugin): publishing to the embedded server at {server.url}", file=sys.stderr)
+        print(f"no key configured ({API_KEY_ENV}, or an auth plugin): publishing to the embedded server "
+              f"at {server.url}", file=sys.stderr)
         code = _demo(SDK("demo-key", server_url=server.url))
         print(f"the server accepted {len(server.events)} event(s)", file=sys.stderr)
         return code

@@ -49,7 +49,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3333, help="port (default: 3333; 0 picks a free one)")
     parser.add_argument("--prefix", default="/api/v1", help="the base path (default: /api/v1)")
-    parser.add_argument("--api-key", metavar="KEY", help=f"the admin key to accept (default: an auth plugin's, else ${API_KEY_ENV})")
+    parser.add_argument("--api-key", metavar="KEY",
+                        help=f"the admin key to accept (default: an auth plugin's, else ${API_KEY_ENV})")
     parser.add_argument("--topic", action="append", dest="topics", metavar="TOPIC",
                         help="a configured topic (repeatable); then other topics are rejected with 422")
     parser.add_argument("--fail-rate", type=_rate, default=0.0, metavar="RATE",
