@@ -67,5 +67,5 @@ def main(argv: Optional[List[str]] = None) -> int:
         code_for = exit_code_for(error)
         if code_for is None:
             raise
-        print(f"minipub {args.command}: {describe(error)}", file=sys.stderr)
+        print(f"minipub {args.command}: {describe(error, getattr(args, 'server_url', None))}", file=sys.stderr)
         return code_for

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
+import time
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
+from urllib.parse import urlsplit
 
-from ..auth import API_KEY_ENV, check_key
+from ..auth import API_KEY_ENV, AuthProvider, check_key
 from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK, check_server_url
 from ..errors import (
+    CONFIGURATION_HINTS,
+    CONNECT_HINT,
     APIError,
+    ConnectError,
     MinipubError,
     OutboxError,
     PluginError,
+    TLSError,
     TransportError,
     UnauthorizedError,
     ValidationError,
@@ -33,6 +39,8 @@ __all__ = [
     "exit_code_for",
     "undelivered_exit_code",
     "describe",
+    "configuration_wrong",
+    "printable",
     "command_parser",
     "add_connection_flags",
     "add_retry_flags",
@@ -99,17 +107,37 @@ def undelivered_exit_code(errors: Iterable[BaseException]) -> int:
     return max(sorted(set(codes)), key=codes.count) if codes else EXIT_SERVER
 
 
-def describe(error: BaseException) -> str:
-    """One line for stderr: the error's class and message (messages never hold the key)."""
+def describe(error: BaseException, server_url: Optional[str] = None) -> str:
+    """One line for stderr: the error's class and message (messages never hold the key), escaped.
+
+    A connection that could not be opened names the host and port it tried (from ``server_url``)."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     if isinstance(error, UsageError):
-        return str(error)
+        return printable(str(error))
     text = f"{type(error).__name__}: {error}"
     if isinstance(error, APIError) and error.data is None and error.body.strip():
         body = " ".join(error.body.split())  # a proxy's text or HTML answer, key already redacted
         text += f": {body[:200]}{'...' if len(body) > 200 else ''}"
-    return text
+    if isinstance(error, ConnectError) and not isinstance(error, TLSError) and server_url:
+        parts = urlsplit(server_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        text += f" (connecting to {parts.hostname}:{port}); {CONNECT_HINT}"
+    return printable(text)
+
+
+def configuration_wrong(error: BaseException) -> bool:
+    """A status that says the configuration is wrong, not the event: every request would fail alike."""
+    return isinstance(error, APIError) and error.status_code in CONFIGURATION_HINTS
+
+
+def printable(text: str) -> str:
+    """Untrusted text (a server's id or message, a topic, an input line) made safe to print: each
+    character that is not printable (control characters, ANSI escapes, line breaks, lone surrogates)
+    becomes its Python escape, so it can neither forge an output line nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # -- parsers -----------------------------------------------------------------------------
@@ -192,17 +220,36 @@ def retry_config(args: argparse.Namespace) -> RetryConfig:
     return RetryConfig("backoff", backoff, True, max_attempts=args.max_attempts)
 
 
-def make_sdk(args: argparse.Namespace, retry_budget: Optional[RetryBudget] = None) -> SDK:
+def make_sdk(
+    args: argparse.Namespace,
+    retry_budget: Optional[RetryBudget] = None,
+    *,
+    wrap_auth: Optional[Callable[[AuthProvider], AuthProvider]] = None,
+    sleep: Optional[Callable[[float], None]] = None,
+) -> SDK:
     """A client configured by the connection flags (and the retry flags when the command has them).
 
     The key and the base URL are resolved by ``SDK`` itself, the library's one rule: ``--api-key``,
     then an auth plugin (e.g. minipub-secretfile's ``OUTPOST_API_KEY_FILE``), then ``OUTPOST_API_KEY``;
-    ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost.
+    ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost. ``wrap_auth`` puts an
+    object between the client and the provider so resolved (``bulk`` stops its attempts there);
+    ``sleep`` replaces the retry loop's waits.
     """
     check_flags(args)
     retries = retry_config(args) if hasattr(args, "max_time") else None
-    return SDK(args.api_key, server_url=args.base_url, timeout_ms=args.timeout * 1000, retry_config=retries,
-               retry_budget=retry_budget)
+    options: Dict[str, Any] = {"timeout_ms": args.timeout * 1000, "retry_config": retries,
+                               "retry_budget": retry_budget}
+    sdk = SDK(args.api_key, server_url=args.base_url, **options)
+    args.server_url = sdk.server_url  # for the error line (describe)
+    if wrap_auth is None and sleep is None:
+        return sdk
+    with sdk:
+        return SDK(auth=(wrap_auth or _same)(sdk.auth), server_url=sdk.server_url, sleep=sleep or time.sleep,
+                   **options)
+
+
+def _same(provider: AuthProvider) -> AuthProvider:
+    return provider
 
 
 def read_source(source: str, what: str) -> str:

@@ -22,6 +22,7 @@ from .common import (
     describe,
     make_sdk,
     positive,
+    printable,
     undelivered_exit_code,
 )
 
@@ -71,18 +72,19 @@ def _list(outbox: Any, limit: int, as_json: bool) -> int:
                               "tenant_id": letter.event.tenant_id, "topic": letter.event.topic,
                               "status": letter.status, "error": letter.error, "failed_at": _when(letter.failed_at)}))
         return EXIT_OK
-    print(f"{outbox.path}: {counts[0]:,} pending, {counts[1]:,} dead letter(s)")
+    # ids, tenants, topics and errors came from an input file or a server: escaped (printable)
+    print(printable(f"{outbox.path}: {counts[0]:,} pending, {counts[1]:,} dead letter(s)"))
     if pending:
         print(f"pending (oldest first{', first ' + str(limit) if counts[0] > limit else ''}):")
         for entry in pending:
-            print(f"  {entry.event.id}  tenant={entry.event.tenant_id} topic={entry.event.topic}  "
-                  f"failed rounds={entry.rounds}  first sent {_when(entry.first_sent_at)}"
-                  + (f"  last error: {entry.last_error}" if entry.last_error else ""))
+            print(printable(f"  {entry.event.id}  tenant={entry.event.tenant_id} topic={entry.event.topic}  "
+                            f"failed rounds={entry.rounds}  first sent {_when(entry.first_sent_at)}"
+                            + (f"  last error: {entry.last_error}" if entry.last_error else "")))
     if dead:
         print(f"dead letters (oldest first{', first ' + str(limit) if counts[1] > limit else ''}):")
         for letter in dead:
-            print(f"  #{letter.id}  {letter.event.id}  tenant={letter.event.tenant_id} topic={letter.event.topic}  "
-                  f"failed {_when(letter.failed_at)}: {letter.error}")
+            print(printable(f"  #{letter.id}  {letter.event.id}  tenant={letter.event.tenant_id} "
+                            f"topic={letter.event.topic}  failed {_when(letter.failed_at)}: {letter.error}"))
         print("replay them with: minipub outbox PATH replay [--id N ...]; delete them with: purge-dead [--id N ...]")
     return EXIT_OK
 
@@ -111,7 +113,7 @@ def _replay(args: argparse.Namespace, outbox: Any) -> int:
             publisher.close(timeout=1.0)
         stats = publisher.stats()
     for event_id, error in failures:
-        print(f"minipub outbox: {event_id}: {describe(error)}", file=sys.stderr)
+        print(f"minipub outbox: {printable(event_id)}: {describe(error, args.server_url)}", file=sys.stderr)
     print(f"minipub outbox: {stats.delivered:,} delivered ({stats.duplicates:,} already known to Outpost), "
           f"{len(failures):,} failed again, {stats.queued:,} still pending, in {time.monotonic() - started:.1f}s",
           file=sys.stderr)

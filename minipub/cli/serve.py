@@ -7,11 +7,11 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Optional
+from typing import Optional, TextIO, cast
 
 from ..auth import API_KEY_ENV, check_key
 from ..errors import ConfigurationError
-from .common import EXIT_OK, UsageError, command_parser
+from .common import EXIT_OK, UsageError, command_parser, printable
 
 EXAMPLE = """\
   OUTPOST_API_KEY=dev-key minipub serve --port 3333 --fail-rate 0.2
@@ -63,6 +63,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--quiet", action="store_true", help="do not print accepted events")
 
 
+class _Escaped:
+    """The server's output stream: each line it writes (``text`` + newline) has the text escaped
+    (``printable``): a topic or id a client sent can neither forge a line nor drive the terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        body, newline = (text[:-1], "\n") if text.endswith("\n") else (text, "")
+        return self._stream.write(printable(body) + newline)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
 def _key_to_accept(args: argparse.Namespace) -> str:
     """The key a client would send: resolved by ``SDK``'s one rule (``--api-key``, an auth plugin,
     then ``OUTPOST_API_KEY``), read once."""
@@ -83,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     key = _key_to_accept(args)
     server = OutpostServer(
         key, host=args.host, port=args.port, prefix=args.prefix, topics=args.topics, verbose=not args.quiet,
-        stream=sys.stdout, fail_rate=args.fail_rate, retry_after=args.retry_after, seed=args.seed,
+        stream=cast(TextIO, _Escaped(sys.stdout)), fail_rate=args.fail_rate, retry_after=args.retry_after,
+        seed=args.seed,
     )
     try:
         server.start()
