@@ -129,3 +129,23 @@ def test_a_data_error_names_the_flag_once(tmp_path: Path) -> None:
     assert (inline.returncode, from_file.returncode) == (EXIT_USAGE, EXIT_USAGE)
     assert "minipub publish: --data is not valid JSON (" in inline.stderr and inline.stderr.count("--data") == 1
     assert "--data file 'e.json' must be a JSON object" in from_file.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path: Path) -> None:
+    import subprocess
+
+    from .cli_support import cli_env, minipub_command
+
+    lines = [json.dumps({"tenant_id": "acme", "topic": "gone", "data": {"n": n}}) for n in range(3000)]
+    (tmp_path / "in.ndjson").write_text("\n".join(lines) + "\n")
+    with OutpostServer(API_KEY, topics=["user.created"]) as srv:  # every line: 422, a dead letter
+        run_cli(["bulk", "in.ndjson", "--outbox", "out.db", "--outbox-sync", "OFF"], cwd=tmp_path,
+                OUTPOST_API_KEY=API_KEY, OUTPOST_API_BASE_URL=srv.url)
+    process = subprocess.Popen([*minipub_command(), "outbox", "out.db", "--limit", "3000"], cwd=tmp_path,
+                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    stderr = process.stderr.read()
+    assert process.wait(timeout=30) == 141 and "3,000 dead letter(s)" in first
+    assert "Traceback" not in stderr and stderr == "", stderr

@@ -65,6 +65,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         code: int = args.run(args)
         return code
+    except BrokenPipeError:
+        # The reader went away (`minipub outbox PATH | head`): stop quietly, as the shell's tools do,
+        # and keep the interpreter's last flush of stdout from raising again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
     except (Exception, KeyboardInterrupt) as error:
         code_for = exit_code_for(error)
         if code_for is None:

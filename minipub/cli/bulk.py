@@ -442,7 +442,7 @@ class _Bulk:
             else:
                 self.checkpoint.save(force=True)
         if stopped_by is not None:
-            self._stopped_summary(stopped_by, pending)
+            self._stopped_summary(stats, stopped_by, pending)
             code = exit_code_for(stopped_by)
             assert code is not None
             return code
@@ -549,15 +549,18 @@ class _Bulk:
                       "it already has), or use --outbox to resume where it stopped\n")
         out.flush()
 
-    def _stopped_summary(self, error: BaseException, pending: int) -> None:
+    def _stopped_summary(self, stats: Any, error: BaseException, pending: int) -> None:
         out = self.stream
         out.write(f"minipub bulk: stopped at the first answer that every line would get: "
                   f"{describe(error, self.args.server_url)}\n")
-        out.write(f"minipub bulk: no line was written as a reject for it ({len(self.failures.held):,} event(s) "
-                  f"sent or queued, {self.unsubmitted:,} line(s) not read); fix the configuration and run the same "
-                  "command again"
+        out.write(f"minipub bulk: {stats.delivered:,} delivered before it; no line was written as a reject for it "
+                  f"({len(self.failures.held):,} event(s) sent or queued, {self.unsubmitted:,} line(s) not read); "
+                  "fix the configuration and run the same command again"
                   + (f": {pending:,} event(s) wait in the outbox {printable(self.args.outbox)}\n"
                      if self.args.outbox else " (the same ids: Outpost deduplicates)\n"))
+        if self.rejects.count:
+            out.write(f"minipub bulk: {self.rejects.count:,} line(s) failed for good on their own; they are in "
+                      f"{printable(str(self.rejects.path))}\n")
         out.flush()
 
 
