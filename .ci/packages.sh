@@ -19,10 +19,12 @@ echo "== tools (build, twine) in a virtual environment of their own"
 "$PYTHON" -m venv "$WORK/tools"
 "$WORK/tools/bin/python" -m pip install -q build twine
 
-echo "== build: sdist, then the wheel from the sdist"
+echo "== build: sdist, then the wheel from the sdist (from a clean copy: the clone gets no egg-info)"
+"$PYTHON" -c 'import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], ignore=shutil.ignore_patterns(
+    ".git", "*.egg-info", "build", "dist", ".tox", ".venv", "__pycache__", ".*_cache", ".hypothesis"))' "$ROOT" "$WORK/src"
 rm -rf "$DIST" && mkdir -p "$DIST"
 for project in . plugins/minipub-httpx plugins/minipub-secretfile plugins/minipub-otel; do
-    "$WORK/tools/bin/python" -m build -q --outdir "$DIST" "$project" >/dev/null
+    "$WORK/tools/bin/python" -m build -q --outdir "$DIST" "$WORK/src/$project" >/dev/null
 done
 ls -1 "$DIST"
 
@@ -38,7 +40,7 @@ from email.parser import Parser
 from pathlib import Path
 
 dist, root = Path(sys.argv[1]), Path(sys.argv[2])
-PROJECTS = {  # distribution -> (package, source directory)
+PROJECTS = {  # distribution -> (package, source directory in the clone)
     "minipub": ("minipub", root),
     "minipub_httpx": ("minipub_httpx", root / "plugins" / "minipub-httpx"),
     "minipub_secretfile": ("minipub_secretfile", root / "plugins" / "minipub-secretfile"),

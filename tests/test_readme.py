@@ -177,8 +177,7 @@ def test_shell_examples_run_in_order(path: Path, example_env: Dict[str, str], tm
     (bin_dir / "python").symlink_to(sys.executable)
     (bin_dir / "minipub").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m minipub "$@"\n')
     (bin_dir / "minipub").chmod(0o755)
-    env = {**example_env, **secretfile_env(tmp_path)}
-    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], example_env["PYTHONPATH"]])
+    env = {**example_env, **secretfile_env(tmp_path)}  # autoload on: only the secretfile plugin on the path
     env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
     for block in shell:
         code = block.code.replace("3333", str(_free_port()))
