@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
 from urllib.parse import urlsplit
 
 from ..auth import API_KEY_ENV, AuthProvider, check_key
-from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK, check_server_url
+from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK
 from ..errors import (
     CONFIGURATION_HINTS,
     CONNECT_HINT,
@@ -206,11 +206,9 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    """The connection flags' own checks (named after the flag); resolving is the SDK's."""
+    """``--api-key``'s check, naming the flag; everything else (resolving, the URL) is the SDK's."""
     if getattr(args, "api_key", None) is not None:
         check_key(args.api_key, "--api-key")
-    if getattr(args, "base_url", None) is not None:
-        check_server_url(args.base_url)
 
 
 def retry_config(args: argparse.Namespace) -> RetryConfig:
