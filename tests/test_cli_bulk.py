@@ -327,6 +327,7 @@ def test_bulk_stops_at_once_when_the_configuration_is_wrong(server: OutpostServe
     assert 1 <= sent <= workers  # at most the one each worker had in flight
     assert not (tmp_path / "in.rejects.ndjson").exists()  # nothing is a reject: every line is fine
     assert fix in result.stderr and "stopped" in result.stderr
+    assert env["OUTPOST_API_KEY"] not in result.stdout + result.stderr
     assert len(result.stderr.splitlines()) <= 6, result.stderr  # no line per event
     assert elapsed < 10  # "a second or two"; generous for a loaded machine
 
