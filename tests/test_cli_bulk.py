@@ -368,6 +368,20 @@ def test_bulk_max_time_bounds_the_run_against_a_closed_port(tmp_path: Path) -> N
     assert "(connecting to 127.0.0.1:" in result.stderr  # the rejects listing names where it tried
 
 
+def test_bulk_max_time_bounds_the_run_against_a_server_that_never_answers(server: OutpostServer,
+                                                                          env: Dict[str, str], tmp_path: Path) -> None:
+    write_events(tmp_path / "in.ndjson", 50)
+    server.delay_next(30.0, times=100)  # longer than the run, and than --timeout
+    started = time.monotonic()
+    result = run_cli(["bulk", "in.ndjson", "--max-time", "1", "--timeout", "20", "--concurrency", "4"], cwd=tmp_path,
+                     **env)
+    elapsed = time.monotonic() - started
+    print(f"\nbulk --max-time 1 against a server that never answers: {elapsed:.2f} s")
+    assert elapsed < 1 + 1 + 1.5  # --max-time, then 1 s for what is on the wire
+    assert "4 may or may not have been delivered (on the wire when the run stopped)" in result.stderr, result.stderr
+    assert "46 not sent (queued when the run stopped)" in result.stderr
+
+
 def test_bulk_interrupted_without_an_outbox_says_what_may_have_been_delivered(
         server: OutpostServer, env: Dict[str, str], tmp_path: Path) -> None:
     write_events(tmp_path / "in.ndjson", 10)
