@@ -95,3 +95,16 @@ def test_a_missing_key_names_every_way_to_set_one(server: OutpostServer, tmp_pat
                       **secretfile_env(tmp_path))
     assert missing.returncode == EXIT_USAGE and "cannot read the Outpost key file" in missing.stderr
     assert server.requests == []
+
+
+def test_bulk_with_a_wrong_key_in_the_file_stops_at_once(server: OutpostServer, tmp_path: Path) -> None:
+    lines = [json.dumps({"tenant_id": "acme", "topic": "t", "data": {"n": n}}) for n in range(2000)]
+    (tmp_path / "in.ndjson").write_text("\n".join(lines) + "\n")
+    (tmp_path / "key").write_text("sk_wrong_in_the_file")
+    env = {**secretfile_env(tmp_path), "OUTPOST_API_KEY_FILE": str(tmp_path / "key"),
+           "OUTPOST_API_BASE_URL": server.url}
+    result = run_cli(["bulk", "in.ndjson", "--concurrency", "4"], cwd=tmp_path, **env)
+    assert result.returncode == EXIT_AUTH, result.stderr
+    # one request per worker, and the one repeat after the provider re-read the file on the 401
+    assert 1 <= len(server.requests) <= 2 * 4
+    assert not (tmp_path / "in.rejects.ndjson").exists()
