@@ -402,3 +402,27 @@ def test_bulk_interrupted_without_an_outbox_says_what_may_have_been_delivered(
     assert "retries or time ran out" not in stderr  # none was retried
     rejects = [json.loads(line) for line in (tmp_path / "in.rejects.ndjson").read_text().splitlines()]
     assert sum("may or may not have been delivered" in r["_error"] for r in rejects) == 2 and len(rejects) == 10
+
+
+def test_outbox_replay_with_a_wrong_key_stops_and_keeps_the_events_pending(server: OutpostServer,
+                                                                         tmp_path: Path) -> None:
+    ids = write_events(tmp_path / "in.ndjson", 200)
+    wrong = {"OUTPOST_API_KEY": "sk_wrong_" + "k" * 20, "OUTPOST_API_BASE_URL": server.url}
+    bulk = run_cli(["bulk", "in.ndjson", "--outbox", "out.db", "--outbox-sync", "OFF"], cwd=tmp_path, **wrong)
+    assert bulk.returncode == EXIT_AUTH, bulk.stderr
+    # finish reading the input into the outbox (the right key, but a server that is down: all stay pending)
+    server.fail_next(503, times=100_000)
+    run_cli(["bulk", "in.ndjson", "--outbox", "out.db", "--outbox-sync", "OFF", "--max-time", "1", *FAST],
+            cwd=tmp_path, OUTPOST_API_KEY=API_KEY, OUTPOST_API_BASE_URL=server.url)
+    server.reset_faults()
+    before = len(server.requests)
+    replay = run_cli(["outbox", "out.db", "replay", "--concurrency", "4"], cwd=tmp_path, **wrong)
+    assert replay.returncode == EXIT_AUTH, replay.stderr
+    assert 1 <= len(server.requests) - before <= 4
+    assert "set OUTPOST_API_KEY" in replay.stderr and len(replay.stderr.splitlines()) <= 4, replay.stderr
+    listing = run_cli(["outbox", "out.db"], cwd=tmp_path)
+    assert f"{len(ids)} pending, 0 dead letter(s)" in listing.stdout, listing.stdout
+    fixed = run_cli(["outbox", "out.db", "replay"], cwd=tmp_path, OUTPOST_API_KEY=API_KEY,
+                    OUTPOST_API_BASE_URL=server.url)
+    assert fixed.returncode == EXIT_OK, fixed.stderr
+    assert Counter(e["id"] for e in server.events) == Counter(ids)

@@ -20,8 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Dict, List, Optional, Set, Tuple
 
-from ..auth import AuthProvider
-from ..errors import MinipubError, PublisherClosedError, ValidationError
+from ..errors import PublisherClosedError, ValidationError
 from ..retry import RetryBudget, is_final
 from .common import (
     EXIT_OK,
@@ -39,6 +38,7 @@ from .common import (
     read_source,
     undelivered_exit_code,
 )
+from .gate import Gate, Stopped, keep_pending
 from .progress import Progress, format_duration
 
 EXAMPLE = """\
@@ -179,43 +179,6 @@ Failure = Tuple[int, str, str]  # line number, line text, error
 IN_FLIGHT = "may or may not have been delivered"
 
 
-class Stopped(MinipubError):
-    """Raised instead of an attempt (or of the wait before a retry) once the run is stopping: after
-    the stop, no request is sent. Its ``__context__`` is the event's last error, if it had one."""
-
-
-class _Gate:
-    """Between the client and the key provider it resolved: asked before every attempt, so once
-    closed no attempt starts; the retry loop's waits end at once too (``sleep``)."""
-
-    def __init__(self) -> None:
-        self._provider: Optional[AuthProvider] = None
-        self._closed = threading.Event()
-
-    def wrap(self, provider: AuthProvider) -> AuthProvider:
-        self._provider = provider
-        return self
-
-    def close(self) -> None:
-        self._closed.set()
-
-    def api_key(self) -> str:
-        if self._closed.is_set():
-            raise Stopped("not sent: the run was stopping")
-        assert self._provider is not None
-        return self._provider.api_key()
-
-    def refresh(self) -> bool:
-        return not self._closed.is_set() and self._provider is not None and self._provider.refresh()
-
-    def sleep(self, seconds: float) -> None:
-        if self._closed.wait(seconds):
-            raise Stopped("no retry: the run was stopping")
-
-    def __repr__(self) -> str:
-        return f"_Gate({self._provider!r})"
-
-
 class _Failures:
     """Events that failed for good, as the workers report them (``on_error``); the main thread
     drains them into the rejects file. Undelivered events (retries or time ran out) are counted
@@ -225,7 +188,7 @@ class _Failures:
     511) stops the run: the gate closes before this worker can take another event, and neither that
     event nor any other left is a reject (with an outbox they stay pending)."""
 
-    def __init__(self, lines: Dict[str, Tuple[int, str]], gate: _Gate) -> None:
+    def __init__(self, lines: Dict[str, Tuple[int, str]], gate: Gate) -> None:
         self.lines = lines
         self.gate = gate
         self.lock = threading.Lock()
@@ -378,7 +341,7 @@ class _Bulk:
             self.checkpoint = Checkpoint(args.outbox, hashlib.sha256(text.encode()).hexdigest())
             self.skip = _pending_ids(args.outbox)
         self.ids: Dict[str, Tuple[int, str]] = {}
-        self.gate = _Gate()
+        self.gate = Gate()
         self.failures = _Failures(self.ids, self.gate)
         self.invalid = 0  # lines refused before sending
         self.earlier = 0  # lines an earlier run settled
@@ -435,7 +398,7 @@ class _Bulk:
         pending = stats.queued if args.outbox else 0
         stopped_by = self.failures.stopped_by
         if stopped_by is not None and args.outbox:
-            pending = self._keep_pending(args.outbox)
+            pending = keep_pending(args.outbox, self.failures.held)
         if self.checkpoint is not None:
             if settled and not (interrupted or pending or self.unsubmitted):
                 self.checkpoint.finished()
@@ -452,17 +415,6 @@ class _Bulk:
         if self.failures.undelivered or pending or self.unsubmitted:
             return self.failures.exit_code()
         return EXIT_REJECTED if self.rejects.count else EXIT_OK
-
-    def _keep_pending(self, path: str) -> int:
-        """The events a wrong configuration made dead letters go back to the outbox, pending (the
-        next run, configured right, sends them); returns how many events are pending."""
-        from ..outbox import Outbox
-
-        with Outbox(path) as outbox:
-            rows = [letter.id for letter in outbox.dead_letters(limit=None) if letter.event.id in self.failures.held]
-            if rows:
-                outbox.replay_dead_letters(rows)
-            return outbox.pending_count()
 
     def _stopping(self, deadline: Optional[float]) -> bool:
         return (self.interrupt.is_set() or self.failures.stopped_by is not None
