@@ -1,16 +1,25 @@
-"""The README's custom-transport example, run as written against the embedded server."""
+"""The README's examples, and each plugin README's, run as written (against the embedded server)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
 from minipub.testing import OutpostServer
 
+from .cli_support import cli_env, secretfile_env
 from .conftest import API_KEY
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -62,17 +71,6 @@ def test_the_hook_reference_lists_every_hookspec() -> None:
 # secretfile plugin installed; the port 3333 the README uses for ``minipub serve`` is replaced by a
 # free one. A block that cannot run here follows a marker saying why:
 # ``<!-- readme-test: not run: REASON -->``.
-
-import os  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Dict, Iterator, List, Optional  # noqa: E402
-
-from .cli_support import cli_env, secretfile_env  # noqa: E402
 
 ROOT = README.parent
 READMES = [README, *sorted((ROOT / "plugins").glob("*/README.md"))]
