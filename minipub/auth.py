@@ -66,7 +66,8 @@ def resolve_auth(
     key = env.get(API_KEY_ENV)
     if not key:
         raise ConfigurationError(
-            f"no Outpost API key: pass admin_api_key=... or set the {API_KEY_ENV} environment variable"
+            f"no Outpost API key: set the {API_KEY_ENV} environment variable, pass admin_api_key=... "
+            "(--api-key on the command line), or configure an auth plugin (minipub-secretfile: OUTPOST_API_KEY_FILE)"
         )
     check_key(key, API_KEY_ENV)
     return StaticKey(key)

@@ -132,6 +132,12 @@ class SDK:
     def __repr__(self) -> str:
         return f"SDK(server_url={self.server_url!r}, transport={type(self._transport).__name__})"
 
+    @property
+    def auth(self) -> AuthProvider:
+        """The key provider this client resolved (``admin_api_key``, ``auth=``, a plugin, or
+        ``OUTPOST_API_KEY``), for tools that must send the same key elsewhere (``minipub ping``)."""
+        return self._auth
+
     def __enter__(self) -> SDK:
         return self
 

@@ -28,6 +28,8 @@ __all__ = [
     "PublisherClosedError",
     "OutboxError",
     "STATUS_CLASSES",
+    "CONFIGURATION_HINTS",
+    "CONNECT_HINT",
     "error_class_for",
 ]
 
@@ -64,7 +66,8 @@ class APIError(MinipubError):
         self.data = data
 
     def __str__(self) -> str:
-        return f"{self.message} (HTTP {self.status_code})"
+        hint = CONFIGURATION_HINTS.get(self.status_code)
+        return f"{self.message} (HTTP {self.status_code})" + (f"; {hint}" if hint else "")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code}, message={self.message!r})"
@@ -160,6 +163,22 @@ STATUS_CLASSES: Mapping[int, Type[APIError]] = _table(
     (BadRequestError, (413, 414, 415, 422, 431, 510)),
     (InternalServerError, (500, 502, 503, 506, 507, 508)),
 )
+
+
+#: Statuses that say the configuration is wrong, not the event (every request would fail the same
+#: way), with the fix; ``str(error)`` ends with it. ``minipub bulk`` stops at the first of these.
+CONFIGURATION_HINTS: Mapping[int, str] = {
+    401: "the key was rejected: set OUTPOST_API_KEY (or admin_api_key=, --api-key, an auth plugin's key file) "
+         "to the Outpost admin API key",
+    403: "the key may not publish: use the Outpost admin API key, not a tenant JWT",
+    404: "no Outpost API at this base URL: it must include the version path, e.g. http://localhost:3333/api/v1 "
+         "(OUTPOST_API_BASE_URL, server_url=, --base-url)",
+    407: "the proxy wants credentials: put them in the proxy URL (HTTPS_PROXY=http://user:password@host:port)",
+    511: "the network wants a sign-in (a captive portal) before Outpost can be reached",
+}
+
+#: What to check when no connection could be opened (``ConnectError``, not ``TLSError``).
+CONNECT_HINT = "check the host and port of the base URL (OUTPOST_API_BASE_URL) and that Outpost is running there"
 
 
 def error_class_for(status: int) -> Type[APIError]:

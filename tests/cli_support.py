@@ -36,6 +36,19 @@ def cli_env(**extra: str) -> Dict[str, str]:
     return env
 
 
+def secretfile_env(tmp: Path) -> Dict[str, str]:
+    """Environment for a ``minipub`` subprocess in which the minipub-secretfile plugin is installed
+    (its ``minipub`` entry point, from a dist-info under ``tmp``, and its source on the path) and
+    plugin autoloading is on: whether or not the plugin is installed in this environment."""
+    site = tmp / "site-secretfile"
+    dist = site / "minipub_secretfile-0.1.0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: minipub-secretfile\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[minipub]\nsecretfile = minipub_secretfile.plugin\n")
+    path = [str(ROOT), str(site), str(ROOT / "plugins" / "minipub-secretfile"), os.environ.get("PYTHONPATH")]
+    return {"PYTHONPATH": os.pathsep.join(filter(None, path)), "MINIPUB_DISABLE_PLUGIN_AUTOLOAD": "0"}
+
+
 def run_cli(
     args: Sequence[str], *, input: Optional[str] = None, timeout: float = 60, cwd: Optional[Path] = None,
     **env: str,
@@ -56,12 +69,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
 class ServeProcess:
     """``minipub serve --port 0 ...`` in the background; stdout and stderr go to files."""
 
-    def __init__(self, tmp: Path, *args: str, key: str = "serve-key") -> None:
+    def __init__(self, tmp: Path, *args: str, key: str = "serve-key", env: Optional[Dict[str, str]] = None) -> None:
+        """``env``: the environment instead of ``OUTPOST_API_KEY=key``."""
         self.key = key
         self.out_path, self.err_path = tmp / "serve.out", tmp / "serve.err"
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.process = subprocess.Popen([*minipub_command(), "serve", "--port", "0", *args], stdout=out,
-                                            stderr=err, env=cli_env(OUTPOST_API_KEY=key))
+                                            stderr=err, env=cli_env(**(env or {"OUTPOST_API_KEY": key})))
         self.url = ""
         try:
             wait_for(self._started, timeout=15)

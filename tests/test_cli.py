@@ -120,11 +120,6 @@ def test_usage_and_validation_errors_exit_2_before_sending(
     assert server.requests == []
 
 
-def test_missing_key_exits_2(server: OutpostServer) -> None:
-    result = run_cli(["publish", "t", "--tenant", "a", "--data", "{}"], OUTPOST_API_BASE_URL=server.url)
-    assert result.returncode == EXIT_USAGE and "set OUTPOST_API_KEY (or pass --api-key)" in result.stderr
-
-
 def test_wrong_key_exits_3_and_no_key_is_ever_printed(server: OutpostServer, env: dict[str, str]) -> None:
     secret = "sk_wrong_" + "x" * 20
     server.fail_next(400, body=f"you sent {API_KEY}")  # a server that echoes the key
@@ -238,7 +233,8 @@ def test_ping_a_good_server(tmp_path: Path) -> None:
 def test_ping_a_wrong_key(server: OutpostServer, env: dict[str, str]) -> None:
     result = run_cli(["ping", "--api-key", "sk_not_the_key"], **env)
     assert result.returncode == EXIT_AUTH
-    assert "auth    FAIL  the key was rejected" in result.stdout and "HTTP 401" in result.stderr
+    assert "auth    FAIL  unauthorized (HTTP 401); the key was rejected: set OUTPOST_API_KEY" in result.stdout
+    assert "HTTP 401" in result.stderr
     assert "sk_not_the_key" not in result.stdout + result.stderr
 
 
@@ -252,7 +248,8 @@ def test_ping_a_wrong_base_path(server: OutpostServer) -> None:
     base = server.url.rsplit("/api/v1", 1)[0]
     result = run_cli(["ping"], OUTPOST_API_KEY=API_KEY, OUTPOST_API_BASE_URL=base)
     assert result.returncode == EXIT_CLIENT
-    assert "health  ok    GET /healthz: not served" in result.stdout and "no Outpost API at this base URL" in result.stderr
+    assert "health  ok    GET /healthz: not served" in result.stdout
+    assert "no Outpost API at this base URL: it must include the version path" in result.stdout + result.stderr
 
 
 class _Unhealthy(BaseHTTPRequestHandler):
@@ -303,3 +300,28 @@ def test_flags_beat_the_environment(server: OutpostServer, closed_port: int) -> 
                      OUTPOST_API_KEY="sk_wrong_from_env", OUTPOST_API_BASE_URL=f"http://127.0.0.1:{closed_port}/api/v1")
     assert result.returncode == 0, result.stderr
     assert [e["id"] for e in server.events] == [result.stdout.strip()]
+
+
+def test_errors_name_the_fix_in_python_and_on_the_command_line(server: OutpostServer, closed_port: int) -> None:
+    from minipub import SDK, RetryConfig
+    from minipub.errors import NotFoundError, UnauthorizedError
+
+    base = server.url.rsplit("/api/v1", 1)[0]
+    with SDK("sk_wrong_key_123", server_url=server.url, retry_config=RetryConfig("none")) as sdk, \
+            pytest.raises(UnauthorizedError) as wrong_key:
+        sdk.publish.event(tenant_id="a", topic="t", data={})
+    with SDK(API_KEY, server_url=base, retry_config=RetryConfig("none")) as sdk, \
+            pytest.raises(NotFoundError) as no_version:
+        sdk.publish.event(tenant_id="a", topic="t", data={})
+    assert "set OUTPOST_API_KEY" in str(wrong_key.value) and "admin API key" in str(wrong_key.value)
+    assert "must include the version path, e.g. http://localhost:3333/api/v1" in str(no_version.value)
+    cli_key = run_cli(["publish", "t", "--tenant", "a", "--data", "{}", "--api-key", "sk_wrong_key_123"],
+                      OUTPOST_API_BASE_URL=server.url)
+    cli_path = run_cli(["publish", "t", "--tenant", "a", "--data", "{}"], OUTPOST_API_KEY=API_KEY,
+                       OUTPOST_API_BASE_URL=base)
+    refused = run_cli(["publish", "t", "--tenant", "a", "--data", "{}", *FAST, "--max-attempts", "1"],
+                      OUTPOST_API_KEY=API_KEY, OUTPOST_API_BASE_URL=f"http://127.0.0.1:{closed_port}/api/v1")
+    assert cli_key.returncode == EXIT_AUTH and str(wrong_key.value) in cli_key.stderr
+    assert cli_path.returncode == EXIT_CLIENT and "must include the version path" in cli_path.stderr
+    assert refused.returncode == EXIT_NETWORK
+    assert f"(connecting to 127.0.0.1:{closed_port}); check the host and port" in refused.stderr

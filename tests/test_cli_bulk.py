@@ -8,15 +8,26 @@ import re
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
 from minipub.cli.bulk import derived_id
-from minipub.cli.common import EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK, EXIT_REJECTED, EXIT_SERVER, EXIT_USAGE
+from minipub.cli.common import (
+    EXIT_AUTH,
+    EXIT_CLIENT,
+    EXIT_INTERRUPTED,
+    EXIT_NETWORK,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_SERVER,
+    EXIT_USAGE,
+)
 from minipub.testing import OutpostServer
 
 from .cli_support import ServeProcess, cli_env, minipub_command, run_cli, wait_for
@@ -258,3 +269,160 @@ def test_bulk_progress_bar_in_a_pseudo_terminal(server: OutpostServer, env: Dict
     assert bars and bars[-1] == "300", text
     assert "ETA" in text and "/s" in text and "failures 0" in text
     assert "minipub: " not in text.replace("minipub bulk:", "")  # no plain progress lines on a terminal
+
+
+# -- a configuration that makes every line fail: stop at once -------------------------------
+
+
+class _GinNotFound(BaseHTTPRequestHandler):
+    """Outpost's router for a path it does not serve (a base URL without /api/v1): a text 404."""
+
+    protocol_version = "HTTP/1.1"
+    count = 0
+
+    def do_POST(self) -> None:
+        type(self).count += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "18")
+        self.end_headers()
+        self.wfile.write(b"404 page not found")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_found_url() -> Iterator[str]:
+    _GinNotFound.count = 0
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _GinNotFound)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("case", ["wrong key", "no version path"])
+def test_bulk_stops_at_once_when_the_configuration_is_wrong(server: OutpostServer, not_found_url: str,
+                                                            tmp_path: Path, case: str) -> None:
+    count, workers = 100_000, 8
+    write_events(tmp_path / "in.ndjson", count)
+    if case == "wrong key":
+        env = {"OUTPOST_API_KEY": "sk_wrong_" + "k" * 20, "OUTPOST_API_BASE_URL": server.url}
+        code, fix = EXIT_AUTH, "set OUTPOST_API_KEY"
+    else:
+        env = {"OUTPOST_API_KEY": API_KEY, "OUTPOST_API_BASE_URL": not_found_url}
+        code, fix = EXIT_CLIENT, "must include the version path"
+    started = time.monotonic()
+    result = run_cli(["bulk", "in.ndjson", "--concurrency", str(workers)], cwd=tmp_path, **env)
+    elapsed = time.monotonic() - started
+    sent = len(server.requests) if case == "wrong key" else _GinNotFound.count
+    print(f"\nbulk, {count:,} lines, {case}: {sent} request(s), exit {result.returncode}, {elapsed:.2f} s")
+    assert result.returncode == code, result.stderr[-2000:]
+    assert 1 <= sent <= workers  # at most the one each worker had in flight
+    assert not (tmp_path / "in.rejects.ndjson").exists()  # nothing is a reject: every line is fine
+    assert fix in result.stderr and "stopped" in result.stderr
+    assert env["OUTPOST_API_KEY"] not in result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) <= 6, result.stderr  # no line per event
+    assert elapsed < 10  # "a second or two"; generous for a loaded machine
+
+
+def test_bulk_with_an_outbox_keeps_the_events_pending_when_the_key_is_wrong(server: OutpostServer,
+                                                                           tmp_path: Path) -> None:
+    ids = write_events(tmp_path / "in.ndjson", 300)
+    args = ["bulk", "in.ndjson", "--outbox", "out.db", "--outbox-sync", "OFF", "--concurrency", "4"]
+    wrong = run_cli(args, cwd=tmp_path, OUTPOST_API_KEY="sk_wrong_" + "k" * 20, OUTPOST_API_BASE_URL=server.url)
+    assert wrong.returncode == EXIT_AUTH, wrong.stderr
+    assert 1 <= len(server.requests) <= 4 and server.events == []
+    assert "run the same command again" in wrong.stderr
+    listing = run_cli(["outbox", "out.db", "--json", "--limit", "1000"], cwd=tmp_path)
+    kinds = Counter(json.loads(line)["kind"] for line in listing.stdout.splitlines())
+    assert kinds["dead"] == 0 and kinds["pending"] >= 1, listing.stdout  # none a dead letter
+    fixed = run_cli(args, cwd=tmp_path, OUTPOST_API_KEY=API_KEY, OUTPOST_API_BASE_URL=server.url)
+    assert fixed.returncode == EXIT_OK, fixed.stderr
+    assert Counter(e["id"] for e in server.events) == Counter(ids)  # every event, each once
+
+
+# -- stopping: bounded by --max-time, honest about what was on the wire ----------------------
+
+
+def test_bulk_max_time_bounds_the_run_against_a_closed_port(tmp_path: Path) -> None:
+    import socket
+
+    write_events(tmp_path / "in.ndjson", 50)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1"
+        started = time.monotonic()
+        result = run_cli(["bulk", "in.ndjson", "--max-time", "2"], cwd=tmp_path,  # default backoff: waits up to 8 s
+                         OUTPOST_API_KEY=API_KEY, OUTPOST_API_BASE_URL=url)
+        elapsed = time.monotonic() - started
+    print(f"\nbulk --max-time 2 against a closed port: {elapsed:.2f} s")
+    assert result.returncode == EXIT_NETWORK, result.stderr
+    assert elapsed < 2 + 1.5  # was 2 + 2.1 s: a retry's wait and the stop ran past the limit
+    assert "(connecting to 127.0.0.1:" in result.stderr  # the rejects listing names where it tried
+
+
+def test_bulk_max_time_bounds_the_run_against_a_server_that_never_answers(server: OutpostServer,
+                                                                          env: Dict[str, str], tmp_path: Path) -> None:
+    write_events(tmp_path / "in.ndjson", 50)
+    server.delay_next(30.0, times=100)  # longer than the run, and than --timeout
+    started = time.monotonic()
+    result = run_cli(["bulk", "in.ndjson", "--max-time", "1", "--timeout", "20", "--concurrency", "4"], cwd=tmp_path,
+                     **env)
+    elapsed = time.monotonic() - started
+    print(f"\nbulk --max-time 1 against a server that never answers: {elapsed:.2f} s")
+    assert elapsed < 1 + 1 + 1.5  # --max-time, then 1 s for what is on the wire
+    assert "4 may or may not have been delivered (on the wire when the run stopped)" in result.stderr, result.stderr
+    assert "46 not sent (queued when the run stopped)" in result.stderr
+
+
+def test_bulk_interrupted_without_an_outbox_says_what_may_have_been_delivered(
+        server: OutpostServer, env: Dict[str, str], tmp_path: Path) -> None:
+    write_events(tmp_path / "in.ndjson", 10)
+    server.delay_next(5.0, times=100)  # every request is answered after 5 s: on the wire at Ctrl-C
+    process = subprocess.Popen([*minipub_command(), "bulk", "in.ndjson", "--concurrency", "2"], cwd=tmp_path,
+                               env=cli_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(server.requests) >= 2, timeout=30)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "2 may or may not have been delivered (on the wire when the run stopped)" in stderr, stderr
+    assert "8 not sent (queued when the run stopped)" in stderr
+    assert "retries or time ran out" not in stderr  # none was retried
+    rejects = [json.loads(line) for line in (tmp_path / "in.rejects.ndjson").read_text().splitlines()]
+    assert sum("may or may not have been delivered" in r["_error"] for r in rejects) == 2 and len(rejects) == 10
+
+
+def test_outbox_replay_with_a_wrong_key_stops_and_keeps_the_events_pending(server: OutpostServer,
+                                                                         tmp_path: Path) -> None:
+    ids = write_events(tmp_path / "in.ndjson", 200)
+    wrong = {"OUTPOST_API_KEY": "sk_wrong_" + "k" * 20, "OUTPOST_API_BASE_URL": server.url}
+    bulk = run_cli(["bulk", "in.ndjson", "--outbox", "out.db", "--outbox-sync", "OFF"], cwd=tmp_path, **wrong)
+    assert bulk.returncode == EXIT_AUTH, bulk.stderr
+    # finish reading the input into the outbox (the right key, but a server that is down: all stay pending)
+    server.fail_next(503, times=100_000)
+    run_cli(["bulk", "in.ndjson", "--outbox", "out.db", "--outbox-sync", "OFF", "--max-time", "1", *FAST],
+            cwd=tmp_path, OUTPOST_API_KEY=API_KEY, OUTPOST_API_BASE_URL=server.url)
+    server.reset_faults()
+    before = len(server.requests)
+    replay = run_cli(["outbox", "out.db", "replay", "--concurrency", "4"], cwd=tmp_path, **wrong)
+    assert replay.returncode == EXIT_AUTH, replay.stderr
+    assert 1 <= len(server.requests) - before <= 4
+    assert "set OUTPOST_API_KEY" in replay.stderr and len(replay.stderr.splitlines()) <= 4, replay.stderr
+    listing = run_cli(["outbox", "out.db"], cwd=tmp_path)
+    assert f"{len(ids)} pending, 0 dead letter(s)" in listing.stdout, listing.stdout
+    fixed = run_cli(["outbox", "out.db", "replay"], cwd=tmp_path, OUTPOST_API_KEY=API_KEY,
+                    OUTPOST_API_BASE_URL=server.url)
+    assert fixed.returncode == EXIT_OK, fixed.stderr
+    assert Counter(e["id"] for e in server.events) == Counter(ids)

@@ -19,7 +19,9 @@ __all__ = ["main", "build_parser", "EXIT_CODES"]
 COMMANDS = (publish, bulk, serve, ping, outbox, demo)
 
 EPILOG = """\
-configuration: flags first, then OUTPOST_API_KEY and OUTPOST_API_BASE_URL.
+configuration, resolved as the SDK does: --api-key, then an auth plugin (minipub-secretfile:
+  OUTPOST_API_KEY_FILE or OUTPOST_API_KEY_COMMAND), then OUTPOST_API_KEY; --base-url, then
+  OUTPOST_API_BASE_URL (it includes the version path, e.g. http://localhost:3333/api/v1).
 exit codes: 0 ok, 1 some bulk lines failed for good, 2 usage or validation, 3 authentication,
   4 other client errors (4XX), 5 server errors after retries, 6 network (DNS, connect, TLS, timeout),
   130 interrupted.
@@ -63,9 +65,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         code: int = args.run(args)
         return code
+    except BrokenPipeError:
+        # The reader went away (`minipub outbox PATH | head`): stop quietly, as the shell's tools do,
+        # and keep the interpreter's last flush of stdout from raising again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
     except (Exception, KeyboardInterrupt) as error:
         code_for = exit_code_for(error)
         if code_for is None:
             raise
-        print(f"minipub {args.command}: {describe(error)}", file=sys.stderr)
+        print(f"minipub {args.command}: {describe(error, getattr(args, 'server_url', None))}", file=sys.stderr)
         return code_for

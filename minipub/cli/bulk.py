@@ -29,12 +29,16 @@ from .common import (
     add_connection_flags,
     add_retry_flags,
     command_parser,
+    configuration_wrong,
     describe,
+    exit_code_for,
     make_sdk,
     positive,
+    printable,
     read_source,
     undelivered_exit_code,
 )
+from .gate import Gate, Stopped, keep_pending
 from .progress import Progress, format_duration
 
 EXAMPLE = """\
@@ -171,31 +175,62 @@ class Checkpoint:
 
 Failure = Tuple[int, str, str]  # line number, line text, error
 
+#: How the Publisher tells of an event that was on the wire when it was closed.
+IN_FLIGHT = "may or may not have been delivered"
+
 
 class _Failures:
     """Events that failed for good, as the workers report them (``on_error``); the main thread
     drains them into the rejects file. Undelivered events (retries or time ran out) are counted
-    apart: they decide the exit code (5 or 6) rather than 1."""
+    apart: they decide the exit code (5 or 6) rather than 1.
 
-    def __init__(self, lines: Dict[str, Tuple[int, str]]) -> None:
+    A status that says the configuration is wrong (``configuration_wrong``: 401, 403, 404, 407,
+    511) stops the run: the gate closes before this worker can take another event, and neither that
+    event nor any other left is a reject (with an outbox they stay pending)."""
+
+    def __init__(self, lines: Dict[str, Tuple[int, str]], gate: Gate) -> None:
         self.lines = lines
+        self.gate = gate
         self.lock = threading.Lock()
         self.new: List[Failure] = []
         self.undelivered = 0
+        self.uncertain = 0  # of those, on the wire when the run stopped: perhaps delivered
+        self.unsent = 0  # of those, never sent: queued when the run stopped
         self.last_errors: List[BaseException] = []  # of undelivered events, for the exit code
+        self.stopped_by: Optional[BaseException] = None
+        self.held: Set[str] = set()  # event ids not settled because the configuration is wrong
+        self.server_url: Optional[str] = None  # named in connection errors
 
     def add(self, number: int, text: str, error: BaseException) -> None:
-        message = str(error) if isinstance(error, LineError) else describe(error)
+        if isinstance(error, LineError):
+            message = str(error)
+        elif isinstance(error, Stopped) and error.__context__ is not None:
+            message = f"{describe(error.__context__, self.server_url)} (then the run stopped before its next retry)"
+        else:
+            message = describe(error, self.server_url)
         with self.lock:
             self.new.append((number, text, message))
 
     def on_error(self, event: Any, error: BaseException) -> None:
         number, text = self.lines.get(event.id, (0, json.dumps(event.payload)))
-        if not is_final(error):
-            with self.lock:
+        with self.lock:
+            if configuration_wrong(error):
+                self.gate.close()  # before this worker returns to take another event
+                if self.stopped_by is None:
+                    self.stopped_by = error
+            if self.stopped_by is not None and (
+                    configuration_wrong(error) or isinstance(error, (Stopped, PublisherClosedError))):
+                self.held.add(event.id)
+                return
+            if not is_final(error):
                 self.undelivered += 1
-                if not isinstance(error, PublisherClosedError):
-                    self.last_errors.append(error)
+                last = error.__context__ if isinstance(error, Stopped) else error
+                if isinstance(error, PublisherClosedError) and IN_FLIGHT in str(error):
+                    self.uncertain += 1
+                elif last is None or isinstance(error, PublisherClosedError):
+                    self.unsent += 1
+                if last is not None and not isinstance(last, (PublisherClosedError, Stopped)):
+                    self.last_errors.append(last)
         self.add(number, text, error)
 
     def drain(self) -> List[Failure]:
@@ -236,10 +271,10 @@ class _Rejects:
         self.file.flush()
         if self.count <= SHOWN_REJECTS:
             self.progress.clear()
-            self.stream.write(f"minipub bulk: line {number}: {error}\n")
+            self.stream.write(f"minipub bulk: line {number}: {printable(error)}\n")
         elif self.count == SHOWN_REJECTS + 1:
             self.progress.clear()
-            self.stream.write(f"minipub bulk: more lines failed; all are in {self.path}\n")
+            self.stream.write(f"minipub bulk: more lines failed; all are in {printable(str(self.path))}\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -306,7 +341,8 @@ class _Bulk:
             self.checkpoint = Checkpoint(args.outbox, hashlib.sha256(text.encode()).hexdigest())
             self.skip = _pending_ids(args.outbox)
         self.ids: Dict[str, Tuple[int, str]] = {}
-        self.failures = _Failures(self.ids)
+        self.gate = Gate()
+        self.failures = _Failures(self.ids, self.gate)
         self.invalid = 0  # lines refused before sending
         self.earlier = 0  # lines an earlier run settled
         self.unsubmitted = 0  # lines not reached (Ctrl-C or --max-time)
@@ -318,7 +354,9 @@ class _Bulk:
         args = self.args
         # Each event is retried until delivered (or --max-time): --concurrency bounds the load and
         # the backoff the rate, so the per-client retry budget (made for a service's traffic) is off.
-        sdk = make_sdk(args, retry_budget=RetryBudget(capacity=float("inf")))
+        sdk = make_sdk(args, retry_budget=RetryBudget(capacity=float("inf")), wrap_auth=self.gate.wrap,
+                       sleep=self.gate.sleep)
+        self.failures.server_url = args.server_url
         deadline = None if args.max_time is None else time.monotonic() + args.max_time
         resumed = self.checkpoint.start if self.checkpoint else 0
         try:
@@ -346,20 +384,31 @@ class _Bulk:
             self.interrupt.set()
         finally:
             interrupted = self.interrupt.is_set()
-            # Ctrl-C or --max-time: stop soon. With an outbox the rest stays there; without one it
-            # reaches on_error (and the rejects file): never dropped.
-            publisher.close(timeout=30.0 if settled else 0.0 if interrupted else 1.0)
+            # Ctrl-C, --max-time or a wrong configuration: stop now. No attempt starts after this and
+            # no retry waits on; what is on the wire gets the publisher's grace (1 s). With an outbox
+            # the rest stays there; without one it reaches on_error (and the rejects file): never dropped.
+            if not settled:
+                self.gate.close()
+            publisher.close(timeout=30.0 if settled else 0.0)
             sdk.close()
             self._refresh(publisher)
             self.progress.finish(*self._done(publisher))
             self.rejects.close()
         stats = publisher.stats()
         pending = stats.queued if args.outbox else 0
+        stopped_by = self.failures.stopped_by
+        if stopped_by is not None and args.outbox:
+            pending = keep_pending(args.outbox, self.failures.held)
         if self.checkpoint is not None:
             if settled and not (interrupted or pending or self.unsubmitted):
                 self.checkpoint.finished()
             else:
                 self.checkpoint.save(force=True)
+        if stopped_by is not None:
+            self._stopped_summary(stats, stopped_by, pending)
+            code = exit_code_for(stopped_by)
+            assert code is not None
+            return code
         self._summary(stats, pending)
         if interrupted:
             raise KeyboardInterrupt
@@ -368,7 +417,8 @@ class _Bulk:
         return EXIT_REJECTED if self.rejects.count else EXIT_OK
 
     def _stopping(self, deadline: Optional[float]) -> bool:
-        return self.interrupt.is_set() or (deadline is not None and time.monotonic() > deadline)
+        return (self.interrupt.is_set() or self.failures.stopped_by is not None
+                or (deadline is not None and time.monotonic() > deadline))
 
     def _submit_all(self, publisher: Any, resumed: int, deadline: Optional[float]) -> None:
         refreshed = time.monotonic()
@@ -415,7 +465,7 @@ class _Bulk:
 
     def _done(self, publisher: Any) -> Tuple[int, int]:
         stats = publisher.stats()
-        failed = stats.failed + self.invalid
+        failed = stats.failed + self.invalid - len(self.failures.held)  # held: not failed, not settled
         return self.earlier + stats.delivered + failed, failed
 
     def _refresh(self, publisher: Any) -> None:
@@ -428,22 +478,41 @@ class _Bulk:
     def _summary(self, stats: Any, pending: int) -> None:
         elapsed = format_duration(time.monotonic() - self.progress.started)
         out = self.stream
-        undelivered = self.failures.undelivered
+        failures = self.failures
+        undelivered, uncertain, unsent = failures.undelivered, failures.uncertain, failures.unsent
+        tried = undelivered - uncertain - unsent
         out.write(f"minipub bulk: {stats.delivered:,} delivered ({stats.duplicates:,} already known to Outpost), "
                   f"{self.rejects.count - undelivered:,} failed for good, "
-                  + (f"{undelivered:,} not delivered (retries or time ran out), " if undelivered else "")
+                  + (f"{tried:,} not delivered (retries or time ran out), " if tried else "")
+                  + (f"{unsent:,} not sent (queued when the run stopped), " if unsent else "")
+                  + (f"{uncertain:,} may or may not have been delivered (on the wire when the run stopped), "
+                     if uncertain else "")
                   + f"{stats.retried:,} retries, in {elapsed}")
         out.write(f"; {self.earlier:,} settled by an earlier run\n" if self.earlier else "\n")
         if self.rejects.count:
-            out.write(f"minipub bulk: failed lines (with their errors) are in {self.rejects.path}\n")
+            out.write(f"minipub bulk: failed lines (with their errors) are in {printable(str(self.rejects.path))}\n")
         if self.unsubmitted:
             out.write(f"minipub bulk: {self.unsubmitted:,} line(s) not submitted (interrupted or --max-time)\n")
         if pending or (self.unsubmitted and self.args.outbox):
-            out.write(f"minipub bulk: {pending:,} event(s) wait in the outbox {self.args.outbox}; "
+            out.write(f"minipub bulk: {pending:,} event(s) wait in the outbox {printable(self.args.outbox)}; "
                       "run the same command again to resume\n")
         elif self.unsubmitted or self.failures.undelivered:
             out.write("minipub bulk: run it again to send the rest (the same ids: Outpost deduplicates what "
                       "it already has), or use --outbox to resume where it stopped\n")
+        out.flush()
+
+    def _stopped_summary(self, stats: Any, error: BaseException, pending: int) -> None:
+        out = self.stream
+        out.write(f"minipub bulk: stopped at the first answer that every line would get: "
+                  f"{describe(error, self.args.server_url)}\n")
+        out.write(f"minipub bulk: {stats.delivered:,} delivered before it; no line was written as a reject for it "
+                  f"({len(self.failures.held):,} event(s) sent or queued, {self.unsubmitted:,} line(s) not read); "
+                  "fix the configuration and run the same command again"
+                  + (f": {pending:,} event(s) wait in the outbox {printable(self.args.outbox)}\n"
+                     if self.args.outbox else " (the same ids: Outpost deduplicates)\n"))
+        if self.rejects.count:
+            out.write(f"minipub bulk: {self.rejects.count:,} line(s) failed for good on their own; they are in "
+                      f"{printable(str(self.rejects.path))}\n")
         out.flush()
 
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
+import time
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
+from urllib.parse import urlsplit
 
-from ..auth import API_KEY_ENV, check_key
+from ..auth import API_KEY_ENV, AuthProvider, check_key
 from ..client import BASE_URL_ENV, DEFAULT_SERVER_URL, SDK
 from ..errors import (
+    CONFIGURATION_HINTS,
+    CONNECT_HINT,
     APIError,
-    ConfigurationError,
+    ConnectError,
     MinipubError,
     OutboxError,
     PluginError,
+    TLSError,
     TransportError,
     UnauthorizedError,
     ValidationError,
@@ -35,11 +39,12 @@ __all__ = [
     "exit_code_for",
     "undelivered_exit_code",
     "describe",
+    "configuration_wrong",
+    "printable",
     "command_parser",
     "add_connection_flags",
     "add_retry_flags",
-    "api_key",
-    "base_url",
+    "check_flags",
     "make_sdk",
     "retry_config",
     "read_source",
@@ -102,17 +107,37 @@ def undelivered_exit_code(errors: Iterable[BaseException]) -> int:
     return max(sorted(set(codes)), key=codes.count) if codes else EXIT_SERVER
 
 
-def describe(error: BaseException) -> str:
-    """One line for stderr: the error's class and message (messages never hold the key)."""
+def describe(error: BaseException, server_url: Optional[str] = None) -> str:
+    """One line for stderr: the error's class and message (messages never hold the key), escaped.
+
+    A connection that could not be opened names the host and port it tried (from ``server_url``)."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     if isinstance(error, UsageError):
-        return str(error)
+        return printable(str(error))
     text = f"{type(error).__name__}: {error}"
     if isinstance(error, APIError) and error.data is None and error.body.strip():
         body = " ".join(error.body.split())  # a proxy's text or HTML answer, key already redacted
         text += f": {body[:200]}{'...' if len(body) > 200 else ''}"
-    return text
+    if isinstance(error, ConnectError) and not isinstance(error, TLSError) and server_url:
+        parts = urlsplit(server_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        text += f" (connecting to {parts.hostname}:{port}); {CONNECT_HINT}"
+    return printable(text)
+
+
+def configuration_wrong(error: BaseException) -> bool:
+    """A status that says the configuration is wrong, not the event: every request would fail alike."""
+    return isinstance(error, APIError) and error.status_code in CONFIGURATION_HINTS
+
+
+def printable(text: str) -> str:
+    """Untrusted text (a server's id or message, a topic, an input line) made safe to print: each
+    character that is not printable (control characters, ANSI escapes, line breaks, lone surrogates)
+    becomes its Python escape, so it can neither forge an output line nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # -- parsers -----------------------------------------------------------------------------
@@ -135,13 +160,14 @@ def command_parser(
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    """``--base-url``, ``--api-key`` and ``--timeout``: flags first, then the environment."""
+    """``--base-url``, ``--api-key`` and ``--timeout``: flags first, then auth plugins, then the environment."""
     group = parser.add_argument_group("connection")
     group.add_argument("--base-url", metavar="URL",
                        help=f"Outpost API base URL, version path included (default: ${BASE_URL_ENV}, "
                             f"else {DEFAULT_SERVER_URL})")
     group.add_argument("--api-key", metavar="KEY",
-                       help=f"admin API key (default: ${API_KEY_ENV}; prefer the variable: "
+                       help=f"admin API key (default: an auth plugin's, e.g. $OUTPOST_API_KEY_FILE with "
+                            f"minipub-secretfile, else ${API_KEY_ENV}; prefer those: "
                             "flags are visible to other users in the process list)")
     group.add_argument("--timeout", metavar="SECONDS", type=positive(float), default=10.0,
                        help="per-attempt timeout (default: 10)")
@@ -179,19 +205,10 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
 # -- configuration -----------------------------------------------------------------------
 
 
-def api_key(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> str:
-    """The key from ``--api-key``, then ``OUTPOST_API_KEY``; never echoed."""
-    env = os.environ if environ is None else environ
-    key = args.api_key or env.get(API_KEY_ENV)
-    if not key:
-        raise ConfigurationError(f"no API key: set {API_KEY_ENV} (or pass --api-key)")
-    check_key(key, "--api-key" if args.api_key else API_KEY_ENV)
-    return key
-
-
-def base_url(args: argparse.Namespace) -> str:
-    """The base URL from ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost."""
-    return str(args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
+def check_flags(args: argparse.Namespace) -> None:
+    """``--api-key``'s check, naming the flag; everything else (resolving, the URL) is the SDK's."""
+    if getattr(args, "api_key", None) is not None:
+        check_key(args.api_key, "--api-key")
 
 
 def retry_config(args: argparse.Namespace) -> RetryConfig:
@@ -201,11 +218,36 @@ def retry_config(args: argparse.Namespace) -> RetryConfig:
     return RetryConfig("backoff", backoff, True, max_attempts=args.max_attempts)
 
 
-def make_sdk(args: argparse.Namespace, retry_budget: Optional[RetryBudget] = None) -> SDK:
-    """A client configured by the connection flags (and the retry flags when the command has them)."""
+def make_sdk(
+    args: argparse.Namespace,
+    retry_budget: Optional[RetryBudget] = None,
+    *,
+    wrap_auth: Optional[Callable[[AuthProvider], AuthProvider]] = None,
+    sleep: Optional[Callable[[float], None]] = None,
+) -> SDK:
+    """A client configured by the connection flags (and the retry flags when the command has them).
+
+    The key and the base URL are resolved by ``SDK`` itself, the library's one rule: ``--api-key``,
+    then an auth plugin (e.g. minipub-secretfile's ``OUTPOST_API_KEY_FILE``), then ``OUTPOST_API_KEY``;
+    ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost. ``wrap_auth`` puts an
+    object between the client and the provider so resolved (``bulk`` stops its attempts there);
+    ``sleep`` replaces the retry loop's waits.
+    """
+    check_flags(args)
     retries = retry_config(args) if hasattr(args, "max_time") else None
-    return SDK(api_key(args), server_url=base_url(args), timeout_ms=args.timeout * 1000, retry_config=retries,
-               retry_budget=retry_budget)
+    options: Dict[str, Any] = {"timeout_ms": args.timeout * 1000, "retry_config": retries,
+                               "retry_budget": retry_budget}
+    sdk = SDK(args.api_key, server_url=args.base_url, **options)
+    args.server_url = sdk.server_url  # for the error line (describe)
+    if wrap_auth is None and sleep is None:
+        return sdk
+    with sdk:
+        return SDK(auth=(wrap_auth or _same)(sdk.auth), server_url=sdk.server_url, sleep=sleep or time.sleep,
+                   **options)
+
+
+def _same(provider: AuthProvider) -> AuthProvider:
+    return provider
 
 
 def read_source(source: str, what: str) -> str:

@@ -8,7 +8,8 @@ import os
 import sys
 
 from ..auth import API_KEY_ENV
-from ..client import BASE_URL_ENV, SDK
+from ..client import SDK
+from ..errors import ConfigurationError
 from .common import EXIT_OK, command_parser
 
 EXAMPLE = "  python -m minipub demo"
@@ -32,14 +33,21 @@ def _demo(sdk: SDK) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Publish to OUTPOST_API_BASE_URL when a key is set, else to an embedded server."""
-    if os.environ.get(API_KEY_ENV):
-        print(f"publishing to {os.environ.get(BASE_URL_ENV) or 'the managed Outpost'}", file=sys.stderr)
-        return _demo(SDK())
+    """Publish where the SDK's configuration points (a key from ``OUTPOST_API_KEY`` or an auth plugin),
+    else, when no key is configured, to an embedded server."""
+    try:
+        sdk = SDK()
+    except ConfigurationError:
+        if os.environ.get(API_KEY_ENV):
+            raise
+    else:
+        print(f"publishing to {sdk.server_url}", file=sys.stderr)
+        return _demo(sdk)
     from ..testing import OutpostServer
 
     with OutpostServer(api_key="demo-key") as server:
-        print(f"no {API_KEY_ENV} set: publishing to the embedded server at {server.url}", file=sys.stderr)
+        print(f"no key configured ({API_KEY_ENV}, or an auth plugin): publishing to the embedded server "
+              f"at {server.url}", file=sys.stderr)
         code = _demo(SDK("demo-key", server_url=server.url))
         print(f"the server accepted {len(server.events)} event(s)", file=sys.stderr)
         return code

@@ -9,8 +9,9 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
+from ..errors import PublisherClosedError
 from ..retry import is_final
 from .common import (
     EXIT_OK,
@@ -19,11 +20,15 @@ from .common import (
     add_connection_flags,
     add_retry_flags,
     command_parser,
+    configuration_wrong,
     describe,
+    exit_code_for,
     make_sdk,
     positive,
+    printable,
     undelivered_exit_code,
 )
+from .gate import Gate, Stopped, keep_pending
 
 EXAMPLE = """\
   minipub outbox events.outbox.db                  # pending events and dead letters
@@ -71,18 +76,19 @@ def _list(outbox: Any, limit: int, as_json: bool) -> int:
                               "tenant_id": letter.event.tenant_id, "topic": letter.event.topic,
                               "status": letter.status, "error": letter.error, "failed_at": _when(letter.failed_at)}))
         return EXIT_OK
-    print(f"{outbox.path}: {counts[0]:,} pending, {counts[1]:,} dead letter(s)")
+    # ids, tenants, topics and errors came from an input file or a server: escaped (printable)
+    print(printable(f"{outbox.path}: {counts[0]:,} pending, {counts[1]:,} dead letter(s)"))
     if pending:
         print(f"pending (oldest first{', first ' + str(limit) if counts[0] > limit else ''}):")
         for entry in pending:
-            print(f"  {entry.event.id}  tenant={entry.event.tenant_id} topic={entry.event.topic}  "
-                  f"failed rounds={entry.rounds}  first sent {_when(entry.first_sent_at)}"
-                  + (f"  last error: {entry.last_error}" if entry.last_error else ""))
+            print(printable(f"  {entry.event.id}  tenant={entry.event.tenant_id} topic={entry.event.topic}  "
+                            f"failed rounds={entry.rounds}  first sent {_when(entry.first_sent_at)}"
+                            + (f"  last error: {entry.last_error}" if entry.last_error else "")))
     if dead:
         print(f"dead letters (oldest first{', first ' + str(limit) if counts[1] > limit else ''}):")
         for letter in dead:
-            print(f"  #{letter.id}  {letter.event.id}  tenant={letter.event.tenant_id} topic={letter.event.topic}  "
-                  f"failed {_when(letter.failed_at)}: {letter.error}")
+            print(printable(f"  #{letter.id}  {letter.event.id}  tenant={letter.event.tenant_id} "
+                            f"topic={letter.event.topic}  failed {_when(letter.failed_at)}: {letter.error}"))
         print("replay them with: minipub outbox PATH replay [--id N ...]; delete them with: purge-dead [--id N ...]")
     return EXIT_OK
 
@@ -92,26 +98,49 @@ def _replay(args: argparse.Namespace, outbox: Any) -> int:
 
     failures: List[Tuple[str, BaseException]] = []
     lock = threading.Lock()
+    gate = Gate()
+    stopped: List[BaseException] = []  # the answer that says the configuration is wrong
+    held: Set[str] = set()  # events it failed: pending again afterwards
 
     def on_error(event: Any, error: BaseException) -> None:
         with lock:
+            if configuration_wrong(error):
+                gate.close()  # before this worker takes another event
+                stopped[:1] = stopped[:1] or [error]
+            if stopped and (configuration_wrong(error) or isinstance(error, (Stopped, PublisherClosedError))):
+                held.add(event.id)
+                return
             failures.append((event.id, error))
 
-    with make_sdk(args) as sdk:
+    with make_sdk(args, wrap_auth=gate.wrap, sleep=gate.sleep) as sdk:
         # Moved before the publisher starts: a starting publisher replays (and flush waits for)
         # everything pending in its outbox.
         moved = outbox.replay_dead_letters(args.ids)
         outbox.close()
         print(f"minipub outbox: {moved:,} dead letter(s) back in the outbox; sending", file=sys.stderr)
         started = time.monotonic()
+        deadline = started + args.max_time
         publisher = Publisher(sdk, workers=args.concurrency, outbox=args.path, on_error=on_error, exit_timeout=1.0)
+        settled = False
         try:
-            settled = publisher.flush(timeout=args.max_time)
+            while not (settled or stopped or time.monotonic() > deadline):
+                settled = publisher.flush(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
         finally:
-            publisher.close(timeout=1.0)
+            if not settled:
+                gate.close()  # --max-time or a wrong configuration: no attempt starts after this
+            publisher.close(timeout=30.0 if settled else 0.0)
         stats = publisher.stats()
+    if stopped:
+        pending = keep_pending(args.path, held)
+        print(f"minipub outbox: stopped at the first answer that every event would get: "
+              f"{describe(stopped[0], args.server_url)}", file=sys.stderr)
+        print(f"minipub outbox: {stats.delivered:,} delivered before it; {pending:,} event(s) stay pending "
+              "(none became a dead letter for it); fix the configuration and replay again", file=sys.stderr)
+        code = exit_code_for(stopped[0])
+        assert code is not None
+        return code
     for event_id, error in failures:
-        print(f"minipub outbox: {event_id}: {describe(error)}", file=sys.stderr)
+        print(f"minipub outbox: {printable(event_id)}: {describe(error, args.server_url)}", file=sys.stderr)
     print(f"minipub outbox: {stats.delivered:,} delivered ({stats.duplicates:,} already known to Outpost), "
           f"{len(failures):,} failed again, {stats.queued:,} still pending, in {time.monotonic() - started:.1f}s",
           file=sys.stderr)

@@ -13,12 +13,12 @@ import time
 from typing import Any, Callable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ..client import USER_AGENT, check_server_url
-from ..errors import APIError, ConnectError, MinipubError, NotFoundError, UnauthorizedError
+from ..client import USER_AGENT
+from ..errors import APIError, ConnectError, MinipubError
 from ..response import error_from_response
 from ..transports import create_transport
 from ..transports.base import HTTPRequest, HTTPResponse, Transport
-from .common import EXIT_OK, add_connection_flags, api_key, base_url, command_parser
+from .common import EXIT_OK, add_connection_flags, command_parser, make_sdk, printable
 
 EXAMPLE = """\
   OUTPOST_API_KEY=... OUTPOST_API_BASE_URL=http://localhost:3333/api/v1 minipub ping
@@ -36,21 +36,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_connection_flags(parser)
 
 
-_HINTS = {
-    UnauthorizedError: "the key was rejected (it must be the admin API key)",
-    NotFoundError: "no Outpost API at this base URL (does it end with the version path, e.g. /api/v1?)",
-}
-
-
 def _step(name: str, check: Callable[[], str]) -> None:
     """Run one check and print its line (with its latency); a failure is printed, then raised."""
     started = time.perf_counter()
     try:
         detail = check()
     except MinipubError as error:
-        print(f"  {name:<7} FAIL  {error}", flush=True)
+        print(f"  {name:<7} FAIL  {printable(str(error))}", flush=True)
         raise
-    print(f"  {name:<7} ok    {detail} ({(time.perf_counter() - started) * 1000:.1f} ms)", flush=True)
+    print(f"  {name:<7} ok    {printable(detail)} ({(time.perf_counter() - started) * 1000:.1f} ms)", flush=True)
 
 
 def _resolve(host: str, port: int) -> List[_Sockaddr]:
@@ -107,8 +101,9 @@ def _json(response: HTTPResponse) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..transports.proxy import proxy_for
 
-    url = check_server_url(base_url(args))
-    key = api_key(args)
+    with make_sdk(args) as sdk:  # the key and base URL exactly as a publish would resolve them
+        url = sdk.server_url
+        key = sdk.auth.api_key()
     timeout: float = args.timeout
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -116,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     proxy = proxy_for(parts.scheme, host, port)
     target = (proxy.host, proxy.port) if proxy else (host, port)
     via = f" (through the proxy {proxy.host}:{proxy.port})" if proxy else ""
-    print(f"minipub ping {url}{via}", flush=True)
+    print(f"minipub ping {printable(url)}{via}", flush=True)
     addresses: List[_Sockaddr] = []
     sockets: List[socket.socket] = []
 
@@ -147,11 +142,7 @@ def run(args: argparse.Namespace) -> int:
     def authenticated() -> str:
         response = _get(transport, url + "/topics", timeout, key)
         if response.status != 200:
-            error = error_from_response(response, key)
-            hint = _HINTS.get(type(error))
-            if hint:
-                error.message = f"{hint}: {error.message}"
-            raise error
+            raise error_from_response(response, key)  # its message names the fix (errors.CONFIGURATION_HINTS)
         topics = _json(response)
         if not isinstance(topics, list):
             raise APIError(f"GET {url}/topics answered 200 but not a JSON list: is this an Outpost API?",

@@ -14,6 +14,7 @@ from .common import (
     add_retry_flags,
     command_parser,
     make_sdk,
+    printable,
     read_source,
 )
 
@@ -34,17 +35,18 @@ def metadata_pair(text: str) -> Tuple[str, str]:
 
 def parse_data(source: str) -> Any:
     """The event's data from JSON text, ``@file.json`` or ``-`` (stdin)."""
-    if source == "-" or source.startswith("@"):
-        where = "stdin" if source == "-" else source[1:]
-        text = read_source("-" if source == "-" else source[1:], "--data file")
+    if source == "-":
+        where, text = "--data from stdin", read_source("-", "--data from stdin")
+    elif source.startswith("@"):
+        where, text = f"--data file {source[1:]!r}", read_source(source[1:], "--data file")
     else:
         where, text = "--data", source
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise UsageError(f"--data: {where} is not valid JSON ({exc})") from None
+        raise UsageError(f"{where} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--data must be a JSON object ({{...}}), got {type(data).__name__} from {where}")
+        raise UsageError(f"{where} must be a JSON object ({{...}}), got {type(data).__name__}")
     return data
 
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"id": response.id, "duplicate": response.duplicate,
                           "destination_ids": list(response.destination_ids)}))
     else:
-        print(response.id)
+        print(printable(response.id))  # the server's text: escaped
         if response.duplicate:
             print("minipub: duplicate: Outpost had already accepted this event id", file=sys.stderr)
     return EXIT_OK

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
 from types import FrameType
-from typing import Optional
+from typing import Optional, TextIO, cast
 
 from ..auth import API_KEY_ENV, check_key
 from ..errors import ConfigurationError
-from .common import EXIT_OK, UsageError, command_parser
+from .common import EXIT_OK, UsageError, command_parser, printable
 
 EXAMPLE = """\
   OUTPOST_API_KEY=dev-key minipub serve --port 3333 --fail-rate 0.2
@@ -50,7 +49,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3333, help="port (default: 3333; 0 picks a free one)")
     parser.add_argument("--prefix", default="/api/v1", help="the base path (default: /api/v1)")
-    parser.add_argument("--api-key", metavar="KEY", help=f"the admin key to accept (default: ${API_KEY_ENV})")
+    parser.add_argument("--api-key", metavar="KEY",
+                        help=f"the admin key to accept (default: an auth plugin's, else ${API_KEY_ENV})")
     parser.add_argument("--topic", action="append", dest="topics", metavar="TOPIC",
                         help="a configured topic (repeatable); then other topics are rejected with 422")
     parser.add_argument("--fail-rate", type=_rate, default=0.0, metavar="RATE",
@@ -63,16 +63,43 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--quiet", action="store_true", help="do not print accepted events")
 
 
+class _Escaped:
+    """The server's output stream: each line it writes (``text`` + newline) has the text escaped
+    (``printable``): a topic or id a client sent can neither forge a line nor drive the terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        body, newline = (text[:-1], "\n") if text.endswith("\n") else (text, "")
+        return self._stream.write(printable(body) + newline)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _key_to_accept(args: argparse.Namespace) -> str:
+    """The key a client would send: resolved by ``SDK``'s one rule (``--api-key``, an auth plugin,
+    then ``OUTPOST_API_KEY``), read once."""
+    from ..client import SDK
+
+    if args.api_key is not None:
+        check_key(args.api_key, "--api-key")
+    try:
+        with SDK(args.api_key, server_url="http://127.0.0.1") as sdk:
+            return sdk.auth.api_key()
+    except ConfigurationError as error:
+        raise ConfigurationError(f"serve needs the key to accept: {error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..testing.server import OutpostServer
 
-    key = args.api_key or os.environ.get(API_KEY_ENV)
-    if not key:
-        raise ConfigurationError(f"serve needs the key to accept: set {API_KEY_ENV} (or pass --api-key)")
-    check_key(key, "--api-key" if args.api_key else API_KEY_ENV)
+    key = _key_to_accept(args)
     server = OutpostServer(
         key, host=args.host, port=args.port, prefix=args.prefix, topics=args.topics, verbose=not args.quiet,
-        stream=sys.stdout, fail_rate=args.fail_rate, retry_after=args.retry_after, seed=args.seed,
+        stream=cast(TextIO, _Escaped(sys.stdout)), fail_rate=args.fail_rate, retry_after=args.retry_after,
+        seed=args.seed,
     )
     try:
         server.start()
