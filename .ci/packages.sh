@@ -21,7 +21,7 @@ echo "== tools (build, twine) in a virtual environment of their own"
 
 echo "== build: sdist, then the wheel from the sdist (from a clean copy: the clone gets no egg-info)"
 "$PYTHON" -c 'import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], ignore=shutil.ignore_patterns(
-    ".git", "*.egg-info", "build", "dist", ".tox", ".venv", "__pycache__", ".*_cache", ".hypothesis"))' "$ROOT" "$WORK/src"
+    ".git", ".real-outpost", "*.egg-info", "build", "dist", ".tox", ".venv", "__pycache__", ".*_cache", ".hypothesis"))' "$ROOT" "$WORK/src"
 rm -rf "$DIST" && mkdir -p "$DIST"
 for project in . plugins/minipub-httpx plugins/minipub-secretfile plugins/minipub-otel; do
     "$WORK/tools/bin/python" -m build -q --outdir "$DIST" "$WORK/src/$project" >/dev/null
