@@ -408,7 +408,9 @@ def test_cli_bulk_rejects_what_outpost_refuses_and_the_outbox_keeps_it_as_a_dead
     wrong = run_cli(["bulk", "in.ndjson", "--progress", "none"], cwd=tmp_path, OUTPOST_API_KEY="wrong-key",
                     OUTPOST_API_BASE_URL=real_outpost.base_url)
     assert "UnauthorizedError: the server answered HTTP 401" in wrong.stderr and "wrong-key" not in wrong.stderr
-    assert wrong.returncode == 1, wrong.stderr  # every line refused for good, listed in the rejects file
+    # A wrong key is the configuration's fault, not the lines': the run stops at once with exit 3 and
+    # nothing is written as a reject for it.
+    assert wrong.returncode == 3, wrong.stderr
     unreachable = run_cli(["bulk", "in.ndjson", "--progress", "none", "--max-time", "0.5"], cwd=tmp_path,
                           OUTPOST_API_KEY=real_outpost.api_key,
                           OUTPOST_API_BASE_URL=f"http://127.0.0.1:{_closed_port()}/api/v1")
