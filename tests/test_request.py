@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Dict, Optional
 
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
