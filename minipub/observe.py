@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
+from .secret import redact, redact_bytes
 from .transports.base import _SECRET_HEADERS, HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
@@ -115,15 +116,14 @@ def _run_under(plugins: Plugins, hook_name: str, call: _Outcome, run: Callable[[
 
 
 def _redact_response(response: HTTPResponse, key: Optional[str]) -> HTTPResponse:
-    """The response with any echo of the key replaced by ``***`` (a copy only when needed)."""
+    """The response with any echo of the key replaced (a copy only when needed; ``minipub.secret.redact``)."""
     if not key:
         return response
-    secret = key.encode("utf-8")
-    headers = response.headers
-    if secret not in response.body and not any(key in v for v in headers.values()):
+    body = redact_bytes(response.body, key, cut=response.truncated)
+    headers = {redact(k, key): redact(v, key) for k, v in response.headers.items()}
+    if body == response.body and headers == response.headers:
         return response
-    return HTTPResponse(response.status, {k: v.replace(key, "***") for k, v in headers.items()},
-                        response.body.replace(secret, b"***"), response.truncated)
+    return HTTPResponse(response.status, headers, body, response.truncated)
 
 
 class Observer:
