@@ -135,7 +135,9 @@ class SDK:
         self.publish = Publish(self)
 
     def __repr__(self) -> str:
-        return f"SDK(server_url={self.server_url!r}, transport={type(self._transport).__name__})"
+        # getattr: a traceback of a failed __init__ shows this repr (capture_locals) before every attribute is set
+        transport = getattr(self, "_transport", None)
+        return f"SDK(server_url={getattr(self, 'server_url', None)!r}, transport={type(transport).__name__})"
 
     def __enter__(self) -> SDK:
         return self

@@ -240,3 +240,136 @@ def test_an_echo_straddling_the_caps_never_reaches_stderr_logs_or_the_outbox(
     assert_no_fragment(RANDOM_KEY, listing.stdout, listing.stderr)
     database = (tmp_path / "outbox.db").read_bytes().decode("latin-1")
     assert_no_fragment(RANDOM_KEY, database)
+
+
+# -- frame locals: what an error reporter records -------------------------------------------------------
+
+#: Every 4 characters in a row include a rare one: no fragment occurs by chance in source lines or paths.
+LOCALS_KEY = "Zq~9x#Kv^2m!Wp|7r@Tn;4b]Lc"
+TRANSPORTS = ["lean", "http.client", "urllib"]
+
+
+def _answer_500_echoing(peer: Peer) -> None:
+    def reply(request: ContractRequest, peer: Peer) -> None:
+        auth = request.header("authorization") or ""
+        peer.respond(500, f'{{"message":"bad {auth}","key":"{auth[7:]}"}}'.encode(),
+                     [("Content-Type", "application/json"), ("X-Echo", auth)])
+
+    peer.serve(reply)
+
+
+def _reset(peer: Peer) -> None:
+    if peer.read_request() is not None:
+        peer.reset()
+
+
+def _close(peer: Peer) -> None:
+    if peer.read_request() is not None:
+        peer.sock.shutdown(2)
+
+
+def _garbage(peer: Peer) -> None:
+    if peer.read_request() is not None:
+        peer.send(b"NOT HTTP AT ALL\r\n\r\n")
+
+
+def _silent(peer: Peer) -> None:
+    if peer.read_request() is not None:
+        peer.wait(3)
+
+
+BEHAVIOURS = {"500": _answer_500_echoing, "reset": _reset, "close": _close, "garbage": _garbage,
+              "timeout": _silent}
+
+
+def _values(value: Any, depth: int, seen: set, out: List[str]) -> None:
+    """repr of a value and, a few levels down, of what it holds (containers, __dict__, __slots__)."""
+    import types
+
+    if id(value) in seen or len(seen) > 50_000 or isinstance(value, (types.ModuleType, type, types.FunctionType,
+                                                                      types.BuiltinFunctionType)):
+        return
+    seen.add(id(value))
+    try:
+        out.append(repr(value))
+    except Exception as exc:  # a broken repr is the reporter's problem, not a leak
+        out.append(type(exc).__name__)
+    if depth == 0 or isinstance(value, (str, bytes, bytearray, int, float)):
+        return
+    children: List[Any] = []
+    if isinstance(value, dict):
+        children += [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children += list(value)
+    if isinstance(getattr(value, "__dict__", None), dict):
+        children += list(vars(value).values())
+    for cls in type(value).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if hasattr(value, name) and name not in ("__dict__", "__weakref__"):
+                children.append(getattr(value, name))
+    for child in children:
+        _values(child, depth - 1, seen, out)
+
+
+def recorded_locals(error: BaseException) -> List[str]:
+    """What a reporter records: TracebackException(capture_locals=True), and the locals walked 4 levels deep."""
+    import traceback
+
+    out: List[str] = []
+    report: Any = traceback.TracebackException.from_exception(error, capture_locals=True)
+    while report is not None:  # as printed: minipub's frames (the test's own hold the key it passed)
+        out += [f"{name} = {value}" for frame in report.stack if "/minipub/" in frame.filename
+                for name, value in (frame.locals or {}).items()]
+        out += list(report.format_exception_only())
+        report = report.__cause__ or report.__context__
+    seen: set = set()
+    chained: Any = error
+    while chained is not None:  # the chain a report shows: causes and unsuppressed contexts
+        tb = chained.__traceback__
+        while tb is not None:
+            if "/minipub/" in tb.tb_frame.f_code.co_filename:  # minipub's frames (the test's own hold the server)
+                for value in tb.tb_frame.f_locals.values():
+                    _values(value, 4, seen, out)
+            tb = tb.tb_next
+        chained = chained.__cause__ or (None if chained.__suppress_context__ else chained.__context__)
+    return out
+
+
+@pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_no_frame_local_holds_the_key(transport: str, behaviour: str) -> None:
+    from minipub.errors import MinipubError
+
+    with RawServer(BEHAVIOURS[behaviour]) as server, \
+            SDK(LOCALS_KEY, server_url=server.url(""), retry_config=NO_RETRY, transport=transport,
+                timeout_ms=1000) as sdk:
+        with pytest.raises(MinipubError) as info:
+            sdk.publish.event(tenant_id="t", topic="x", data={"k": 1})
+        assert server.requests and server.requests[0].header("authorization") == "Bearer " + LOCALS_KEY
+        texts = recorded_locals(info.value)
+    assert any("'***'" in text for text in texts)  # the key was there, as a Secret
+    assert_no_fragment(LOCALS_KEY, *texts)
+
+
+@pytest.mark.parametrize("key", ["caf\u20ac" + LOCALS_KEY, LOCALS_KEY + "\udc80", "\u0100" + LOCALS_KEY,
+                                 LOCALS_KEY + "\x85", LOCALS_KEY + " tail", LOCALS_KEY + "\x7f"])
+def test_a_key_no_header_can_carry_is_a_configuration_error_that_does_not_echo_it(key: str) -> None:
+    with pytest.raises(ConfigurationError, match="admin_api_key") as info:
+        SDK(key, server_url="http://127.0.0.1:9")
+    assert_no_fragment(LOCALS_KEY, str(info.value), *recorded_locals(info.value))
+
+
+def test_a_key_from_a_provider_that_no_header_can_carry_is_a_configuration_error(tmp_path: Path) -> None:
+    class Provider:
+        def api_key(self) -> str:
+            return "\u20ac" + LOCALS_KEY
+
+        def refresh(self) -> bool:
+            return False
+
+    with RawServer(_answer_500_echoing) as server, SDK(auth=Provider(), server_url=server.url(""),
+                                                       retry_config=NO_RETRY) as sdk:
+        with pytest.raises(ConfigurationError, match="auth provider") as info:
+            sdk.publish.event(tenant_id="t", topic="x", data={})
+        assert not server.requests  # refused before anything was sent
+    assert_no_fragment(LOCALS_KEY, *recorded_locals(info.value))
