@@ -94,7 +94,9 @@ def resolve_auth(
         env = os.environ if environ is None else environ
         if not env.get(API_KEY_ENV):
             raise ConfigurationError(
-                f"no Outpost API key: pass admin_api_key=... or set the {API_KEY_ENV} environment variable"
+                f"no Outpost API key: set the {API_KEY_ENV} environment variable, pass admin_api_key=... "
+                "(--api-key on the command line), or configure an auth plugin "
+                "(minipub-secretfile: OUTPOST_API_KEY_FILE)"
             )
         return StaticKey(env[API_KEY_ENV], API_KEY_ENV)
     finally:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 from . import _log
 from ._version import __version__
 from .auth import AuthProvider, StaticKey, key_problem, resolve_auth
+from .encoding import show
 from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
 from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
@@ -66,7 +67,8 @@ def check_server_url(url: object) -> str:
 
 def _timeout_seconds(timeout_ms: Any, field: str) -> float:
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or not 0 < timeout_ms < 3_600_000:
-        raise ValidationError(f"{field} must be a number of milliseconds between 0 and 3,600,000, got {timeout_ms!r}")
+        raise ValidationError(
+            f"{field} must be a number of milliseconds between 0 and 3,600,000, got {show(timeout_ms)}")
     return timeout_ms / 1000
 
 

@@ -70,7 +70,8 @@ def _text(field: str, value: Any, *, optional: bool = False) -> Optional[str]:
 def _check_rfc3339(field: str, value: str) -> str:
     match = _RFC3339.match(value)
     if match is None:
-        raise ValidationError(f"{field}: {value!r} is not an RFC 3339 date-time; use e.g. '2024-01-15T10:30:00Z'")
+        raise ValidationError(
+            f"{field}: {show(value, 80)} is not an RFC 3339 date-time; use e.g. '2024-01-15T10:30:00Z'")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     try:
         datetime(year, month, day, hour, minute, min(second, 59))
@@ -80,7 +81,7 @@ def _check_rfc3339(field: str, value: str) -> str:
             offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
             timezone(offset)
     except ValueError as exc:
-        raise ValidationError(f"{field}: {value!r} is not a valid date-time ({exc})") from None
+        raise ValidationError(f"{field}: {show(value, 80)} is not a valid date-time ({exc})") from None
     normal = value[:10] + "T" + value[11:]
     return normal[:-1] + "Z" if normal[-1] == "z" else normal
 
