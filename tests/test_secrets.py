@@ -335,17 +335,30 @@ def recorded_locals(error: BaseException) -> List[str]:
     return out
 
 
+class Tracing:
+    """An observability plugin: the publish goes through observe.py's wrappers (their frames too)."""
+
+    from minipub.hookspecs import hookimpl
+
+    @hookimpl(wrapper=True)
+    def minipub_attempt(self, request: Any, attempt: Any, publish: Any) -> Any:
+        request.headers["traceparent"] = f"00-{'1' * 32}-{'2' * 16}-01"
+        return (yield)
+
+
 @pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", [*TRANSPORTS, "lean+plugin"])
 def test_no_frame_local_holds_the_key(transport: str, behaviour: str) -> None:
     from minipub.errors import MinipubError
 
+    name, _, plugin = transport.partition("+")
     with RawServer(BEHAVIOURS[behaviour]) as server, \
-            SDK(LOCALS_KEY, server_url=server.url(""), retry_config=NO_RETRY, transport=transport,
-                timeout_ms=1000) as sdk:
+            SDK(LOCALS_KEY, server_url=server.url(""), retry_config=NO_RETRY, transport=name, timeout_ms=1000,
+                plugins=[Tracing()] if plugin else None) as sdk:
         with pytest.raises(MinipubError) as info:
             sdk.publish.event(tenant_id="t", topic="x", data={"k": 1})
         assert server.requests and server.requests[0].header("authorization") == "Bearer " + LOCALS_KEY
+        assert bool(server.requests[0].header("traceparent")) == bool(plugin)
         texts = recorded_locals(info.value)
     assert any("'***'" in text for text in texts)  # the key was there, as a Secret
     assert_no_fragment(LOCALS_KEY, *texts)
