@@ -36,17 +36,21 @@ class Secret:
 
     __slots__ = ("_masked", "_pad", "_size")
 
-    def __init__(self, value: str) -> None:
-        raw = value.encode("utf-8", "surrogatepass")
+    def __init__(self, value: Union[str, bytes]) -> None:
+        raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
         self._size = len(raw)
         self._pad = int.from_bytes(os.urandom(len(raw)), "little")
         self._masked = int.from_bytes(raw, "little") ^ self._pad
 
     def reveal(self) -> str:
         """The value. Call it only inside the expression that writes it (no local keeps it)."""
+        return self.reveal_bytes().decode("utf-8", "surrogatepass")
+
+    def reveal_bytes(self) -> bytes:
+        """The value as bytes (UTF-8 for a str), e.g. request bytes sealed with ``Secret(data)``."""
         if self._size < 0:
             raise ConfigurationError("a key does not survive pickling or copying across processes; pass it again")
-        return (self._masked ^ self._pad).to_bytes(self._size, "little").decode("utf-8", "surrogatepass")
+        return (self._masked ^ self._pad).to_bytes(self._size, "little")
 
     def __repr__(self) -> str:
         return "'***'"

@@ -174,7 +174,9 @@ def test_a_secret_shows_nothing_and_does_not_pickle_its_value() -> None:
 
     secret = Secret(API_KEY)
     assert repr(secret) == "'***'" and str(secret) == "***" and f"{secret}" == "***"
-    assert secret.reveal() == API_KEY
+    assert secret.reveal() == API_KEY and secret.reveal_bytes() == API_KEY.encode()
+    head = b"Authorization: Bearer " + API_KEY.encode() + b"\r\n\x00"
+    assert Secret(head).reveal_bytes() == head and Secret(b"").reveal_bytes() == b""  # request bytes, sealed
     assert copy.copy(secret) is secret and copy.deepcopy([secret])[0] is secret
     for name in Secret.__slots__:
         assert API_KEY not in repr(getattr(secret, name))
