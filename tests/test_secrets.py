@@ -228,7 +228,8 @@ def test_an_echo_straddling_the_caps_never_reaches_stderr_logs_or_the_outbox(
         with Publisher(sdk, workers=1) as background:  # no outbox: the "failed for good" warning
             background.submit("t", {}, tenant_id="a")
             assert background.flush(10)
-        with Publisher(sdk, workers=1, outbox=tmp_path / "outbox.db") as durable:
+        durable = Publisher(sdk, workers=1, outbox=tmp_path / "outbox.db")
+        try:
             durable.submit("t", {}, tenant_id="dead")  # a dead-letter row
             durable.submit("t", {}, tenant_id="later")  # a pending row with its last_error
             outbox = durable.outbox
@@ -236,6 +237,8 @@ def test_an_echo_straddling_the_caps_never_reaches_stderr_logs_or_the_outbox(
             wait_for(lambda: outbox.dead_letter_count() == 1 and any(e.last_error for e in outbox.pending()))
             letters = durable.dead_letters()
             pending = outbox.pending()
+        finally:
+            durable.close(timeout=0.2)  # the pending row stays on disk (500s are retried later)
     assert "failed for good" in caplog.text
     assert_no_fragment(RANDOM_KEY, caplog.text, *(letter.error for letter in letters),
                        *(entry.last_error or "" for entry in pending))
@@ -350,18 +353,23 @@ class Tracing:
 
 
 @pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
-@pytest.mark.parametrize("transport", [*TRANSPORTS, "lean+plugin"])
+@pytest.mark.parametrize("transport", [*TRANSPORTS, "lean+plugin", "http.client+async"])
 def test_no_frame_local_holds_the_key(transport: str, behaviour: str) -> None:
     from minipub.errors import MinipubError
 
     name, _, plugin = transport.partition("+")
     with RawServer(BEHAVIOURS[behaviour]) as server, \
             SDK(LOCALS_KEY, server_url=server.url(""), retry_config=NO_RETRY, transport=name, timeout_ms=1000,
-                plugins=[Tracing()] if plugin else None) as sdk:
+                plugins=[Tracing()] if plugin == "plugin" else None) as sdk:
         with pytest.raises(MinipubError) as info:
-            sdk.publish.event(tenant_id="t", topic="x", data={"k": 1})
+            if plugin == "async":
+                import asyncio
+
+                asyncio.run(sdk.publish.event_async(tenant_id="t", topic="x", data={"k": 1}))
+            else:
+                sdk.publish.event(tenant_id="t", topic="x", data={"k": 1})
         assert server.requests and server.requests[0].header("authorization") == "Bearer " + LOCALS_KEY
-        assert bool(server.requests[0].header("traceparent")) == bool(plugin)
+        assert bool(server.requests[0].header("traceparent")) == (plugin == "plugin")
         texts = recorded_locals(info.value)
     assert any("'***'" in text for text in texts)  # the key was there, as a Secret
     assert_no_fragment(LOCALS_KEY, *texts)
