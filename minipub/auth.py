@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional, Protocol, runtime_checkable
+import re
+from typing import Any, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
 from .errors import ConfigurationError
+from .secret import Secret
 
-__all__ = ["AuthProvider", "StaticKey", "resolve_auth", "API_KEY_ENV"]
+__all__ = ["AuthProvider", "StaticKey", "resolve_auth", "check_key", "key_problem", "API_KEY_ENV"]
 
 API_KEY_ENV = "OUTPOST_API_KEY"
 
@@ -26,16 +28,25 @@ class AuthProvider(Protocol):
 
 
 class StaticKey:
-    """A fixed key. Its repr and str never show it."""
+    """A fixed key. Its repr and str never show it; it is held as a :class:`~minipub.secret.Secret`."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_bearer", "_secret")
 
-    def __init__(self, key: str) -> None:
-        check_key(key, "admin_api_key")
-        self._key = key
+    def __init__(self, key: str, source: str = "admin_api_key") -> None:
+        problem = key_problem(key)
+        if problem is None:
+            self._secret = Secret(key)
+            self._bearer = Secret("Bearer " + key)
+        del key  # a traceback of the error below must not hold the key in this frame's locals
+        if problem is not None:
+            raise ConfigurationError(f"{source} {problem}")
 
     def api_key(self) -> str:
-        return self._key
+        return self._secret.reveal()
+
+    def secrets(self) -> Tuple[Secret, Secret]:
+        """(the key, ``"Bearer <key>"``) as Secrets: what the client sends, never as a str."""
+        return self._secret, self._bearer
 
     def refresh(self) -> bool:
         return False
@@ -45,29 +56,48 @@ class StaticKey:
 
     __str__ = __repr__
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        raise TypeError("a StaticKey is not pickled: it would have to write the key out")
+
+
+#: Characters an HTTP header cannot carry, or that no key has: controls (C0, DEL, C1) and whitespace.
+_NOT_IN_A_KEY = re.compile(r"[^\x21-\x7e\xa1-\xff]").search
+
+
+def key_problem(key: object) -> Optional[str]:
+    """What is wrong with a key ("must be ...", never showing it), or None. Never raises."""
+    if not isinstance(key, str) or not key.strip():
+        return "must be a non-empty str (the Outpost admin API key)"
+    if _NOT_IN_A_KEY(key):
+        return ("contains whitespace, control characters or characters an HTTP header cannot carry "
+                "(only printable latin-1 text can be sent); check how it was loaded")
+    return None
+
 
 def check_key(key: object, source: str) -> None:
-    """A key must be a non-empty str without whitespace or control characters."""
-    if not isinstance(key, str) or not key.strip():
-        raise ConfigurationError(f"{source} must be a non-empty str (the Outpost admin API key)")
-    if any(c.isspace() or ord(c) < 32 for c in key):
-        raise ConfigurationError(f"{source} contains whitespace or control characters; check how it was loaded")
+    """A key must be a non-empty str of printable latin-1 characters (no whitespace or controls)."""
+    problem = key_problem(key)
+    del key  # not in this frame's locals when the error's traceback is printed
+    if problem is not None:
+        raise ConfigurationError(f"{source} {problem}")
 
 
 def resolve_auth(
     admin_api_key: Optional[str], provider: Optional[AuthProvider] = None, environ: Optional[Mapping[str, str]] = None
 ) -> AuthProvider:
     """Precedence: an explicit key, then a configured provider, then ``OUTPOST_API_KEY``."""
-    if admin_api_key is not None:
-        return StaticKey(admin_api_key)
-    if provider is not None:
-        return provider
-    env = os.environ if environ is None else environ
-    key = env.get(API_KEY_ENV)
-    if not key:
-        raise ConfigurationError(
-            f"no Outpost API key: set the {API_KEY_ENV} environment variable, pass admin_api_key=... "
-            "(--api-key on the command line), or configure an auth plugin (minipub-secretfile: OUTPOST_API_KEY_FILE)"
-        )
-    check_key(key, API_KEY_ENV)
-    return StaticKey(key)
+    try:
+        if admin_api_key is not None:
+            return StaticKey(admin_api_key)
+        if provider is not None:
+            return provider
+        env = os.environ if environ is None else environ
+        if not env.get(API_KEY_ENV):
+            raise ConfigurationError(
+                f"no Outpost API key: set the {API_KEY_ENV} environment variable, pass admin_api_key=... "
+                "(--api-key on the command line), or configure an auth plugin "
+                "(minipub-secretfile: OUTPOST_API_KEY_FILE)"
+            )
+        return StaticKey(env[API_KEY_ENV], API_KEY_ENV)
+    finally:
+        admin_api_key = None  # a traceback through this frame shows no key

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 from . import _log
 from ._version import __version__
-from .auth import AuthProvider, resolve_auth
+from .auth import AuthProvider, StaticKey, key_problem, resolve_auth
+from .encoding import show
 from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
 from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
@@ -25,6 +26,7 @@ from .retry import (
     call_with_retries,
     call_with_retries_async,
 )
+from .secret import Secret
 from .transports import DEFAULT_TRANSPORT, Transport, create_transport
 from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest, HTTPResponse
 
@@ -65,7 +67,8 @@ def check_server_url(url: object) -> str:
 
 def _timeout_seconds(timeout_ms: Any, field: str) -> float:
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or not 0 < timeout_ms < 3_600_000:
-        raise ValidationError(f"{field} must be a number of milliseconds between 0 and 3,600,000, got {timeout_ms!r}")
+        raise ValidationError(
+            f"{field} must be a number of milliseconds between 0 and 3,600,000, got {show(timeout_ms)}")
     return timeout_ms / 1000
 
 
@@ -101,12 +104,16 @@ class SDK:
     ) -> None:
         from .plugins import load_plugins
 
+        try:  # the key is held as a Secret from here on; no frame of a traceback shows it
+            static = None if admin_api_key is None else StaticKey(admin_api_key)
+        finally:
+            admin_api_key = None
         #: The client's plugins (``minipub.plugins.Plugins``), or None: then no hook is ever called.
         self.plugins = load_plugins(plugins)
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
-        if admin_api_key is None and auth is None and self.plugins is not None:
+        if static is None and auth is None and self.plugins is not None:
             auth = self.plugins.auth(self.server_url)
-        self._auth = resolve_auth(admin_api_key, auth)
+        self._auth = static or resolve_auth(None, auth)
         self._publish_url = self.server_url + "/publish"
         self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
@@ -130,7 +137,9 @@ class SDK:
         self.publish = Publish(self)
 
     def __repr__(self) -> str:
-        return f"SDK(server_url={self.server_url!r}, transport={type(self._transport).__name__})"
+        # getattr: a traceback of a failed __init__ shows this repr (capture_locals) before every attribute is set
+        transport = getattr(self, "_transport", None)
+        return f"SDK(server_url={getattr(self, 'server_url', None)!r}, transport={type(transport).__name__})"
 
     @property
     def auth(self) -> AuthProvider:
@@ -150,10 +159,13 @@ class SDK:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, str]:
-        key = self._auth.api_key()
-        headers = {**self._headers, **request.headers, "Authorization": "Bearer " + key}
-        http_request = HTTPRequest("POST", self._publish_url, headers, request.body, timeout)
+    def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, Secret]:
+        """The HTTP request of one attempt, and the key (as a Secret: no local of any frame holds it)."""
+        auth = self._auth
+        key, bearer = auth.secrets() if type(auth) is StaticKey else _provided_key(auth)
+        public = {**self._headers, **request.headers} if request.headers else self._headers
+        http_request = HTTPRequest.split("POST", self._publish_url, public, {"Authorization": bearer}, request.body,
+                                         timeout)
         if _log.enabled("DEBUG"):
             _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
         return http_request, key
@@ -162,17 +174,22 @@ class SDK:
         self, request: PublishRequest, timeout: float, send: Callable[[HTTPRequest], HTTPResponse]
     ) -> PublishResponse:
         http_request, key = self._http_request(request, timeout)
-        response = send(http_request)
-        return parse_publish_response(response, request.event_id, key)
+        return parse_publish_response(send(http_request), request.event_id, key)  # no local keeps the raw answer
 
     async def _send_async(self, transport: AsyncTransport, request: PublishRequest, timeout: float) -> PublishResponse:
         http_request, key = self._http_request(request, timeout)
-        response = await transport.send_async(http_request)
-        return parse_publish_response(response, request.event_id, key)
+        return parse_publish_response(await transport.send_async(http_request), request.event_id, key)
 
     def _should_refresh(self, error: UnauthorizedError, refreshed: bool) -> bool:
         """A rotating key: on a 401, reload once per publish and repeat that attempt once."""
-        return error.status_code == 401 and not refreshed and self._auth.refresh()
+        if error.status_code != 401 or refreshed:
+            return False
+        try:
+            return bool(self._auth.refresh())
+        except MinipubError:
+            raise
+        except Exception as exc:
+            raise ConfigurationError(f"the auth provider's refresh() raised {type(exc).__name__}") from exc
 
     def _publish(
         self,
@@ -250,6 +267,21 @@ class SDK:
                 return await self._send_async(native, request, timeout)
 
         return await call_with_retries_async(attempt, config, budget=self.retry_budget, clock=self._clock)
+
+
+def _provided_key(auth: AuthProvider) -> Tuple[Secret, Secret]:
+    """An auth provider's current key, checked, as Secrets; whatever goes wrong is a ConfigurationError."""
+    try:
+        key = auth.api_key()
+    except MinipubError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"the auth provider's api_key() raised {type(exc).__name__}") from exc
+    problem = key_problem(key)
+    if problem is None:
+        return Secret(key), Secret("Bearer " + key)
+    del key  # not in this frame's locals in the error's traceback
+    raise ConfigurationError(f"the key from the auth provider ({type(auth).__name__}.api_key()) {problem}")
 
 
 def _both(first: Optional[RetryObserver], second: Optional[RetryObserver]) -> Optional[RetryObserver]:

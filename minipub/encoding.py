@@ -2,7 +2,9 @@
 
 Plain JSON values go through the C encoder; the walk before it checks keys, finite floats
 and cycles, and converts datetimes, dates, UUIDs, Decimals, Enums and dataclasses.
-Errors name the path of the bad value, e.g. ``data["items"][3]["price"]``.
+Errors name the path of the bad value, e.g. ``data["items"][3]["price"]``. Nothing but a
+``ValidationError`` leaves it: data nested past the recursion limit, lone surrogates, ints too long
+to write, and exceptions raised by the caller's own objects are all reported that way.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from .errors import ValidationError
 
-__all__ = ["encode_json", "encode_envelope", "format_datetime"]
+__all__ = ["encode_json", "encode_envelope", "format_datetime", "show"]
 
 # A path is built only when an error needs it: (parent path, key) pairs.
 _Path = Optional[Tuple[Any, Union[str, int]]]
@@ -31,12 +33,36 @@ class _Number(str):
     """A JSON number to be written with exactly these characters (from a Decimal)."""
 
 
+def show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for a message: capped, and never raising (the value may be anyone's object)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _render_keys(root: str, keys: List[Union[str, int]]) -> str:
+    """``root["a"][0]``; with an empty ``root`` the first key is a bare field name (``metadata["k"]``)."""
+    if not root and keys:
+        root, keys = str(keys[0]), keys[1:]
+    if len(keys) > 12:  # a path hundreds of levels deep: its start and end say enough
+        keys = [*keys[:6], "...", *keys[-6:]]
+    return root + "".join("..." if k == "..." else f"[{_key_text(k)}]" for k in keys)
+
+
+def _key_text(key: Union[str, int]) -> str:
+    """A key as in JSON source; a lone surrogate escaped (a message must be printable)."""
+    return json.dumps(key, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
+
+
 def _render_path(root: str, path: _Path) -> str:
     keys: List[Union[str, int]] = []
     while path is not None:
         path, key = path
         keys.append(key)
-    return root + "".join(f"[{json.dumps(k, ensure_ascii=False)}]" for k in reversed(keys))
+    keys.reverse()
+    return _render_keys(root, keys)
 
 
 class _Walk:
@@ -59,7 +85,7 @@ class _Walk:
         if kind is float:
             if math.isfinite(obj):
                 return obj
-            raise self.fail(path, f"{obj!r} is not valid JSON; send a finite number or null")
+            raise self.fail(path, f"{show(obj)} is not valid JSON; send a finite number or null")
         if kind is dict or (isinstance(obj, Mapping) and not isinstance(obj, Enum)):
             return self.mapping(obj, path)
         if kind is list or kind is tuple:
@@ -81,7 +107,7 @@ class _Walk:
             if type(key) is not str:
                 if not isinstance(key, str):
                     raise self.fail(
-                        path, f"key {key!r} is a {type(key).__name__}; JSON object keys must be str"
+                        path, f"key {show(key)} is a {type(key).__name__}; JSON object keys must be str"
                     )
                 key = str(key)
                 changed = True
@@ -111,9 +137,10 @@ class _Walk:
         if isinstance(obj, float):
             return self.value(float(obj), path)
         if isinstance(obj, datetime):
-            if obj.tzinfo is None or obj.utcoffset() is None:
-                raise self.fail(path, "naive datetime; attach a timezone (e.g. tzinfo=timezone.utc)")
-            return obj.isoformat()
+            text, problem = _rfc3339(obj)
+            if problem:
+                raise self.fail(path, problem)
+            return text
         if isinstance(obj, date):
             return obj.isoformat()
         # Modules below are looked up, not imported: an instance implies its module is loaded.
@@ -123,7 +150,7 @@ class _Walk:
         decimal = sys.modules.get("decimal")
         if decimal is not None and isinstance(obj, decimal.Decimal):
             if not obj.is_finite():
-                raise self.fail(path, f"{obj!r} is not valid JSON; send a finite number or null")
+                raise self.fail(path, f"{show(obj)} is not valid JSON; send a finite number or null")
             self.has_numbers = True
             return _Number(obj)
         if hasattr(type(obj), "__dataclass_fields__") and not isinstance(obj, type):
@@ -166,15 +193,103 @@ def _emit(obj: Any, out: List[str]) -> None:
         out.append(_dumps(obj))
 
 
+def _walk(walk: _Walk, value: Any) -> Any:
+    """``walk.value(value)``, with whatever else goes wrong as a ValidationError naming ``walk.root``."""
+    try:
+        return walk.value(value, None)
+    except ValidationError:
+        raise
+    except RecursionError:
+        raise ValidationError(_too_deep(walk.root)) from None
+    except Exception as exc:  # the caller's own Mapping, dataclass, str or tzinfo raised
+        name = walk.root or "request"
+        raise ValidationError(f"{name}: reading it raised {type(exc).__name__}: {show(exc, 200)}") from exc
+
+
+def _too_deep(name: str) -> str:
+    return (f"{name or 'request'}: nested too deeply to encode (past Python's recursion limit, "
+            f"{sys.getrecursionlimit()}); flatten it")
+
+
+def _write(plain: Any, numbers: bool, root: str) -> bytes:
+    """The plain structure as compact UTF-8 JSON; what cannot be written is named by its path."""
+    try:
+        if not numbers:
+            return _dumps(plain).encode()
+        out: List[str] = []
+        _emit(plain, out)
+        return "".join(out).encode()
+    except RecursionError:
+        raise ValidationError(_too_deep(_deepest(plain, root))) from None
+    except ValueError:  # a lone surrogate (UnicodeEncodeError), an int past Python's digit limit
+        found = _unwritable(plain, root)
+        if found is None:  # pragma: no cover - every ValueError above comes from one value
+            raise ValidationError(f"{root or 'request'}: cannot be encoded as UTF-8 JSON") from None
+        raise ValidationError(found) from None
+
+
+def _children(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.items()
+    if isinstance(value, list):
+        return enumerate(value)
+    return ()
+
+
+def _deepest(plain: Any, root: str) -> str:
+    """The top-level field holding the deepest nesting (the one that ran out of stack)."""
+    if root or not isinstance(plain, dict):
+        return root
+    return max(plain, key=lambda k: _depth(plain[k]), default=root)
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        level = [child for item in level for _, child in _children(item)]
+        depth += 1
+    return depth
+
+
+def _problem(value: Any) -> Optional[str]:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            return (f"contains a lone surrogate ({value[exc.start]!r} at index {exc.start}), which is not "
+                    "valid Unicode text (often bytes decoded with errors='surrogateescape'); decode with "
+                    "errors='replace', or send the bytes base64-encoded")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            str(value)
+        except ValueError:
+            return "an int too long to write as a number; send it as a str"
+    return None
+
+
+def _unwritable(plain: Any, root: str) -> Optional[str]:
+    """The first value (or key) that cannot be written, as "path: problem"; iterative (any depth)."""
+    stack: List[Tuple[Any, List[Union[str, int]]]] = [(plain, [])]
+    while stack:
+        value, keys = stack.pop()
+        problem = _problem(value)
+        if problem is not None:
+            return f"{_render_keys(root, keys)}: {problem}"
+        for key, child in _children(value):
+            if isinstance(key, str):
+                problem = _problem(key)
+                if problem is not None:
+                    where = _render_keys(root, keys) or root or "request"
+                    return f"{where}: a key {problem}"
+            stack.append((child, [*keys, key]))
+    return None
+
+
 def encode_json(value: Any, *, root: str = "data") -> bytes:
     """Encode ``value`` as compact UTF-8 JSON; ``root`` names it in error messages."""
     walk = _Walk(root)
-    plain = walk.value(value, None)
-    if not walk.has_numbers:
-        return _dumps(plain).encode()
-    out: List[str] = []
-    _emit(plain, out)
-    return "".join(out).encode()
+    plain = _walk(walk, value)
+    return _write(plain, walk.has_numbers, root)
 
 
 def _flat_plain(envelope: Dict[str, Any]) -> bool:
@@ -203,24 +318,43 @@ def encode_envelope(envelope: Dict[str, Any], key: str, value: Any, *, root: str
     """Encode ``{**envelope, key: value}`` in one pass; ``root`` names ``value`` in error messages.
 
     The same bytes as encoding the envelope and the value apart and splicing them, for less work.
+    Errors in the written JSON name top-level fields bare: ``tenant_id``, ``metadata["k"]``, ``data["x"]``.
     """
     outer = None if _flat_plain(envelope) else _Walk(envelope_root)
-    plain_envelope = envelope if outer is None else outer.value(envelope, None)
+    plain_envelope = envelope if outer is None else _walk(outer, envelope)
+    numbers = outer is not None and outer.has_numbers
     if type(value) is dict and _flat_scalars(value):  # nothing to check or convert
         whole = {**plain_envelope, key: value}
-        if outer is None or not outer.has_numbers:
-            return _dumps(whole).encode()
+        if not numbers:
+            return _write(whole, False, "")
     inner = _Walk(root)
-    whole = {**plain_envelope, key: inner.value(value, None)}
-    if not (inner.has_numbers or (outer is not None and outer.has_numbers)):
-        return _dumps(whole).encode()
-    out: List[str] = []
-    _emit(whole, out)
-    return "".join(out).encode()
+    whole = {**plain_envelope, key: _walk(inner, value)}
+    return _write(whole, inner.has_numbers or numbers, "")
+
+
+#: RFC 3339 (and Outpost, parsing it with Go) allows offsets of whole minutes only.
+_MINUTE = timedelta(minutes=1)
+
+
+def _rfc3339(value: datetime) -> Tuple[str, str]:
+    """(text, "") for an aware datetime, or ("", the problem). An offset with seconds is sent as UTC."""
+    try:
+        offset = value.utcoffset()
+        if value.tzinfo is None or offset is None:
+            return "", "naive datetime; attach a timezone (e.g. tzinfo=timezone.utc)"
+        if offset % _MINUTE:  # e.g. a historical local mean time (+00:19:32): the same instant in UTC
+            value = value.astimezone(timezone.utc)
+        return value.isoformat(), ""
+    except OverflowError:
+        return "", "out of range once converted to UTC; use a date between years 1 and 9999 in UTC"
+    except Exception as exc:  # a tzinfo with an offset of a day or more, or one that raises
+        return "", (f"its tzinfo failed ({type(exc).__name__}: {show(exc, 120)}); use datetime.timezone "
+                    "or zoneinfo")
 
 
 def format_datetime(value: datetime, *, field: str) -> str:
-    """An aware datetime as RFC 3339; a naive one is rejected."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(f"{field}: naive datetime; attach a timezone (e.g. tzinfo=timezone.utc)")
-    return value.isoformat()
+    """An aware datetime as RFC 3339 (``±hh:mm`` offsets; others as UTC); a naive one is rejected."""
+    text, problem = _rfc3339(value)
+    if problem:
+        raise ValidationError(f"{field}: {problem}")
+    return text

@@ -35,7 +35,18 @@ __all__ = [
 
 
 class MinipubError(Exception):
-    """Base of everything minipub raises."""
+    """Base of everything minipub raises. Every one pickles, with its attributes, whatever its ``__init__``."""
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, which fails for keyword-only arguments.
+        return _restore, (type(self), self.args), dict(vars(self))
+
+
+def _restore(cls: Type[BaseException], args: Tuple[Any, ...]) -> BaseException:
+    """An exception of ``cls`` with ``args``, without calling its ``__init__`` (pickle sets the rest)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class ValidationError(MinipubError, ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
+from .secret import Secret, redact, redact_bytes
 from .transports.base import _SECRET_HEADERS, HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
@@ -114,16 +115,22 @@ def _run_under(plugins: Plugins, hook_name: str, call: _Outcome, run: Callable[[
         impl.warn(hook_name, RuntimeError("the wrapper yielded more than once"))
 
 
-def _redact_response(response: HTTPResponse, key: Optional[str]) -> HTTPResponse:
-    """The response with any echo of the key replaced by ``***`` (a copy only when needed)."""
+def _bearer_key(request: HTTPRequest) -> Optional[Secret]:
+    """The bearer key of a request, as a Secret (to redact its echoes), or None."""
+    auth = next((v for k, v in request.secret_headers.items() if k.lower() == "authorization"), None)
+    value = "" if auth is None else auth.reveal()
+    return Secret(value[7:]) if value.startswith("Bearer ") and len(value) > 7 else None
+
+
+def _redact_response(response: HTTPResponse, key: Optional[Secret]) -> HTTPResponse:
+    """The response with any echo of the key replaced (a copy only when needed; ``minipub.secret.redact``)."""
     if not key:
         return response
-    secret = key.encode("utf-8")
-    headers = response.headers
-    if secret not in response.body and not any(key in v for v in headers.values()):
+    body = redact_bytes(response.body, key, cut=response.truncated)
+    headers = {redact(k, key): redact(v, key) for k, v in response.headers.items()}
+    if body == response.body and headers == response.headers:
         return response
-    return HTTPResponse(response.status, {k: v.replace(key, "***") for k, v in headers.items()},
-                        response.body.replace(secret, b"***"), response.truncated)
+    return HTTPResponse(response.status, headers, body, response.truncated)
 
 
 class Observer:
@@ -145,16 +152,15 @@ class Observer:
             response = self._send(request)
             publish.status = response.status
             return response
-        auth = request.headers.get("Authorization", "")
-        key = auth[7:] if auth.startswith("Bearer ") else None
+        key = _bearer_key(request)
         seen = HTTPRequest(request.method, request.url, request.redacted_headers(), request.body, request.timeout)
-        before = {name.lower() for name in request.headers}
+        before = {name.lower() for name in (*request.public_headers, *request.secret_headers)}
         sent: List[HTTPResponse] = []
 
         def run() -> HTTPResponse:
             for name, value in seen.headers.items():  # headers the wrappers added
                 if name.lower() not in before and name.lower() not in _SECRET_HEADERS:
-                    request.headers[name] = value
+                    request.set_header(name, value)
             response = self._send(request)
             publish.status = response.status
             sent.append(response)

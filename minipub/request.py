@@ -9,9 +9,9 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .encoding import encode_envelope, format_datetime
+from .encoding import encode_envelope, format_datetime, show
 from .errors import ValidationError
 
 __all__ = ["PublishRequest", "build_publish_request", "new_event_id", "check_headers"]
@@ -22,6 +22,8 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|([+-])(\d{2}):(\d{2}))\Z"
 )
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: A header value as it goes on the wire: latin-1 text, no control characters but tab (RFC 9110).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
 #: Headers minipub sets itself; ``http_headers`` may not replace them.
 RESERVED_HEADERS = frozenset(
     {"authorization", "content-length", "content-type", "host", "transfer-encoding", "connection"}
@@ -68,15 +70,18 @@ def _text(field: str, value: Any, *, optional: bool = False) -> Optional[str]:
 def _check_rfc3339(field: str, value: str) -> str:
     match = _RFC3339.match(value)
     if match is None:
-        raise ValidationError(f"{field}: {value!r} is not an RFC 3339 date-time; use e.g. '2024-01-15T10:30:00Z'")
+        raise ValidationError(
+            f"{field}: {show(value, 80)} is not an RFC 3339 date-time; use e.g. '2024-01-15T10:30:00Z'")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     try:
         datetime(year, month, day, hour, minute, min(second, 59))
+        if match.group(9) and int(match.group(11)) > 59:
+            raise ValueError("offset minutes must be 00 to 59")
         if match.group(9):
             offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
             timezone(offset)
     except ValueError as exc:
-        raise ValidationError(f"{field}: {value!r} is not a valid date-time ({exc})") from None
+        raise ValidationError(f"{field}: {show(value, 80)} is not a valid date-time ({exc})") from None
     normal = value[:10] + "T" + value[11:]
     return normal[:-1] + "Z" if normal[-1] == "z" else normal
 
@@ -96,26 +101,46 @@ def _metadata(value: Any) -> Optional[Dict[str, str]]:
         return None
     if not isinstance(value, Mapping):
         raise ValidationError(f"metadata must be a mapping of str to str, got {type(value).__name__}")
-    for key, item in value.items():
+    items = _items("metadata", value)
+    for key, item in items:
         if not isinstance(key, str):
-            raise ValidationError(f"metadata key {key!r} is a {type(key).__name__}; metadata keys must be str")
+            raise ValidationError(f"metadata key {show(key)} is a {type(key).__name__}; metadata keys must be str")
         if not isinstance(item, str):
             raise ValidationError(
-                f"metadata[{key!r}] is a {type(item).__name__}; Outpost accepts only str values (convert it with str())"
+                f"metadata[{show(key)}] is a {type(item).__name__}; Outpost accepts only str values "
+                "(convert it with str())"
             )
-    return dict(value)
+    return dict(items)
+
+
+def _items(field: str, value: Mapping[Any, Any]) -> List[Tuple[Any, Any]]:
+    """A mapping's items, read once; a mapping that raises is the caller's bad input."""
+    try:
+        return list(value.items())
+    except Exception as exc:
+        raise ValidationError(f"{field}: reading it raised {type(exc).__name__}: {show(exc, 200)}") from exc
 
 
 def check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
-    """Validate extra request headers: token names, no CR/LF, not one minipub sets."""
-    if not headers:
+    """Validate extra request headers: token names, latin-1 values without control characters, not
+    one minipub sets. A value is never echoed in the error (it may be a credential)."""
+    if headers is None:
         return {}
+    if not isinstance(headers, Mapping):
+        raise ValidationError(f"http_headers must be a mapping of header name to str value, got "
+                              f"{type(headers).__name__}")
     out: Dict[str, str] = {}
-    for name, value in headers.items():
+    for name, value in _items("http_headers", headers):
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise ValidationError(f"http_headers: {name!r} is not a valid header name")
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise ValidationError(f"http_headers[{name!r}]: the value must be a str without CR, LF or NUL")
+            raise ValidationError(f"http_headers: {show(name)} is not a valid header name (letters, digits, "
+                                  "and !#$%&'*+-.^_`|~)")
+        if not isinstance(value, str):
+            raise ValidationError(f"http_headers[{name!r}] must be a str, got {type(value).__name__}")
+        if not _HEADER_VALUE.match(value):
+            raise ValidationError(
+                f"http_headers[{name!r}]: the value must be latin-1 text without control characters "
+                "(CR, LF, NUL, ESC...; tab is allowed); percent-encode or base64 anything else"
+            )
         if name.lower() in RESERVED_HEADERS:
             raise ValidationError(f"http_headers: {name!r} is set by minipub and cannot be replaced")
         out[name] = value
@@ -134,7 +159,21 @@ def build_publish_request(
     time: Any = None,
     http_headers: Optional[Mapping[str, str]] = None,
 ) -> PublishRequest:
-    """Validate the arguments of a publish and encode its body (with an event id, always)."""
+    """Validate the arguments of a publish and encode its body (with an event id, always).
+
+    Anything wrong with them, even an exception raised by the caller's own objects, is a ValidationError.
+    """
+    try:
+        return _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, http_headers)
+    except ValidationError:
+        raise
+    except Exception as exc:  # the last line of defence: a field's own methods raised
+        raise ValidationError(f"the publish arguments could not be read: {type(exc).__name__}: "
+                              f"{show(exc, 200)}") from exc
+
+
+def _build(tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, destination_id: Any, metadata: Any,
+           id: Any, time: Any, http_headers: Any) -> PublishRequest:
     tenant = _text("tenant_id", tenant_id)
     topic_name = _text("topic", topic)
     if type(eligible_for_retry) is not bool:

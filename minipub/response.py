@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .errors import APIError, error_class_for
 from .models import PublishResponse
+from .secret import SecretLike, redact, redact_data
 from .transports.base import HTTPResponse
 
 __all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT"]
 
 _decode = json.JSONDecoder().decode
 
-#: How much of an error body is kept as text on the exception.
+#: How much of an error body is kept as text on the exception (characters).
 MAX_ERROR_TEXT = 8192
-
-
-def _redact(text: str, secret: Optional[str]) -> str:
-    return text.replace(secret, "***") if secret and secret in text else text
+#: How much of the server's message is kept in the exception's message (characters).
+MAX_MESSAGE = 1000
 
 
 def _json_body(response: HTTPResponse) -> Any:
@@ -42,28 +41,34 @@ def _message(status: int, data: Any, content_type: str) -> str:
         if isinstance(message, str) and message:
             details = data.get("data")
             if isinstance(details, list) and details and all(isinstance(d, str) for d in details):
-                return f"{message}: {'; '.join(details)}"[:1000]
-            return message[:1000]
+                return f"{message}: {'; '.join(details)}"
+            return message
     kind = content_type.split(";")[0].strip() or "no content type"
     return f"the server answered HTTP {status} ({kind})"
 
 
-def error_from_response(response: HTTPResponse, secret: Optional[str] = None) -> APIError:
-    """The table's exception for a non-2XX response; the key is redacted from everything kept."""
+def error_from_response(response: HTTPResponse, secret: SecretLike = None) -> APIError:
+    """The table's exception for a non-2XX response; the key is redacted from everything kept.
+
+    Redaction runs on the whole text, then the text is cut (see :func:`minipub.secret.redact`).
+    """
     data = _json_body(response)
-    text = _redact(response.body[:MAX_ERROR_TEXT].decode("utf-8", "replace"), secret)
-    message = _redact(_message(response.status, data, response.headers.get("content-type", "")), secret)
-    headers: Dict[str, str] = {k: _redact(v, secret) for k, v in response.headers.items()}
-    if secret and data is not None and secret in json.dumps(data):
-        data = json.loads(_redact(json.dumps(data), secret))
+    window = response.body[: 4 * MAX_ERROR_TEXT + 65536]  # the kept characters, and an echo reaching past them
+    text = redact(window.decode("utf-8", "replace"), secret, MAX_ERROR_TEXT,
+                  cut=response.truncated or len(window) < len(response.body))
+    message = redact(_message(response.status, data, response.headers.get("content-type", "")), secret, MAX_MESSAGE)
+    headers: Dict[str, str] = {redact(k, secret): redact(v, secret) for k, v in response.headers.items()}
+    data = redact_data(data, secret)
     cls = error_class_for(response.status)
     return cls(message, status_code=response.status, headers=headers, body=text, data=data)
 
 
-def parse_publish_response(response: HTTPResponse, event_id: str, secret: Optional[str] = None) -> PublishResponse:
+def parse_publish_response(response: HTTPResponse, event_id: str, secret: SecretLike = None) -> PublishResponse:
     """A 2XX as PublishResponse (fields the server left out fall back to the sent id); else raise."""
     if not 200 <= response.status < 300:
-        raise error_from_response(response, secret)
+        error = error_from_response(response, secret)
+        del response  # the raw body may echo the key: no frame local keeps it in a traceback
+        raise error
     data = _json_body(response)
     if not isinstance(data, dict):
         data = {}

@@ -8,7 +8,7 @@ import logging
 import socket
 import threading
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -365,3 +365,20 @@ def test_explicit_proxy_reaches_every_builtin_transport(
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     with SDK(API_KEY, server_url=server.url, transport=transport, proxy=None, retry_config=NO_RETRY) as sdk:
         assert publish(sdk).id
+
+
+@pytest.mark.parametrize("transport", ["lean", "http.client", "urllib"])
+@pytest.mark.parametrize("field, value", [("http_headers", {"X-Trace": "\u20ac"}), ("http_headers", {"X-T": "a\x1b"}),
+                                          ("tenant_id", "t\udc80"), ("data", {"k": [{"deep": "\ud800"}]}),
+                                          ("time", datetime(2024, 1, 1, tzinfo=timezone(timedelta(seconds=86399))))])
+def test_bad_input_fails_naming_the_field_before_any_request(server: OutpostServer, transport: str, field: str,
+                                                             value: Any) -> None:
+    with SDK(API_KEY, server_url=server.url, retry_config=NO_RETRY, transport=transport) as sdk:
+        try:
+            publish(sdk, **{field: value})
+        except ValidationError as error:
+            assert str(error).startswith(field)
+        else:  # a sub-minute offset is not an error: the same instant, sent in UTC
+            assert field == "time" and server.events[0]["time"] == "2023-12-31T00:00:01+00:00"
+            return
+    assert server.requests == []

@@ -124,3 +124,56 @@ def test_every_status_end_to_end(server: OutpostServer, transport: str) -> None:
             else:
                 assert 200 <= status < 300, status
                 assert response.id
+
+
+# -- every error pickles ------------------------------------------------------------------------
+
+def _error_classes() -> list:
+    import minipub.errors as errors
+    from minipub.cli.bulk import LineError
+    from minipub.cli.common import UsageError
+
+    found = [getattr(errors, name) for name in errors.__all__]
+    return [cls for cls in found if isinstance(cls, type) and issubclass(cls, MinipubError)] + [LineError, UsageError]
+
+
+def _build_error(cls: type, message: str, status: int, body: str, data: object) -> MinipubError:
+    from minipub.errors import PluginError
+
+    if issubclass(cls, APIError):
+        return cls(message, status_code=status, headers={"x-request-id": "r1"}, body=body, data=data)
+    if issubclass(cls, PluginError):
+        return cls(message, plugin="acme", hook="minipub_attempt")
+    try:
+        return cls(message)
+    except TypeError:  # a subclass with its own required arguments
+        return cls(message, 1)
+
+
+@given(cls=st.sampled_from(_error_classes()), message=st.text(max_size=40), status=st.integers(100, 599),
+       body=st.text(max_size=40), data=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.integers())),
+       protocol=st.integers(0, 5))
+def test_every_error_pickles_with_its_attributes(
+    cls: type, message: str, status: int, body: str, data: object, protocol: int
+) -> None:
+    import pickle
+
+    error = _build_error(cls, message, status, body, data)
+    error.extra = "kept"  # type: ignore[attr-defined]
+    copy = pickle.loads(pickle.dumps(error, protocol))
+    assert type(copy) is cls
+    assert copy.args == error.args and str(copy) == str(error) and repr(copy) == repr(error)
+    assert vars(copy) == vars(error)
+
+
+def test_a_pickled_error_from_a_response_keeps_the_key_out() -> None:
+    import pickle
+
+    body = f'{{"message":"bad key {API_KEY}","data":["{API_KEY}"]}}'.encode()
+    with pytest.raises(UnauthorizedError) as info:
+        parse_publish_response(HTTPResponse(401, {"content-type": "application/json", "x-echo": API_KEY}, body),
+                               "evt", API_KEY)
+    dumped = pickle.dumps(info.value)
+    assert API_KEY.encode() not in dumped
+    copy = pickle.loads(dumped)
+    assert copy.status_code == 401 and copy.data == {"message": "bad key ***", "data": ["***"]}

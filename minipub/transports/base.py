@@ -6,7 +6,11 @@ and maps every network failure to a :class:`~minipub.errors.TransportError` subc
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Protocol, runtime_checkable
+import re
+from typing import Any, Dict, Mapping, Optional, Protocol, Union, runtime_checkable
+
+from ..errors import ValidationError
+from ..secret import Secret
 
 __all__ = ["HTTPRequest", "HTTPResponse", "Transport", "AsyncTransport", "DEFAULT_MAX_BODY"]
 
@@ -15,20 +19,91 @@ DEFAULT_MAX_BODY = 1 << 20
 
 
 class HTTPRequest:
-    """One HTTP request. ``timeout`` is in seconds; its repr never shows credentials."""
+    """One HTTP request. ``timeout`` is in seconds.
 
-    __slots__ = ("body", "headers", "method", "timeout", "url")
+    Credentials (``Authorization``, ``Proxy-Authorization``, ``Cookie``, and any value given as a
+    :class:`~minipub.secret.Secret`) are held as Secrets in ``secret_headers``, the rest in
+    ``public_headers``: the repr, a pickle, or a walk over the attributes never shows them. The
+    built-in transports write ``public_headers`` and reveal the credentials only in the expression
+    that writes them (:meth:`secret_head`, :meth:`reveal_headers`). ``headers`` is every header with
+    the credentials revealed, for transports that take one dict; setting a header in it is kept.
+    """
 
-    def __init__(self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> None:
+    __slots__ = ("body", "method", "public_headers", "secret_headers", "timeout", "url")
+
+    def __init__(self, method: str, url: str, headers: Mapping[str, Union[str, Secret]], body: bytes,
+                 timeout: float) -> None:
         self.method = method
         self.url = url
-        self.headers: Dict[str, str] = dict(headers)
+        self.public_headers: Dict[str, str] = {}
+        self.secret_headers: Dict[str, Secret] = {}
+        for name, value in headers.items():
+            self.set_header(name, value)
         self.body = body
         self.timeout = timeout
 
+    @classmethod
+    def split(cls, method: str, url: str, public: Dict[str, str], secret: Dict[str, Secret], body: bytes,
+              timeout: float) -> HTTPRequest:
+        """A request from headers already split (kept as given, not copied: the client's hot path)."""
+        request = cls.__new__(cls)
+        request.method = method
+        request.url = url
+        request.public_headers = public
+        request.secret_headers = secret
+        request.body = body
+        request.timeout = timeout
+        return request
+
+    def set_header(self, name: str, value: Union[str, Secret]) -> None:
+        """Set (or replace, whatever its case) one header; a credential is kept as a Secret."""
+        lowered = name.lower()
+        if any(k.lower() == lowered for k in (*self.public_headers, *self.secret_headers)):
+            self.remove_header(name)
+        if isinstance(value, Secret):
+            self.secret_headers = {**self.secret_headers, name: value}
+        elif lowered in _SECRET_HEADERS:
+            if not isinstance(value, str) or _bad_value(value):
+                del value  # the error must not hold it
+                raise ValidationError(f"the {name} header must be latin-1 text without control characters")
+            self.secret_headers = {**self.secret_headers, name: Secret(value)}
+        else:  # copied on write: the dict may be shared with the client that made the request
+            self.public_headers = {**self.public_headers, name: value}
+
+    def remove_header(self, name: str) -> None:
+        lowered = name.lower()
+        self.public_headers = {k: v for k, v in self.public_headers.items() if k.lower() != lowered}
+        self.secret_headers = {k: v for k, v in self.secret_headers.items() if k.lower() != lowered}
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        """Every header, credentials revealed (a fresh dict; setting or deleting in it changes the request)."""
+        return _HeaderView(self)
+
+    def reveal_headers(self, headers: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+        """``headers`` (default: ``public_headers``) plus the credentials, revealed: call it only inside
+        the expression that writes them, so that no frame local holds the result."""
+        revealed = dict(self.public_headers if headers is None else headers)
+        for name, secret in self.secret_headers.items():
+            revealed[name] = secret.reveal()
+        return revealed
+
+    def secret_head(self) -> bytes:
+        """The credential header lines (``Name: value\r\n``, latin-1), for a transport writing its own head."""
+        if not self.secret_headers:
+            return b""
+        lines = "".join([f"{name}: {secret.reveal()}\r\n" for name, secret in self.secret_headers.items()])
+        if lines.count("\r") != len(self.secret_headers) or _bad_value(lines.replace("\r\n", "")):
+            del lines
+            raise ValidationError("a credential header must be latin-1 text without control characters")
+        return lines.encode("latin-1")
+
     def redacted_headers(self) -> Dict[str, str]:
         """The headers with credentials replaced by ``***``."""
-        return {k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers.items()}
+        redacted = dict(self.public_headers)
+        for name in self.secret_headers:
+            redacted[name] = "***"
+        return redacted
 
     def __repr__(self) -> str:
         return (
@@ -38,6 +113,40 @@ class HTTPRequest:
 
 
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: Anything but latin-1 text without control characters (tab allowed), as RFC 9110 field values are.
+_bad_value = re.compile(r"[^\t\x20-\x7e\x80-\xff]").search
+
+
+class _HeaderView(Dict[str, str]):
+    """``HTTPRequest.headers``: a dict of every header, credentials revealed, writing changes through."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: HTTPRequest) -> None:
+        super().__init__(request.reveal_headers())
+        self._request = request
+
+    def __setitem__(self, name: str, value: str) -> None:
+        dict.__setitem__(self, name, value)
+        self._request.set_header(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        dict.__delitem__(self, name)
+        self._request.remove_header(name)
+
+    def update(self, *args: Any, **kwargs: str) -> None:
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+    def setdefault(self, name: str, default: str = "") -> str:
+        if name not in self:
+            self[name] = default
+        return self[name]
+
+    def pop(self, name: str, *default: Any) -> Any:
+        if name in self:
+            self._request.remove_header(name)
+        return dict.pop(self, name, *default)
 
 
 class HTTPResponse:

@@ -79,7 +79,7 @@ class HTTPClientTransport(PooledTransport[http.client.HTTPConnection]):
         self, origin: Origin, conn: http.client.HTTPConnection, path: str, request: HTTPRequest, *, reused: bool
     ) -> HTTPResponse:
         proxy: Optional[Proxy] = getattr(conn, "_minipub_proxy", None)
-        headers = request.headers
+        headers = request.public_headers
         if proxy is not None:  # plain http through a proxy: absolute URL, proxy credentials
             path = request.url
             if proxy.authorization:
@@ -89,7 +89,7 @@ class HTTPClientTransport(PooledTransport[http.client.HTTPConnection]):
                 if conn.sock is not None:
                     conn.sock.settimeout(request.timeout)
                 conn.timeout = request.timeout
-            conn.request(request.method, path, request.body, headers)
+            conn.request(request.method, path, request.body, request.reveal_headers(headers))  # the key only here
             response = conn.getresponse()
         except _STALE as exc:
             conn.close()

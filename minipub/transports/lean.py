@@ -163,10 +163,10 @@ class LeanTransport(PooledTransport[_Connection]):
     # -- sending -------------------------------------------------------------------------
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        key = tuple(request.headers.items())
+        key = tuple(request.public_headers.items())
         fields = self._fields.get(key)
         if fields is None:
-            fields = _header_lines(request.headers)
+            fields = _header_lines(request.public_headers)
             if len(self._fields) >= FIELDS_CACHE:
                 self._fields.clear()
             self._fields[key] = fields
@@ -180,14 +180,14 @@ class LeanTransport(PooledTransport[_Connection]):
             target = request.url
         body = request.body
         length = f"Content-Length: {len(body)}\r\n" if body or request.method not in _NO_BODY else ""
-        data = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}{fields}{length}\r\n"
+        data = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}{fields}{length}"
         sock = conn.sock
         head_request = request.method == "HEAD"
         received = False
         try:
             if conn.timeout != request.timeout:
                 conn.set_timeout(request.timeout)
-            sock.sendall(data.encode("latin-1") + body)
+            sock.sendall(data.encode("latin-1") + request.secret_head() + b"\r\n" + body)  # the key only here
             chunk = sock.recv(READ_SIZE)
             received = bool(chunk)
             whole = parse_whole(chunk, self._max_body, head_request) if chunk else None

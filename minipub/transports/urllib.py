@@ -89,9 +89,9 @@ class UrllibTransport:
     def send(self, request: HTTPRequest) -> HTTPResponse:
         if self._closed:
             raise ConnectError("transport is closed")
-        req = urllib.request.Request(request.url, data=request.body, headers=request.headers, method=request.method)
-        try:
-            with self._opener.open(req, timeout=request.timeout) as response:
+        try:  # the key only in the expression that sends it: no local holds the urllib Request
+            with self._opener.open(urllib.request.Request(request.url, data=request.body, headers=request.headers,
+                                                          method=request.method), timeout=request.timeout) as response:
                 return self._read(response, response.status, dict(response.headers.items()))
         except urllib.error.HTTPError as error:
             try:
