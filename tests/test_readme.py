@@ -111,7 +111,7 @@ def test_every_example_runs_or_says_why_not() -> None:
     assert kinds <= {"python", "toml", "text", *SHELL}, kinds  # a new kind of block needs a runner here
     not_run = [block for block in ALL if block.not_run]
     assert all(block.language in ("python", *SHELL) for block in not_run)
-    assert len(not_run) <= 10, [str(b) for b in not_run]  # the few that cannot run here
+    assert len(not_run) <= 15, [str(b) for b in not_run]  # the few that cannot run here
     markers = sum(path.read_text(encoding="utf-8").count("<!-- readme-test:") for path in READMES)
     assert markers == len(not_run)  # every marker stands right before a block
     assert len(PYTHON) >= 12 and {b.path for b in PYTHON} == set(READMES)
