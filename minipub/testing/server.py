@@ -1,12 +1,17 @@
-"""In-process fake of Hookdeck Outpost's publish API, for tests and demos.
+"""In-process imitation of Hookdeck Outpost's API, for tests and demos.
 
-``OutpostServer`` is a real threaded HTTP/1.1 server (keep-alive, always a
-``Content-Length``) that behaves like Outpost's ``POST {base}/publish`` handler:
-bearer-key auth (401), validation (422), idempotency by event id (202 with
-``duplicate``, 409 while the same id is still being processed), plus
-``GET {base}/healthz`` and ``GET {base}/topics``.  Faults (injected statuses,
-delays, dropped connections) can be queued to exercise client retry logic, or
-drawn at random for a share of publish requests (``fail_rate``).
+``OutpostServer`` is a real threaded HTTP/1.1 server (keep-alive, always a ``Content-Length``) that
+answers as Outpost v1.1.0 does, checked request by request against a running Outpost by
+``tests/real/test_conformance.py``: ``POST {base}/publish`` (admin key; Go's JSON decoding and its
+error texts; tenants and destinations matched as Outpost matches them; deduplication by event id
+when a destination matched; 409 for an id still being processed), ``GET /healthz`` and
+``GET {base}/healthz``, ``GET {base}/topics``, the tenant and destination endpoints a test needs to
+set up a receiver, and Outpost's empty 401/403 and its 404s (JSON under ``/api/``, text elsewhere).
+
+On top: faults (injected statuses, delays, dropped connections) queued or drawn at random for a
+share of publish requests (``fail_rate``), as a proxy in front of Outpost would produce them; and
+bounds that protect the test process (body size, connections, idle time), which Outpost itself
+does not have.
 
 Standard library only; imports nothing from the rest of the package.
 """
@@ -17,7 +22,7 @@ import hmac
 import json
 import math
 import random
-import re
+import secrets
 import socket
 import socketserver
 import sys
@@ -27,30 +32,54 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, TextIO, cast, final
-from urllib.parse import urlsplit
+from typing import Any, Callable, Dict, List, TextIO, Tuple, cast, final
+from urllib.parse import unquote, urlsplit
+
+from . import _jwt
+from ._gojson import BOOL, RAW, STRING, STRING_LIST, STRING_MAP, TIME, GoDecodeError, decode_struct, dumps
+from ._tenants import TenantStore, now_text
 
 __all__ = ["OutpostServer", "ReceivedRequest"]
 
-_Headers = list[tuple[str, str]]
-_Result = tuple[int, bytes, _Headers]
+_Headers = List[Tuple[str, str]]
+_Result = Tuple[int, bytes, _Headers]
+_Params = Dict[str, str]
+_Body = Callable[[], bytes]
 
 _PROCESSING = "processing"
 _PROCESSED = "processed"
-_MAX_BODY = 10 * 1024 * 1024
-_JSON_CT: tuple[str, str] = ("Content-Type", "application/json")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?"
-    r"(?:[Zz]|([+-])(\d{2}):(\d{2}))$"
-)
+#: Outpost's waiter: a repeat of an id still being processed sleeps this long, then looks again.
+PROCESSING_WAIT = 5.0
+#: The embedded server's own bounds (Outpost has none of them; see OutpostServer's docstring).
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_CONNECTIONS = 256
+IDLE_TIMEOUT = 30.0
+_LINGER_BYTES = 256 * 1024  # what is read and dropped after answering without reading a body
+_LINGER_SECONDS = 0.5
+_MAX_TRAILER_LINES = 64
+
+_JSON_CT: Tuple[str, str] = ("Content-Type", "application/json; charset=utf-8")
+_TEXT_CT: Tuple[str, str] = ("Content-Type", "text/plain; charset=utf-8")
+_HTML_CT: Tuple[str, str] = ("Content-Type", "text/html; charset=utf-8")
+_NOSNIFF: Tuple[str, str] = ("X-Content-Type-Options", "nosniff")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+# Go struct fields Outpost decodes request bodies into (JSON name -> Go type).
+_PUBLISH_FIELDS = {"id": STRING, "tenant_id": STRING, "destination_id": STRING, "topic": STRING,
+                   "eligible_for_retry": BOOL, "time": TIME, "metadata": STRING_MAP, "data": RAW}
+_DESTINATION_FIELDS = {"id": STRING, "type": STRING, "topics": STRING_LIST, "config": STRING_MAP,
+                       "credentials": STRING_MAP, "metadata": STRING_MAP}
+_WORKERS = ("deliverymq-consumer", "http-server", "logmq-consumer", "retrymq-consumer")
 
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One request received on the publish path (authorization redacted)."""
+    """One request received on the publish path (authorization redacted).
+
+    ``body`` is empty for a request answered without reading its body (401, 403, 413).
+    """
 
     method: str
     path: str
@@ -74,54 +103,78 @@ class _Fault:
 
 @dataclass
 class _Conn:
-    """A live client connection and the thread serving it."""
+    """A live client connection, the thread serving it, and since when it waits for a request."""
 
     sock: socket.socket
-    thread: threading.Thread = field(default_factory=threading.current_thread)
+    thread: threading.Thread | None = None
+    idle_since: float | None = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One endpoint: ``auth`` None (open), else who may call it, as Outpost's auth middleware decides."""
+
+    method: str
+    pattern: str  # after the base path; root routes: the whole path
+    handler: str
+    root: bool = False
+    auth: bool = True
+    admin_only: bool = False
+    require_tenant: bool = False
+
+
+_ROUTES: tuple[_Route, ...] = (
+    _Route("GET", "/healthz", "_on_health", root=True, auth=False),
+    _Route("GET", "/healthz", "_on_health", auth=False),
+    _Route("GET", "/topics", "_on_topics"),
+    _Route("POST", "/publish", "publish", admin_only=True),
+    _Route("PUT", "/tenants/{tenant}", "_on_upsert_tenant"),
+    _Route("GET", "/tenants/{tenant}", "_on_get_tenant", require_tenant=True),
+    _Route("GET", "/tenants/{tenant}/token", "_on_tenant_token", admin_only=True, require_tenant=True),
+    _Route("GET", "/tenants/{tenant}/destinations", "_on_list_destinations", require_tenant=True),
+    _Route("POST", "/tenants/{tenant}/destinations", "_on_create_destination", require_tenant=True),
+    _Route("GET", "/tenants/{tenant}/destinations/{destination}", "_on_get_destination", require_tenant=True),
+    _Route("PUT", "/tenants/{tenant}/destinations/{destination}/disable", "_on_disable", require_tenant=True),
+    _Route("PUT", "/tenants/{tenant}/destinations/{destination}/enable", "_on_enable", require_tenant=True),
+)
 
 
 class _BadRequest(Exception):
-    """The request framing could not be read."""
+    """The request body could not be read (framing, or over the size bound)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
         self.status = status
-        self.message = message
 
 
-def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+def _json(status: int, value: Any) -> _Result:
+    return status, dumps(value), [_JSON_CT]
 
 
-def _error_body(status: int, message: str, data: Any = None) -> bytes:
+def _error(status: int, message: str, data: list[str] | None = None) -> _Result:
     payload: dict[str, Any] = {"status": status, "message": message}
     if data is not None:
         payload["data"] = data
-    return _json_bytes(payload)
+    return _json(status, payload)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
+def _empty(status: int) -> _Result:
+    return status, b"", []
 
 
-def _is_rfc3339(value: str) -> bool:
-    m = _RFC3339.match(value)
-    if m is None:
-        return False
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    try:
-        datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return False
-    if m.group(8) is not None:
-        return int(m.group(9)) < 24 and int(m.group(10)) < 60
-    return True
+_NOT_FOUND_JSON = _json(404, {"message": "not found", "status": 404})  # gin.H: keys in sorted order
+_NOT_FOUND_TEXT: _Result = (404, b"404 page not found", [_TEXT_CT, _NOSNIFF])
+
+
+def _text(status: int) -> _Result:
+    reason = BaseHTTPRequestHandler.responses.get(status, ("Error",))[0]
+    return status, f"{status} {reason}".encode(), [_TEXT_CT]
 
 
 def _health() -> dict[str, Any]:
     """Outpost's ``GET /healthz`` answer when every worker is healthy."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"status": "healthy", "timestamp": now, "workers": {"http-server": {"status": "healthy"}}}
+    return {"status": "healthy", "timestamp": now_text(),
+            "workers": {name: {"status": "healthy"} for name in _WORKERS}}
 
 
 def _random_faults(retry_after: float) -> tuple[_Fault, ...]:
@@ -154,8 +207,31 @@ def _check_header(name: str, value: str) -> None:
             raise ValueError("header names and values must not contain CR or LF")
 
 
+def _printable(value: Any) -> str:
+    """Untrusted text for one output line: control and other unprintable characters escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _match(pattern: str, path: str) -> _Params | None:
+    want, got = pattern.split("/"), path.split("/")
+    if len(want) != len(got):
+        return None
+    params: _Params = {}
+    for w, g in zip(want, got):
+        if w.startswith("{"):
+            if not g:
+                return None
+            params[w[1:-1]] = g
+        elif w != g:
+            return None
+    return params
+
+
 class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer bound to its owner, quiet and IPv6-aware."""
+    """ThreadingHTTPServer bound to its owner, quiet, IPv6-aware, with a bounded number of connections."""
 
     daemon_threads = True
     # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a pool
@@ -175,6 +251,12 @@ class _Server(ThreadingHTTPServer):
         self.server_name = str(host)
         self.server_port = int(port)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.owner._admit(request):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore connection errors (e.g. sockets shut down by close())."""
         exc = sys.exc_info()[1]
@@ -187,8 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Per-connection request handler; state lives in the OutpostServer."""
 
     protocol_version = "HTTP/1.1"
-    server_version = "minipub-testing"
-    sys_version = ""
+    _expect_continue = False
 
     @property
     def _owner(self) -> OutpostServer:
@@ -196,7 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._owner._register(self.connection)
+        self.connection.settimeout(self._owner._idle_timeout)
+        self._owner._started(self.connection)
 
     def finish(self) -> None:
         try:
@@ -207,53 +289,89 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: no per-request logging."""
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def handle_one_request(self) -> None:
+        """Read one request and answer it: every method name is routed (Outpost has no 405 or 501)."""
+        owner = self._owner
+        try:
+            owner._set_idle(self.connection, True)
+            self.raw_requestline = self.rfile.readline(65537)
+            owner._set_idle(self.connection, False)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(431)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            self._expect_continue = False
+            if not self.parse_request():
+                return
+            self._dispatch()
+            self.wfile.flush()
+        except socket.timeout:  # idle (or a stalled client) for idle_timeout: let it go
+            self.close_connection = True
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+    def handle_expect_100(self) -> bool:
+        self._expect_continue = True  # "100 Continue" only once the body is wanted
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Framing errors as Go's server answers them: text/plain, then close."""
+        self._respond(*_text(code), close=True)
 
     # -- plumbing ---------------------------------------------------------
 
-    def _read_body(self) -> bytes:
+    def _announced(self) -> bool:
+        """Whether the request says a body follows."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return True
+        return self.headers.get("Content-Length", "0").strip() not in ("", "0")
+
+    def _read_body(self) -> bytes:
+        if self._expect_continue:
+            self._expect_continue = False
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        encoding = self.headers.get("Transfer-Encoding")
+        if encoding is not None:
+            if encoding.strip().lower() != "chunked":
+                raise _BadRequest(501)
             return self._read_chunked()
-        raw = self.headers.get("Content-Length")
-        if raw is None:
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
             return b""
-        try:
-            length = int(raw.strip())
-        except ValueError:
-            raise _BadRequest(400, "invalid content-length") from None
-        if length < 0:
-            raise _BadRequest(400, "invalid content-length")
-        if length > _MAX_BODY:
-            raise _BadRequest(413, "request body too large")
+        if len(set(v.strip() for v in values)) != 1 or not values[0].strip().isdigit():
+            raise _BadRequest(400)
+        length = int(values[0].strip())
+        if length > self._owner._max_body:
+            raise _BadRequest(413)
         body = self.rfile.read(length)
         if len(body) != length:
-            raise _BadRequest(400, "incomplete request body")
+            raise _BadRequest(400)
         return body
 
     def _read_chunked(self) -> bytes:
         parts: list[bytes] = []
         total = 0
+        limit = self._owner._max_body
         while True:
-            line = self.rfile.readline(65537)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest(400, "invalid chunked encoding") from None
+            line = self.rfile.readline(1025)
+            size_text = line.split(b";", 1)[0].strip().decode("latin-1")
+            # strictly hex digits: int(x, 16) alone takes "-1", "+5", "0x5" and "1_0"
+            if not size_text or len(size_text) > 16 or not set(size_text) <= _HEX or not line.endswith(b"\n"):
+                raise _BadRequest(400)
+            size = int(size_text, 16)
             if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
+                for _ in range(_MAX_TRAILER_LINES):
+                    if self.rfile.readline(8193) in (b"\r\n", b"\n", b""):
+                        return b"".join(parts)
+                raise _BadRequest(400)
             total += size
-            if total > _MAX_BODY:
-                raise _BadRequest(413, "request body too large")
+            if total > limit:
+                raise _BadRequest(413)
             chunk = self.rfile.read(size)
-            if len(chunk) != size:
-                raise _BadRequest(400, "incomplete request body")
+            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BadRequest(400)
             parts.append(chunk)
-            self.rfile.readline(65537)
 
     def _respond(
         self,
@@ -268,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
         bodiless = informational or status in (204, 304)
         close = close or informational or self.close_connection
         reason = self.responses.get(status, ("Unknown",))[0]
-        lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}"]
+        lines = [f"HTTP/1.1 {status} {reason}"]
         if not informational:
             lines.append(f"Date: {self.date_time_string()}")
         for name, value in headers:
@@ -289,6 +407,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(head + body if send_body else head)
         self.wfile.flush()
 
+    def _respond_unread(self, result: _Result) -> None:
+        """Answer without reading the body: when one was announced, close (after a bounded drain)."""
+        unread = self._announced()
+        self._respond(*result, close=unread)
+        if unread:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close without reading the body, so that the answer is not lost to a reset: stop sending,
+        then read and drop what arrives, up to a bound in bytes and time."""
+        self.close_connection = True
+        sock = self.connection
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            left = _LINGER_BYTES
+            while left > 0:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+                sock.settimeout(wait)
+                data = sock.recv(min(65536, left))
+                if not data:
+                    break
+                left -= len(data)
+        except OSError:
+            pass
+
     def _drop(self) -> None:
         """Close the connection without sending anything."""
         self.close_connection = True
@@ -300,68 +446,84 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing ----------------------------------------------------------
 
     def _dispatch(self) -> None:
-        try:
-            body = self._read_body()
-        except _BadRequest as exc:
-            self._respond(exc.status, _error_body(exc.status, exc.message), [_JSON_CT], close=True)
-            return
         owner = self._owner
-        path = urlsplit(self.path).path
-        if path == owner._prefix + "/publish":
-            self._publish(body)
-        elif path == owner._prefix + "/healthz":
-            if self._allow("GET", "HEAD"):
-                self._respond(200, _json_bytes(_health()), [_JSON_CT])
-        elif path == owner._prefix + "/topics":
-            if self._allow("GET", "HEAD"):
-                if owner._authorized(self.headers.get("Authorization")):
-                    topics = list(owner._topics or [])
-                    self._respond(200, _json_bytes(topics), [_JSON_CT])
-                else:
-                    self._respond(401, _error_body(401, "unauthorized"), [_JSON_CT])
+        path = unquote(urlsplit(self.path).path)
+        found = owner._route(self.command, path)
+        if found is None:
+            self._respond_unread(owner._no_route(self.command, path, urlsplit(self.path).query))
+            return
+        route, params = found
+        if route.handler == "publish":
+            self._publish(route)
+            return
+        if route.auth:
+            denied = owner._authenticate(self.headers.get("Authorization"), route, params)
+            if denied is not None:
+                self._respond_unread(denied)
+                return
+        read: list[bytes] = []
+
+        def body() -> bytes:
+            read.append(self._read_body())
+            return read[-1]
+
+        try:
+            result = cast(Callable[[_Params, _Body], _Result], getattr(owner, route.handler))(params, body)
+        except _BadRequest as exc:
+            self._respond(*_text(exc.status), close=True)
+            self._linger()
+            return
+        if read or not self._announced():
+            self._respond(*result)
         else:
-            self._respond(404, _error_body(404, "not found"), [_JSON_CT])
+            self._respond_unread(result)
 
-    def _allow(self, *methods: str) -> bool:
-        if self.command in methods:
-            return True
-        self._respond(
-            405,
-            _error_body(405, "method not allowed"),
-            [_JSON_CT, ("Allow", ", ".join(methods))],
-        )
-        return False
-
-    def _publish(self, body: bytes) -> None:
+    def _publish(self, route: _Route) -> None:
         owner = self._owner
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        fault = owner._record_and_pop_fault(self.command, self.path, headers, body, self.client_address[1])
-        auth = self.headers.get("Authorization")
+        port = self.client_address[1]
+        fault = owner._pop_fault()
+        authorization = self.headers.get("Authorization")
+        denied = owner._authenticate(authorization, route, {})
+        if fault is None and denied is not None:  # a proxy's fault comes first; else no key, no body read
+            owner._record(self.command, self.path, headers, b"", port)
+            self._respond_unread(denied)
+            return
+        try:
+            body = self._read_body()
+        except _BadRequest as exc:
+            owner._record(self.command, self.path, headers, b"", port)
+            self._respond(*_text(exc.status), close=True)
+            self._linger()
+            return
+        owner._record(self.command, self.path, headers, body, port)
         if fault is None:
-            self._respond(*owner._publish(self.command, auth, body))
+            self._respond(*owner._accept(body))
         elif fault.kind == "fail":
             self._respond_fault(fault)
         elif fault.kind == "delay":
-            self._respond(*owner._publish(self.command, auth, body, fault.seconds))
+            if denied is not None:
+                owner._sleep(fault.seconds)
+            self._respond(*(denied or owner._accept(body, fault.seconds)))
         else:  # drop
-            if fault.accepted:
-                owner._publish(self.command, auth, body)
+            if fault.accepted and denied is None:
+                owner._accept(body)
             self._drop()
 
     def _respond_fault(self, fault: _Fault) -> None:
         status = fault.status
         headers = list(fault.headers)
         if fault.body is None:
-            body = _error_body(status, "injected failure")
+            _, body, _ = _error(status, "injected failure")
             if not any(n.lower() == "content-type" for n, _ in headers):
                 headers.append(_JSON_CT)
         else:
             body = fault.body
             if not any(n.lower() == "content-type" for n, _ in headers):
-                headers.append(("Content-Type", "text/plain; charset=utf-8"))
+                headers.append(_TEXT_CT)
         if 100 <= status < 200 or status in (204, 304):
             headers = [(n, v) for n, v in headers if n.lower() != "content-type"]
         self._respond(status, body, headers)
@@ -369,10 +531,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 @final
 class OutpostServer:
-    """A fake Outpost API server on a real socket, for tests.
+    """An imitation of Outpost's API on a real socket, for tests.
 
-    Use as a context manager (or call ``start()``/``close()``); ``url`` is the
-    base URL including the version prefix, e.g. ``http://127.0.0.1:PORT/api/v1``.
+    Use as a context manager (or call ``start()``/``close()``); ``url`` is the base URL including the
+    version prefix, e.g. ``http://127.0.0.1:PORT/api/v1``.
+
+    Destinations: ``destinations`` are tenant-agnostic ids that match every event of every tenant
+    (the simple default: one, ``des_embedded``); pass ``destinations=()`` for Outpost's own model
+    only, where an event matches the destinations of its tenant (``add_destination``, or
+    ``PUT {base}/tenants/{id}`` and ``POST {base}/tenants/{id}/destinations`` as on Outpost), and
+    an unknown tenant gets 202 with ``destination_ids: []`` and no deduplication.
+
+    Deliberate differences from Outpost, to protect the test process: a body over
+    ``max_body_bytes`` (default 10 MiB) is answered 413 (text/plain, connection closed) without
+    being read, as a proxy in front of Outpost would; at most ``max_connections`` (default 256)
+    connections are served at once (a new one beyond that closes the longest-idle connection, or
+    is itself closed when none is idle); a connection silent for ``idle_timeout`` seconds
+    (default 30) is closed. A request without a valid key is answered (401/403) before its body
+    is read, and the body is never kept.
     """
 
     def __init__(
@@ -383,24 +559,31 @@ class OutpostServer:
         port: int = 0,
         topics: Iterable[str] | None = None,
         destinations: Sequence[str] = ("des_embedded",),
-        processing_wait: float = 5.0,
+        processing_wait: float = PROCESSING_WAIT,
         prefix: str = "/api/v1",
         verbose: bool = False,
         stream: TextIO | None = None,
         fail_rate: float = 0.0,
         retry_after: float = 1.0,
         seed: int | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         """``fail_rate``: the share of publish requests (when no fault is queued) answered by a
         random retryable fault: 503, 429 asking to wait ``retry_after`` seconds (``Retry-After``,
         rounded up, and ``retry-after-ms``), a dropped connection, or a dropped connection after
-        the event was accepted (a lost acknowledgement). ``seed`` makes the draws repeatable."""
+        the event was accepted (a lost acknowledgement). ``seed`` makes the draws repeatable.
+        ``processing_wait``: how long a repeat of an id still being processed sleeps before it looks
+        again (duplicate, or 409): Outpost's fixed 5 s by default; tests pass less."""
         if isinstance(destinations, str):
             raise TypeError("destinations must be a sequence of strings, not a string")
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
         if not 0.0 <= retry_after <= 3600.0:
             raise ValueError("retry_after must be between 0 and 3600 seconds")
+        if max_body_bytes < 0 or max_connections < 1 or not idle_timeout > 0:
+            raise ValueError("max_body_bytes must be >= 0, max_connections >= 1 and idle_timeout > 0")
         prefix = prefix.strip().rstrip("/")
         if prefix and not prefix.startswith("/"):
             prefix = "/" + prefix
@@ -408,11 +591,15 @@ class OutpostServer:
         self._host = host
         self._requested_port = port
         self._topics: list[str] | None = None if topics is None else list(topics)
-        self._destinations: list[str] = list(destinations)
+        self._shared: list[str] = list(destinations)
         self._processing_wait = float(processing_wait)
         self._prefix = prefix
         self._verbose = verbose
         self._stream = stream
+        self._max_body = int(max_body_bytes)
+        self._max_connections = int(max_connections)
+        self._idle_timeout = float(idle_timeout)
+        self._jwt_secret = secrets.token_bytes(32)
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -426,6 +613,7 @@ class OutpostServer:
         self._random_faults = _random_faults(retry_after)
         self._random = random.Random(seed)
         self._injected: dict[str, int] = {}
+        self._tenants = TenantStore(self._shared)
         self._conns: dict[int, _Conn] = {}
         self._closing = False
         self._stopping = threading.Event()
@@ -475,7 +663,7 @@ class OutpostServer:
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
         for conn in conns:
-            if conn.thread is not threading.current_thread():
+            if conn.thread is not None and conn.thread is not threading.current_thread():
                 conn.thread.join(max(0.0, deadline - time.monotonic()))
         self._server = None
         self._thread = None
@@ -523,7 +711,7 @@ class OutpostServer:
 
     @property
     def api_key(self) -> str:
-        """The admin API key the server accepts (settable for rotation tests)."""
+        """The admin API key the server accepts (settable for rotation tests; "" turns auth off, as on Outpost)."""
         with self._lock:
             return self._api_key
 
@@ -563,19 +751,47 @@ class OutpostServer:
         with self._lock:
             return dict(self._injected)
 
+    @property
+    def connection_count(self) -> int:
+        """How many client connections are open now."""
+        with self._lock:
+            return len(self._conns)
+
     def event_count(self, event_id: str) -> int:
         """How many accepted events carry this id (0 or 1)."""
         with self._lock:
             return sum(1 for e in self._events if e.get("id") == event_id)
 
     def clear(self) -> None:
-        """Forget events, requests and processed ids (queued faults are kept)."""
+        """Forget events, requests, processed ids, tenants and their destinations (queued faults are kept)."""
         with self._lock:
             self._events.clear()
             self._stored_ids.clear()
             self._requests.clear()
+            self._tenants = TenantStore(self._shared)
             for key in [k for k, v in self._ids.items() if v == _PROCESSED]:
                 del self._ids[key]
+
+    # -- tenants and destinations -----------------------------------------
+
+    def add_tenant(self, tenant_id: str) -> None:
+        """Create a tenant (no-op when it exists), as ``PUT {base}/tenants/{id}`` does."""
+        with self._lock:
+            self._tenants.upsert(tenant_id)
+
+    def add_destination(self, tenant_id: str, topics: Sequence[str] = ("*",), *, url: str = "",
+                        destination_id: str | None = None, disabled: bool = False) -> str:
+        """Give ``tenant_id`` (created if missing) a webhook destination subscribed to ``topics``; its id."""
+        if isinstance(topics, str):
+            raise TypeError("topics must be a sequence of strings, not a string")
+        with self._lock:
+            self._tenants.upsert(tenant_id)
+            return self._tenants.add_destination(tenant_id, topics, url, destination_id, disabled).id
+
+    def set_destination_disabled(self, tenant_id: str, destination_id: str, disabled: bool = True) -> None:
+        """Disable (or enable) a destination: a disabled one matches nothing."""
+        with self._lock:
+            self._tenants.tenants[tenant_id].destinations[destination_id].disabled = disabled
 
     # -- fault programming ------------------------------------------------
 
@@ -587,7 +803,7 @@ class OutpostServer:
         headers: Mapping[str, str] | None = None,
         body: bytes | str | None = None,
     ) -> None:
-        """Answer the next ``times`` publish requests with ``status``.
+        """Answer the next ``times`` publish requests with ``status`` (before auth, as a proxy would).
 
         Default body: JSON ``{"status": S, "message": "injected failure"}``;
         a given ``body`` is sent as-is (text/plain unless ``headers`` say
@@ -631,36 +847,99 @@ class OutpostServer:
         with self._lock:
             self._faults.extend([fault] * times)
 
-    # -- internals used by the handler ------------------------------------
+    # -- connections --------------------------------------------------------
 
-    def _register(self, sock: socket.socket) -> None:
+    def _admit(self, sock: socket.socket) -> bool:
+        """Take a new connection (in the accept thread), within max_connections."""
+        victim: _Conn | None = None
         with self._lock:
-            closing = self._closing
-            if not closing:
-                self._conns[id(sock)] = _Conn(sock)
-        if closing:
+            if self._closing:
+                return False
+            if len(self._conns) >= self._max_connections:
+                idle = [c for c in self._conns.values() if c.idle_since is not None]
+                if not idle:
+                    return False
+                victim = min(idle, key=lambda c: cast(float, c.idle_since))
+                del self._conns[id(victim.sock)]
+            self._conns[id(sock)] = _Conn(sock)
+        if victim is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                victim.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        return True
+
+    def _started(self, sock: socket.socket) -> None:
+        with self._lock:
+            conn = self._conns.get(id(sock))
+            if conn is not None:
+                conn.thread = threading.current_thread()
+
+    def _set_idle(self, sock: socket.socket, idle: bool) -> None:
+        with self._lock:
+            conn = self._conns.get(id(sock))
+            if conn is not None:
+                conn.idle_since = time.monotonic() if idle else None
 
     def _unregister(self, sock: socket.socket) -> None:
         with self._lock:
-            self._conns.pop(id(sock), None)
+            conn = self._conns.get(id(sock))
+            if conn is not None and conn.sock is sock:
+                del self._conns[id(sock)]
 
-    def _authorized(self, header: str | None) -> bool:
-        if not header:
-            return False
-        parts = header.split(None, 1)
-        if len(parts) != 2 or parts[0].lower() != "bearer":
-            return False
+    # -- routing and auth (Outpost's router and auth middleware) ------------
+
+    def _route(self, method: str, path: str) -> tuple[_Route, _Params] | None:
+        for route in _ROUTES:
+            if route.method != method:
+                continue
+            if route.root:
+                params = _match(route.pattern, path)
+            elif path.startswith(self._prefix + "/"):
+                params = _match(route.pattern, path[len(self._prefix):])
+            else:
+                params = None
+            if params is not None:
+                return route, params
+        return None
+
+    def _no_route(self, method: str, path: str, query: str) -> _Result:
+        if len(path) > 1 and path.endswith("/") and self._route(method, path[:-1]) is not None:
+            location = path[:-1] + ("?" + query if query else "")  # gin's trailing-slash redirect
+            if method == "GET":
+                return 301, f'<a href="{location}">Moved Permanently</a>.\n\n'.encode(), [
+                    _HTML_CT, ("Location", location)]
+            return 307, b"", [("Location", location)]
+        if path.startswith(("/api/", self._prefix + "/")):
+            return _NOT_FOUND_JSON
+        return _NOT_FOUND_TEXT
+
+    def _authenticate(self, header: str | None, route: _Route, params: _Params) -> _Result | None:
+        """None when the caller may go on, else the answer (empty 401/403, or JSON 404 for no tenant)."""
         with self._lock:
             key = self._api_key
-        return hmac.compare_digest(parts[1].strip().encode(), key.encode())
+            tenants = self._tenants.tenants
+            wanted = params.get("tenant", "")
+            if not key:  # no key configured: everything is admin, as on Outpost
+                return _error(404, "tenant not found") if route.require_tenant and wanted not in tenants else None
+            value = (header or "").strip(" \t")
+            token = value[len("Bearer "):] if value.startswith("Bearer ") else ""
+            if not token:
+                return _empty(401)
+            if hmac.compare_digest(token.encode("latin-1", "replace"), key.encode("utf-8")):
+                if route.require_tenant and wanted not in tenants:
+                    return _error(404, "tenant not found")
+                return None
+            tenant = _jwt.tenant_of(self._jwt_secret, token)
+            if tenant is None:
+                return _empty(401)
+            if route.admin_only or (wanted and wanted != tenant):
+                return _empty(403)
+            if tenant not in tenants:
+                return _empty(401)
+            return None
 
-    def _record_and_pop_fault(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes, client_port: int = 0
-    ) -> _Fault | None:
+    def _record(self, method: str, path: str, headers: Mapping[str, str], body: bytes, client_port: int) -> None:
         stored = dict(headers)
         if "authorization" in stored:
             stored["authorization"] = _redact(stored["authorization"])
@@ -668,9 +947,11 @@ class OutpostServer:
             parsed: Any = json.loads(body) if body else None
         except (ValueError, RecursionError):
             parsed = None
-        request = ReceivedRequest(method, path, stored, body, parsed, client_port)
         with self._lock:
-            self._requests.append(request)
+            self._requests.append(ReceivedRequest(method, path, stored, body, parsed, client_port))
+
+    def _pop_fault(self) -> _Fault | None:
+        with self._lock:
             if self._faults:
                 return self._faults.popleft()
             if self._fail_rate and self._random.random() < self._fail_rate:
@@ -684,71 +965,108 @@ class OutpostServer:
         if seconds > 0:
             self._stopping.wait(seconds)
 
-    def _validate(self, body: bytes) -> tuple[dict[str, Any], list[str]]:
-        if not body.strip():
-            return {}, ["request body is required"]
+    # -- endpoints ------------------------------------------------------------
+
+    def _on_health(self, params: _Params, body: _Body) -> _Result:
+        return _json(200, _health())
+
+    def _on_topics(self, params: _Params, body: _Body) -> _Result:
+        return _json(200, self._topics or None)
+
+    def _on_upsert_tenant(self, params: _Params, body: _Body) -> _Result:
+        raw = body()
+        if raw:
+            try:
+                decode_struct(raw, {"metadata": STRING_MAP})
+            except GoDecodeError as error:
+                return _error(422, error.message)
+        with self._lock:
+            created = self._tenants.upsert(params["tenant"])
+            return _json(201 if created else 200, self._tenants.tenants[params["tenant"]].view())
+
+    def _on_get_tenant(self, params: _Params, body: _Body) -> _Result:
+        with self._lock:
+            return _json(200, self._tenants.tenants[params["tenant"]].view())
+
+    def _on_tenant_token(self, params: _Params, body: _Body) -> _Result:
+        tenant = params["tenant"]
+        return _json(200, {"tenant_id": tenant, "token": _jwt.issue(self._jwt_secret, tenant)})
+
+    def _on_list_destinations(self, params: _Params, body: _Body) -> _Result:
+        with self._lock:
+            tenant = self._tenants.tenants[params["tenant"]]
+            return _json(200, [d.view() for d in tenant.destinations.values()])
+
+    def _on_create_destination(self, params: _Params, body: _Body) -> _Result:
         try:
-            parsed = json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            return {}, [f"invalid JSON: {exc}"]
-        if not isinstance(parsed, dict):
-            return {}, ["request body must be a JSON object"]
-        errors: list[str] = []
-        tenant = parsed.get("tenant_id")
-        if tenant is None or tenant == "":
-            errors.append("tenant_id is required")
-        elif not isinstance(tenant, str):
-            errors.append("tenant_id must be a string")
-        for name in ("id", "topic", "destination_id"):
-            value = parsed.get(name)
-            if value is not None and not isinstance(value, str):
-                errors.append(f"{name} must be a string")
-        retry = parsed.get("eligible_for_retry")
-        if retry is not None and not isinstance(retry, bool):
-            errors.append("eligible_for_retry must be a boolean")
-        when = parsed.get("time")
-        if when is not None and not (isinstance(when, str) and _is_rfc3339(when)):
-            errors.append("time must be an RFC 3339 date-time string")
-        metadata = parsed.get("metadata")
-        if metadata is not None:
-            if not isinstance(metadata, dict):
-                errors.append("metadata must be an object")
-            else:
-                for key, value in metadata.items():
-                    if not isinstance(value, str):
-                        errors.append(f"metadata.{key} must be a string")
-        data = parsed.get("data")
-        if data is None:
-            errors.append("data is required")
-        elif not isinstance(data, dict):
-            errors.append("data must be an object")
-        topic = parsed.get("topic")
-        if self._topics is not None and (topic is None or isinstance(topic, str)):
+            fields = decode_struct(body(), _DESTINATION_FIELDS)[0]
+        except GoDecodeError as error:
+            return _error(422, error.message)
+        missing = [f"{name} is required" for name in ("type", "topics") if not fields.get(name) and
+                   (name == "type" or fields.get(name) is None)]
+        if missing:
+            return _error(422, "validation error", missing)
+        topics: list[str] = fields["topics"]
+        if not topics or (topics != ["*"] and any("*" in t for t in topics)):
+            return _error(422, "validation failed: invalid topics")
+        if fields["type"] != "webhook":
+            return _error(422, f"no provider registered for destination type: {fields['type']}")
+        url = (fields.get("config") or {}).get("url", "")
+        if not url:
+            return _error(422, "validation error", ["config.url is required"])
+        with self._lock:
+            destination = self._tenants.add_destination(params["tenant"], list(dict.fromkeys(topics)), url,
+                                                         fields.get("id") or None)
+            return _json(201, destination.view())
+
+    def _find_destination(self, params: _Params) -> Any:
+        return self._tenants.tenants[params["tenant"]].destinations.get(params["destination"])
+
+    def _on_get_destination(self, params: _Params, body: _Body) -> _Result:
+        with self._lock:
+            destination = self._find_destination(params)
+            return _json(200, destination.view()) if destination else _error(404, "destination not found")
+
+    def _on_disable(self, params: _Params, body: _Body, disabled: bool = True) -> _Result:
+        with self._lock:
+            destination = self._find_destination(params)
+            if destination is None:
+                return _error(404, "destination not found")
+            destination.disabled = disabled
+            return _json(200, destination.view())
+
+    def _on_enable(self, params: _Params, body: _Body) -> _Result:
+        return self._on_disable(params, body, disabled=False)
+
+    # -- publish (Outpost's publish handler and event handler) -------------------
+
+    def _accept(self, body: bytes, delay: float = 0.0) -> _Result:
+        """Decode, validate, match and deduplicate one publish; the answer (status, body, headers)."""
+        try:
+            fields, received = decode_struct(body, _PUBLISH_FIELDS)
+        except GoDecodeError as error:
+            self._sleep(delay)
+            return _error(422, error.message)
+        problems = [f"{name} is required" for name in ("tenant_id", "data")
+                    if (not fields.get(name) if name == "tenant_id" else name not in fields)]
+        if not problems and not isinstance(fields["data"], dict):
+            problems = ["data must be a valid JSON object"]
+        topic = fields.get("topic") or ""
+        if not problems and self._topics:
             if not topic:
-                errors.append("topic is required")
-            elif topic not in self._topics:
-                errors.append(f"topic {topic!r} is invalid")
-        return parsed, errors
+                problems = ["topic is required"]
+            elif topic != "*" and topic not in self._topics:
+                problems = ["topic is invalid"]
+        if problems:
+            self._sleep(delay)
+            return _error(422, "validation error", problems)
 
-    def _publish(self, method: str, authorization: str | None, body: bytes, delay: float = 0.0) -> _Result:
-        """Outpost's publish logic; returns (status, body, headers)."""
-        if method != "POST":
-            self._sleep(delay)
-            return 405, _error_body(405, "method not allowed"), [_JSON_CT, ("Allow", "POST")]
-        if not self._authorized(authorization):
-            self._sleep(delay)
-            return 401, _error_body(401, "unauthorized"), [_JSON_CT]
-        payload, errors = self._validate(body)
-        if errors:
-            self._sleep(delay)
-            return 422, _error_body(422, "validation error", errors), [_JSON_CT]
-
-        event_id = payload.get("id") or uuid.uuid4().hex
-        event = dict(payload)
+        event_id = fields.get("id") or str(uuid.uuid4())
+        event = dict(received)
+        event.update(fields)
         event["id"] = event_id
-        wanted = payload.get("destination_id")
-        # a named destination matches only if it exists; otherwise all of them
-        matched = ([wanted] if wanted in self._destinations else []) if wanted else list(self._destinations)
+        with self._lock:
+            matched = self._tenants.match(fields["tenant_id"], topic, fields.get("destination_id") or "")
 
         if not matched:  # no deduplication without a matching destination
             self._sleep(delay)
@@ -756,41 +1074,30 @@ class OutpostServer:
                 self._store(event)
             return self._accepted(event, matched, duplicate=False)
 
-        duplicate = conflict = False
         with self._cond:
-            deadline: float | None = None
-            while True:
-                state = self._ids.get(event_id)
-                if state is None:
-                    self._ids[event_id] = _PROCESSING
-                    break
-                if state == _PROCESSED:
-                    duplicate = True
-                    break
-                if deadline is None:
-                    deadline = time.monotonic() + self._processing_wait
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stopping.is_set():
-                    conflict = True
-                    break
-                self._cond.wait(remaining)
-        if conflict:
-            self._sleep(delay)
-            return 409, b"", []
-        if duplicate:
+            state = self._ids.get(event_id)
+            if state is None:
+                self._ids[event_id] = _PROCESSING
+        if state == _PROCESSED:
             self._sleep(delay)
             return self._accepted(event, matched, duplicate=True)
+        if state == _PROCESSING:  # Outpost sleeps a fixed while, then looks once more
+            self._sleep(self._processing_wait)
+            with self._lock:
+                done = self._ids.get(event_id) == _PROCESSED
+            self._sleep(delay)
+            return self._accepted(event, matched, duplicate=True) if done else _empty(409)
 
-        done = False
+        stored = False
         try:
             self._sleep(delay)
             with self._cond:
                 self._store(event)
                 self._ids[event_id] = _PROCESSED
-                done = True
+                stored = True
         finally:
             with self._cond:
-                if not done:
+                if not stored:
                     self._ids.pop(event_id, None)
                 self._cond.notify_all()
         return self._accepted(event, matched, duplicate=False)
@@ -805,13 +1112,12 @@ class OutpostServer:
         if self._verbose:
             stream = self._stream if self._stream is not None else sys.stdout
             line = (
-                f"accepted id={event['id']} tenant={event.get('tenant_id')}"
-                f" topic={event.get('topic') or '-'}"
-                f" destinations={','.join(matched) or '-'}"
+                f"accepted id={_printable(event['id'])} tenant={_printable(event.get('tenant_id'))}"
+                f" topic={_printable(event.get('topic') or '-')}"
+                f" destinations={_printable(','.join(matched) or '-')}"
                 f" duplicate={'true' if duplicate else 'false'}"
             )
             with self._print_lock:  # one whole line at a time from concurrent handler threads
                 stream.write(line + "\n")
                 stream.flush()
-        body = {"id": event["id"], "duplicate": duplicate, "destination_ids": matched}
-        return 202, _json_bytes(body), [_JSON_CT]
+        return _json(202, {"id": event["id"], "duplicate": duplicate, "destination_ids": matched})
