@@ -163,7 +163,7 @@ def _empty(status: int) -> _Result:
 
 
 _NOT_FOUND_JSON = _json(404, {"message": "not found", "status": 404})  # gin.H: keys in sorted order
-_NOT_FOUND_TEXT: _Result = (404, b"404 page not found", [_TEXT_CT, _NOSNIFF])
+_NOT_FOUND_TEXT: _Result = (404, b"404 page not found\n", [_TEXT_CT, _NOSNIFF])
 
 
 def _text(status: int) -> _Result:
