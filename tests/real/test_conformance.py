@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minipub.testing import OutpostServer
 
@@ -465,3 +467,89 @@ def test_redirect_location(target: Target) -> None:
 
 def test_rows_have_unique_names() -> None:
     assert len({row.name for row in ROWS}) == len(ROWS)
+
+
+# -- the same answer from both servers, for inputs hypothesis builds ---------------------------------
+
+
+def _answer(reply: Reply) -> Tuple[int, Optional[str], Any]:
+    """What must agree: status, content type, and the body (for a 202: all but the generated id)."""
+    body: Any = reply.body
+    if reply.headers.get("content-type") == JSON_CT:
+        body = reply.json
+        if reply.status == 202:
+            body = (body["duplicate"], body["destination_ids"])
+    return reply.status, reply.headers.get("content-type"), body
+
+
+@pytest.fixture(scope="module")
+def both(embedded: Target, hook: WebhookReceiver, request: pytest.FixtureRequest) -> Tuple[Target, Target]:
+    real: RealOutpost = request.getfixturevalue("real_outpost")
+    return embedded, Target(real.base_url, real.api_key, hook.url)
+
+
+def _agree(both: Tuple[Target, Target], body: bytes, headers: Optional[Dict[str, str]] = None,
+           method: str = "POST", path: str = "/publish") -> None:
+    answers = []
+    for target in both:
+        sent = {"Authorization": "Bearer " + target.key} if headers is None else dict(headers)
+        answers.append(_answer(target.send(method, path, body, sent)))
+    assert answers[0] == answers[1], body
+
+
+_TIME_CHARS = st.sampled_from(list("0123456789-:TZtz+.,  ") + ["\u00e9", '"', "\\", "<"])
+_TIMES = st.one_of(
+    st.text(_TIME_CHARS, max_size=30),
+    st.builds(lambda parts, cut: "".join(parts)[:cut], st.tuples(
+        st.sampled_from(["2024", "0000", "9999", "2023", "12"]), st.sampled_from(["-", "/", ""]),
+        st.sampled_from(["01", "02", "13", "00", "1", "12"]), st.sampled_from(["-"]),
+        st.sampled_from(["01", "29", "30", "31", "00", "1"]), st.sampled_from(["T", "t", " "]),
+        st.sampled_from(["00", "23", "24", "1", "9"]), st.sampled_from([":"]), st.sampled_from(["00", "59", "60", "5"]),
+        st.sampled_from([":"]), st.sampled_from(["00", "59", "60", "6"]),
+        st.sampled_from(["", ".5", ",123", ".", ".1234567890123"]),
+        st.sampled_from(["Z", "z", "+01:00", "-23:59", "+24:00", "+25:00", "+01:60", "+01:61", "+0100", "", "Zx",
+                         "+1:00", "*01:00", "+ab:00"])), st.integers(0, 40)),
+)
+
+
+@settings(max_examples=150)
+@given(when=_TIMES)
+def test_time_strings_agree(both: Tuple[Target, Target], when: str) -> None:
+    _agree(both, json.dumps({"tenant_id": "conf-none-hypothesis", "data": {}, "time": when}).encode())
+
+
+_FIELDS = ["id", "tenant_id", "destination_id", "topic", "eligible_for_retry", "time", "metadata", "data", "extra"]
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(["", "x", "*", "2024-01-01T00:00:00Z"]),
+                    st.lists(st.sampled_from(["a", 1, None]), max_size=2),
+                    st.dictionaries(st.sampled_from(["k", "n"]), st.sampled_from(["v", 1, None, [], {}]), max_size=2))
+_KEYS = st.builds(lambda name, upper: "".join(c.upper() if u else c for c, u in zip(name, upper)),
+                  st.sampled_from(_FIELDS), st.lists(st.booleans(), min_size=20, max_size=20))
+
+
+@settings(max_examples=200)
+@given(pairs=st.lists(st.tuples(_KEYS, _VALUES), max_size=6),
+       tail=st.sampled_from(["", " ", "x", "{", "]", "\n{}"]), top=st.sampled_from(["object", "array", "null", "raw"]))
+def test_publish_bodies_agree(both: Tuple[Target, Target], pairs: List[Tuple[str, Any]], tail: str, top: str) -> None:
+    # ids and tenants are fresh per example: none of these can match a destination on either server
+    fresh = {"id": str(uuid.uuid4()), "tenant_id": "conf-none-" + uuid.uuid4().hex[:12]}
+    members = [(k, fresh.get(k.lower(), v) if isinstance(v, str) and v else v) for k, v in pairs]
+    inner = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in members)
+    text_body = {"object": "{" + inner + "}", "array": "[" + inner.replace(":", ",") + "]", "null": "null",
+                 "raw": inner}[top]
+    _agree(both, (text_body + tail).encode())
+
+
+@settings(max_examples=80)
+@given(header=st.one_of(
+    st.builds(lambda scheme, gap, key, pad: f"{pad}{scheme}{gap}{{key}}{key}{pad}",
+              st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "", "Bearer:"]),
+              st.sampled_from([" ", "  ", "\t", "", " \t"]), st.sampled_from(["", "x", " ", "\t"]),
+              st.sampled_from(["", " ", "\t"])),
+    st.text(st.sampled_from("Bearer .x=\t"), max_size=12)))
+def test_authorization_headers_agree(both: Tuple[Target, Target], header: str) -> None:
+    answers = []
+    for target in both:
+        value = header.replace("{key}", target.key)
+        answers.append(_answer(target.send("POST", "/publish", json.dumps(
+            {"tenant_id": "conf-none-auth", "data": {}}).encode(), {"Authorization": value})))
+    assert answers[0] == answers[1], header
