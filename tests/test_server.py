@@ -772,3 +772,11 @@ def test_verbose_line_escapes_untrusted_text() -> None:
         publish(srv, {"id": "e\nforged", "tenant_id": "t\x1b[31m", "topic": "a\rb", "data": {}})
     [line] = out.getvalue().splitlines()
     assert "\x1b" not in line and "\r" not in line and "e\\nforged" in line
+
+
+def test_bounds_default_to_the_documented_values() -> None:
+    # minipub serve runs OutpostServer with these defaults (README: "The embedded server")
+    srv = OutpostServer(KEY)
+    assert (srv._max_body, srv._max_connections, srv._idle_timeout) == (10 * 1024 * 1024, 256, 30.0)
+    with pytest.raises(ValueError):
+        OutpostServer(KEY, max_connections=0)
