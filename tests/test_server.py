@@ -780,3 +780,37 @@ def test_bounds_default_to_the_documented_values() -> None:
     assert (srv._max_body, srv._max_connections, srv._idle_timeout) == (10 * 1024 * 1024, 256, 30.0)
     with pytest.raises(ValueError):
         OutpostServer(KEY, max_connections=0)
+
+
+def test_a_trickled_body_is_let_go_within_the_idle_timeout() -> None:
+    with OutpostServer(KEY, idle_timeout=0.6) as srv, \
+            socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+        sock.sendall(_head("Content-Length: 1000\r\n"))
+        started = time.monotonic()
+        closed = False
+        for _ in range(40):  # a byte every 0.1 s: never idle for the timeout, but too slow in all
+            try:
+                sock.sendall(b"x")
+                sock.settimeout(0.1)
+                closed = sock.recv(1) == b""
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        assert closed and time.monotonic() - started < 2.5
+        assert srv.events == []
+
+
+def test_heads_still_arriving_count_as_idle_on_a_full_server() -> None:
+    with OutpostServer(KEY, max_connections=2, idle_timeout=30) as srv:
+        slow = [socket.create_connection((srv.host, srv.port), timeout=5) for _ in range(2)]
+        try:
+            for sock in slow:
+                sock.sendall(b"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never more
+            time.sleep(0.1)
+            assert publish(srv)[0] == 202  # a full server of half-sent heads still serves
+        finally:
+            for sock in slow:
+                sock.close()

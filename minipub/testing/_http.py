@@ -7,6 +7,7 @@ asks the owner, and writes answers.
 
 from __future__ import annotations
 
+import io
 import socket
 import socketserver
 import sys
@@ -166,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     _expect_continue = False
+    _deadline = 0.0
 
     @property
     def _owner(self) -> OutpostServer:
@@ -189,9 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Read one request and answer it: every method name is routed (Outpost has no 405 or 501)."""
         owner = self._owner
         try:
+            self.connection.settimeout(owner._idle_timeout)
             owner._set_idle(self.connection, True)
             self.raw_requestline = self.rfile.readline(65537)
-            owner._set_idle(self.connection, False)
             if len(self.raw_requestline) > 65536:
                 self.requestline = self.request_version = self.command = ""
                 self.send_error(431)
@@ -202,9 +204,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._expect_continue = False
             if not self.parse_request():
                 return
+            # busy from here: until its head is in, a connection counts as idle (a full server may close it)
+            owner._set_idle(self.connection, False)
+            self._deadline = time.monotonic() + owner._idle_timeout  # for the whole body
             self._dispatch()
             self.wfile.flush()
-        except socket.timeout:  # idle (or a stalled client) for idle_timeout: let it go
+        except socket.timeout:  # idle, or a body slower than idle_timeout in all: let it go
             self.close_connection = True
 
     def handle_expect_100(self) -> bool:
@@ -240,16 +245,38 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(values[0].strip())
         if length > self._owner._max_body:
             raise _BadRequest(413)
-        body = self.rfile.read(length)
+        body = self._read(length)
         if len(body) != length:
             raise _BadRequest(400)
         return body
+
+    def _wait(self) -> None:
+        """Let the next read wait only until the body's deadline."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("request body too slow")
+        self.connection.settimeout(left)
+
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer at the end of the stream), within the body's deadline."""
+        parts: list[bytes] = []
+        left = size
+        reader = cast(io.BufferedReader, self.rfile)
+        while left > 0:
+            self._wait()
+            data = reader.read1(min(left, 65536))
+            if not data:
+                break
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
 
     def _read_chunked(self) -> bytes:
         parts: list[bytes] = []
         total = 0
         limit = self._owner._max_body
         while True:
+            self._wait()
             line = self.rfile.readline(1025)
             size_text = line.split(b";", 1)[0].strip().decode("latin-1")
             # strictly hex digits: int(x, 16) alone takes "-1", "+5", "0x5" and "1_0"
@@ -258,13 +285,15 @@ class _Handler(BaseHTTPRequestHandler):
             size = int(size_text, 16)
             if size == 0:
                 for _ in range(_MAX_TRAILER_LINES):
+                    self._wait()
                     if self.rfile.readline(8193) in (b"\r\n", b"\n", b""):
                         return b"".join(parts)
                 raise _BadRequest(400)
             total += size
             if total > limit:
                 raise _BadRequest(413)
-            chunk = self.rfile.read(size)
+            chunk = self._read(size)
+            self._wait()
             if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 raise _BadRequest(400)
             parts.append(chunk)

@@ -126,9 +126,10 @@ class OutpostServer:
     Deliberate differences from Outpost, to protect the test process: a body over
     ``max_body_bytes`` (default 10 MiB) is answered 413 (text/plain, connection closed) without
     being read, as a proxy in front of Outpost would; at most ``max_connections`` (default 256)
-    connections are served at once (a new one beyond that closes the longest-idle connection, or
-    is itself closed when none is idle); a connection silent for ``idle_timeout`` seconds
-    (default 30) is closed. A request without a valid key is answered (401/403) before its body
+    connections are served at once (a new one beyond that closes the longest-idle connection, one
+    between requests or still sending its head, or is itself closed when none is idle); a
+    connection silent for ``idle_timeout`` seconds (default 30), or whose body takes longer than
+    that in all, is closed. A request without a valid key is answered (401/403) before its body
     is read, and the body is never kept.
     """
 
