@@ -814,3 +814,11 @@ def test_heads_still_arriving_count_as_idle_on_a_full_server() -> None:
         finally:
             for sock in slow:
                 sock.close()
+
+
+def test_empty_key_turns_auth_off_as_on_outpost() -> None:
+    with OutpostServer("", destinations=()) as srv:
+        assert publish(srv, headers={})[0] == 202
+        assert publish(srv, headers={"Authorization": "Bearer anything"})[0] == 202
+        status, _, body = call(srv, "GET", "/tenants/nobody")
+        assert (status, json.loads(body)) == (404, {"status": 404, "message": "tenant not found"})
