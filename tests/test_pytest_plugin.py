@@ -54,6 +54,18 @@ def test_each_test_gets_a_fresh_server(outpost_server: OutpostServer) -> None:
     assert outpost_server.events == [] and outpost_server.fail_rate == 0.0
 
 
+def test_default_destination_matches_every_tenant_and_tenants_can_be_added(minipub_sdk: SDK,
+                                                                          outpost_server: OutpostServer) -> None:
+    # the simple default: one tenant-agnostic destination that matches everything
+    for tenant in ("acme", "globex"):
+        response = minipub_sdk.publish.event(tenant_id=tenant, topic="any.topic", data={})
+        assert list(response.destination_ids) == ["des_embedded"]
+    # Outpost's own model on top: a tenant's destinations match its events by topic
+    orders = outpost_server.add_destination("acme", ["order.paid"])
+    response = minipub_sdk.publish.event(tenant_id="acme", topic="order.paid", data={})
+    assert list(response.destination_ids) == ["des_embedded", orders]
+
+
 USER_TEST = '''
 import minipub
 

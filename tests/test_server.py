@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -85,8 +86,9 @@ def wait_for(predicate: Any, timeout: float = 2.0) -> None:
 def test_accepted_shape_and_generated_id(server: OutpostServer) -> None:
     status, headers, body = publish(server)
     assert status == 202
-    assert headers["Content-Type"] == "application/json"
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
     reply = json.loads(body)
+    assert str(uuid.UUID(reply["id"], version=4)) == reply["id"]  # Outpost's ids: UUIDv4 text
     assert set(reply) == {"id", "duplicate", "destination_ids"}
     assert isinstance(reply["id"], str) and reply["id"]
     assert reply["duplicate"] is False
@@ -173,10 +175,10 @@ def test_keep_alive_and_chunked_body(server: OutpostServer) -> None:
 )
 def test_unauthorized(server: OutpostServer, headers: dict[str, str]) -> None:
     status, hdrs, body = publish(server, headers=headers)
-    assert status == 401
-    assert hdrs["Content-Type"] == "application/json"
-    assert json.loads(body) == {"status": 401, "message": "unauthorized"}
+    assert (status, body) == (401, b"")  # Outpost's 401 has no body
+    assert "Content-Type" not in hdrs
     assert server.events == []
+    assert server.requests[-1].body == b""  # answered before the body was read
 
 
 def test_key_rotation(server: OutpostServer) -> None:
@@ -230,14 +232,14 @@ INVALID: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("case", "body"), INVALID, ids=[c for c, _ in INVALID])
 def test_validation_errors(server: OutpostServer, case: str, body: Any) -> None:
+    # The exact answers (Outpost's messages) are in tests/real/test_conformance.py; here: nothing is kept.
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     status, headers, reply = publish(server, raw=raw)
     assert status == 422, case
-    assert headers["Content-Type"] == "application/json"
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
     error = json.loads(reply)
-    assert error["status"] == 422 and error["message"] == "validation error"
-    assert isinstance(error["data"], list) and error["data"]
-    assert all(isinstance(m, str) for m in error["data"])
+    assert error["status"] == 422 and error["message"]
+    assert all(isinstance(m, str) for m in error.get("data", []))
     assert server.events == []
 
 
@@ -249,8 +251,9 @@ def test_topics_configured() -> None:
         status, _, body = publish(srv, dict(no_topic, topic=""))
         assert status == 422 and "topic is required" in json.loads(body)["data"]
         status, _, body = publish(srv, dict(no_topic, topic="nope"))
-        assert status == 422 and any("nope" in m for m in json.loads(body)["data"])
+        assert status == 422 and json.loads(body)["data"] == ["topic is invalid"]
         assert publish(srv, dict(no_topic, topic="order.shipped"))[0] == 202
+        assert publish(srv, dict(no_topic, topic="*"))[0] == 202  # "*" is always a valid topic
         status, _, body = call(srv, "GET", "/topics", headers=AUTH)
         assert status == 200 and json.loads(body) == ["user.created", "order.shipped"]
 
@@ -287,13 +290,16 @@ def test_conflict_while_processing() -> None:
 
 
 def test_waiter_gets_duplicate_when_first_finishes() -> None:
-    with OutpostServer(KEY, processing_wait=3.0) as srv:
-        srv.delay_next(0.3)
+    with OutpostServer(KEY, processing_wait=0.8) as srv:
+        srv.delay_next(0.1)
         event = dict(EVENT, id="slow")
         first: list[Reply] = []
         thread = _publish_in_thread(srv, event, first)
         wait_for(lambda: len(srv.requests) == 1)
+        started = time.monotonic()
         status, _, body = publish(srv, event)
+        # Outpost's waiter sleeps its whole wait, however soon the first request finishes
+        assert time.monotonic() - started >= 0.75
         thread.join(5)
         assert status == 202 and json.loads(body)["duplicate"] is True
         assert json.loads(first[0][2])["duplicate"] is False
@@ -310,7 +316,7 @@ def test_fail_next_default_json_and_retry_after(server: OutpostServer) -> None:
         status, headers, body = publish(server, headers={})
         assert status == 503
         assert headers["Retry-After"] == "7"
-        assert headers["Content-Type"] == "application/json"
+        assert headers["Content-Type"] == "application/json; charset=utf-8"
         assert json.loads(body) == {"status": 503, "message": "injected failure"}
     assert publish(server)[0] == 202
 
@@ -431,23 +437,25 @@ def test_healthz_and_topics(server: OutpostServer) -> None:
     status, headers, body = call(server, "GET", "/healthz")
     health = json.loads(body)
     assert status == 200 and health["status"] == "healthy" and health["workers"]["http-server"] == {"status": "healthy"}
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", health["timestamp"])
-    assert headers["Content-Type"] == "application/json"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", health["timestamp"])
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert call(server, "GET", "/topics")[0] == 401
     status, _, body = call(server, "GET", "/topics", headers=AUTH)
-    assert (status, json.loads(body)) == (200, [])
+    assert (status, json.loads(body)) == (200, None)  # Outpost without TOPICS: null
 
 
-def test_not_found_and_method_not_allowed(server: OutpostServer) -> None:
-    status, _, body = call(server, "GET", "/nope")
-    assert status == 404 and json.loads(body)["status"] == 404
-    status, headers, _ = call(server, "GET", "/publish", headers=AUTH)
-    assert status == 405 and headers["Allow"] == "POST"
-    assert call(server, "POST", "/healthz", body=b"{}")[0] == 405
+def test_not_found_as_outpost(server: OutpostServer) -> None:
+    # Outpost has no 405: a wrong method is a 404, JSON under /api/, gin's text elsewhere
+    not_found = {"message": "not found", "status": 404}
+    for method, path in (("GET", "/nope"), ("GET", "/publish"), ("POST", "/healthz"), ("HEAD", "/publish")):
+        status, headers, body = call(server, method, path, headers=AUTH, body=b"{}" if method == "POST" else None)
+        assert status == 404 and headers["Content-Type"] == "application/json; charset=utf-8", (method, path)
+        assert method == "HEAD" or json.loads(body) == not_found
     c = http.client.HTTPConnection(server.host, server.port, timeout=5)
     try:
         c.request("POST", "/publish", body=json.dumps(EVENT), headers=AUTH)  # no prefix
-        assert c.getresponse().status == 404
+        response = c.getresponse()
+        assert (response.status, response.read()) == (404, b"404 page not found\n")
     finally:
         c.close()
 
@@ -569,3 +577,248 @@ def test_fail_rate_spares_queued_faults_and_other_endpoints() -> None:
         assert sum(srv.injected_faults.values()) == 0
     with pytest.raises(ValueError):
         OutpostServer(KEY, fail_rate=1.5)
+
+
+def test_processing_wait_defaults_to_outposts_five_seconds() -> None:
+    from minipub.testing import server as module
+
+    assert module.PROCESSING_WAIT == 5.0
+    assert OutpostServer(KEY)._processing_wait == 5.0
+
+
+# -- tenants and destinations (Outpost's model) --------------------------------------
+
+
+def test_tenant_model_matching_and_dedup_only_when_matched() -> None:
+    with OutpostServer(KEY, destinations=()) as srv:
+        # an unknown tenant: accepted, nothing matched, never deduplicated
+        for _ in range(2):
+            assert publish_json(srv, {"id": "u1", "tenant_id": "nobody", "data": {}})[1] == {
+                "id": "u1", "duplicate": False, "destination_ids": []}
+        everything = srv.add_destination("acme")
+        orders = srv.add_destination("acme", ["order.created", "order.paid"])
+        off = srv.add_destination("acme", ["*"], disabled=True)
+        other = srv.add_destination("globex")
+
+        def matched(**fields: Any) -> list[str]:
+            status, reply = publish_json(srv, dict({"tenant_id": "acme", "data": {}}, **fields))
+            assert status == 202
+            return list(reply["destination_ids"])
+
+        assert matched(topic="user.created") == [everything]
+        assert matched(topic="order.paid") == [everything, orders]
+        assert matched(topic="*") == [everything, orders] == matched()  # "*" and no topic match every subscription
+        assert matched(destination_id=orders, topic="order.created") == [orders]
+        assert matched(destination_id=orders, topic="user.created") == []
+        assert matched(destination_id=off) == [] and matched(destination_id=other) == []
+        srv.set_destination_disabled("acme", off, False)
+        assert matched(destination_id=off) == [off]
+        # matched: the repeat is a duplicate, with the matched list
+        first = publish_json(srv, {"id": "m1", "tenant_id": "acme", "topic": "order.paid", "data": {}})[1]
+        again = publish_json(srv, {"id": "m1", "tenant_id": "acme", "topic": "order.paid", "data": {}})[1]
+        assert (first["duplicate"], again["duplicate"]) == (False, True)
+        assert again["destination_ids"] == first["destination_ids"]
+        srv.clear()  # tenants go too
+        assert publish_json(srv, {"tenant_id": "acme", "data": {}})[1]["destination_ids"] == []
+
+
+def test_tenant_endpoints_and_tenant_token() -> None:
+    with OutpostServer(KEY, destinations=()) as srv:
+        assert call(srv, "PUT", "/tenants/t9", headers=AUTH)[0] == 201
+        assert call(srv, "PUT", "/tenants/t9", headers=AUTH)[0] == 200
+        spec = json.dumps({"type": "webhook", "topics": ["*"], "config": {"url": "http://127.0.0.1:9/h"}}).encode()
+        status, _, body = call(srv, "POST", "/tenants/t9/destinations", spec, AUTH)
+        assert status == 201
+        destination = json.loads(body)["id"]
+        assert call(srv, "POST", "/tenants/nobody/destinations", spec, AUTH)[0] == 404
+        assert publish_json(srv, {"tenant_id": "t9", "data": {}})[1]["destination_ids"] == [destination]
+        assert call(srv, "PUT", f"/tenants/t9/destinations/{destination}/disable", headers=AUTH)[0] == 200
+        assert publish_json(srv, {"tenant_id": "t9", "data": {}})[1]["destination_ids"] == []
+        token = json.loads(call(srv, "GET", "/tenants/t9/token", headers=AUTH)[2])["token"]
+        tenant_auth = {"Authorization": f"Bearer {token}"}
+        assert publish(srv, headers=tenant_auth)[0] == 403  # publishing takes the admin key
+        assert call(srv, "GET", "/tenants/t9", headers=tenant_auth)[0] == 200
+        assert call(srv, "GET", "/topics", headers=tenant_auth)[0] == 200
+        forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        assert call(srv, "GET", "/topics", headers={"Authorization": f"Bearer {forged}"})[0] == 401
+
+
+def test_default_destination_is_tenant_agnostic(server: OutpostServer) -> None:
+    for tenant in ("a", "b"):
+        assert publish_json(server, {"tenant_id": tenant, "topic": "any", "data": {}})[1]["destination_ids"] == [
+            "des_embedded"]
+
+
+# -- survival: bodies, auth before the body, connections, idle time ----------------------------
+
+
+def _raw(srv: OutpostServer, data: bytes, *, read_timeout: float = 5.0) -> bytes:
+    """Send ``data`` on a new connection, then read until the server closes (bounded)."""
+    with socket.create_connection((srv.host, srv.port), timeout=read_timeout) as sock:
+        sock.sendall(data)
+        return _read_to_close(sock, read_timeout)
+
+
+def _read_to_close(sock: socket.socket, read_timeout: float) -> bytes:
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + read_timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _head(extra: str, auth: bool = True) -> bytes:
+    key = f"Authorization: Bearer {KEY}\r\n" if auth else ""
+    return f"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\n{key}{extra}\r\n".encode()
+
+
+@pytest.mark.parametrize("size", [b"-1", b"+5", b"0x5", b"1_0", b" ", b"g", b"-0", b"1" * 17])
+def test_chunk_sizes_are_strict_hex(server: OutpostServer, size: bytes) -> None:
+    # int(x, 16) takes "-1": read(-1) then read the stream to its end, past every limit
+    reply = _raw(server, _head("Transfer-Encoding: chunked\r\n") + size + b"\r\n" + b"x" * 4096)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:80]
+    assert server.events == []
+
+
+def test_chunked_body_over_the_cap_is_413_and_closed() -> None:
+    with OutpostServer(KEY, max_body_bytes=1000) as srv:
+        chunks = b"".join(b"%x\r\n%s\r\n" % (300, b"x" * 300) for _ in range(4)) + b"0\r\n\r\n"
+        reply = _raw(srv, _head("Transfer-Encoding: chunked\r\n") + chunks)
+        assert reply.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in reply
+        assert srv.events == [] and srv.requests[-1].body == b""
+        assert publish(srv)[0] == 202  # a body within the cap still goes through
+
+
+def test_content_length_over_the_cap_is_answered_before_the_body() -> None:
+    with OutpostServer(KEY, max_body_bytes=1000) as srv, \
+            socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+        sock.sendall(_head("Content-Length: 300000000\r\n"))  # 300 MB announced, none sent
+        reply = _read_to_close(sock, 5.0)
+        assert reply.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in reply
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: 300000000\r\n", "Transfer-Encoding: chunked\r\n"])
+def test_unauthenticated_body_is_never_read(server: OutpostServer, framing: str) -> None:
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(_head(framing, auth=False) + b"f" * 100_000)  # the rest of 300 MB never needs sending
+        started = time.monotonic()
+        reply = _read_to_close(sock, 5.0)
+    assert reply.startswith(b"HTTP/1.1 401 ") and reply.endswith(b"\r\n\r\n")  # empty body
+    assert b"Connection: close" in reply
+    assert time.monotonic() - started < 3.0
+    assert [r.body for r in server.requests] == [b""]
+
+
+def test_unauthenticated_small_publish_still_gets_its_401(server: OutpostServer) -> None:
+    # the answer is not lost to a reset although the body stays unread
+    for _ in range(20):
+        body = json.dumps(EVENT).encode() * 50
+        reply = _raw(server, _head(f"Content-Length: {len(body)}\r\n", auth=False) + body)
+        assert reply.startswith(b"HTTP/1.1 401 ")
+
+
+def test_idle_connections_are_bounded_and_time_out() -> None:
+    before = threading.active_count()
+    with OutpostServer(KEY, max_connections=8, idle_timeout=0.5) as srv:
+        socks = [socket.create_connection((srv.host, srv.port), timeout=5) for _ in range(40)]
+        try:
+            wait_for(lambda: srv.connection_count <= 8, timeout=5)
+            assert srv.connection_count <= 8
+            assert threading.active_count() - before <= 8 + 2  # the accept loop, and slack
+            wait_for(lambda: srv.connection_count == 0, timeout=5)  # silent ones are let go
+            assert publish(srv)[0] == 202  # and the server still serves
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_full_server_closes_the_longest_idle_connection() -> None:
+    with OutpostServer(KEY, max_connections=2, idle_timeout=30) as srv:
+        first, second = connect(srv), connect(srv)
+        try:
+            assert publish(srv, conn=first)[0] == 202
+            time.sleep(0.05)
+            assert publish(srv, conn=second)[0] == 202
+            assert publish(srv)[0] == 202  # a third connection gets in: the first, idle longest, goes
+            with pytest.raises((http.client.HTTPException, OSError)):
+                publish(srv, conn=first)
+            assert publish(srv, conn=second)[0] == 202
+        finally:
+            first.close()
+            second.close()
+
+
+def test_expect_100_continue_only_when_the_body_is_wanted(server: OutpostServer) -> None:
+    body = json.dumps(EVENT).encode()
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(_head(f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n"))
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        assert b" 202 " in sock.recv(4096)
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(_head(f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n", auth=False))
+        assert sock.recv(100).startswith(b"HTTP/1.1 401 ")  # no 100: the body is not wanted
+
+
+def test_verbose_line_escapes_untrusted_text() -> None:
+    out = io.StringIO()
+    with OutpostServer(KEY, verbose=True, stream=out) as srv:
+        publish(srv, {"id": "e\nforged", "tenant_id": "t\x1b[31m", "topic": "a\rb", "data": {}})
+    [line] = out.getvalue().splitlines()
+    assert "\x1b" not in line and "\r" not in line and "e\\nforged" in line
+
+
+def test_bounds_default_to_the_documented_values() -> None:
+    # minipub serve runs OutpostServer with these defaults (README: "The embedded server")
+    srv = OutpostServer(KEY)
+    assert (srv._max_body, srv._max_connections, srv._idle_timeout) == (10 * 1024 * 1024, 256, 30.0)
+    with pytest.raises(ValueError):
+        OutpostServer(KEY, max_connections=0)
+
+
+def test_a_trickled_body_is_let_go_within_the_idle_timeout() -> None:
+    with OutpostServer(KEY, idle_timeout=0.6) as srv, \
+            socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+        sock.sendall(_head("Content-Length: 1000\r\n"))
+        started = time.monotonic()
+        closed = False
+        for _ in range(40):  # a byte every 0.1 s: never idle for the timeout, but too slow in all
+            try:
+                sock.sendall(b"x")
+                sock.settimeout(0.1)
+                closed = sock.recv(1) == b""
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        assert closed and time.monotonic() - started < 2.5
+        assert srv.events == []
+
+
+def test_heads_still_arriving_count_as_idle_on_a_full_server() -> None:
+    with OutpostServer(KEY, max_connections=2, idle_timeout=30) as srv:
+        slow = [socket.create_connection((srv.host, srv.port), timeout=5) for _ in range(2)]
+        try:
+            for sock in slow:
+                sock.sendall(b"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never more
+            time.sleep(0.1)
+            assert publish(srv)[0] == 202  # a full server of half-sent heads still serves
+        finally:
+            for sock in slow:
+                sock.close()
+
+
+def test_empty_key_turns_auth_off_as_on_outpost() -> None:
+    with OutpostServer("", destinations=()) as srv:
+        assert publish(srv, headers={})[0] == 202
+        assert publish(srv, headers={"Authorization": "Bearer anything"})[0] == 202
+        status, _, body = call(srv, "GET", "/tenants/nobody")
+        assert (status, json.loads(body)) == (404, {"status": 404, "message": "tenant not found"})

@@ -1,7 +1,10 @@
 """pytest fixtures for testing code that publishes with minipub (registered as a ``pytest11`` plugin).
 
 - ``outpost_server``: a running :class:`~minipub.testing.OutpostServer` on 127.0.0.1 (events
-  inspectable, faults programmable), fresh for each test.
+  inspectable, faults programmable), fresh for each test. Its simple default: one tenant-agnostic
+  destination (``des_embedded``) that matches every event of every tenant, so every accepted
+  publish is deduplicated by id; tenants with their own destinations can be added on top
+  (``add_destination``). A repeat of an id still being processed waits 1 s (Outpost: 5 s).
 - ``minipub_sdk``: an ``SDK`` pointed at it, with short retry waits.
 - ``minipub_env``: ``OUTPOST_API_KEY`` / ``OUTPOST_API_BASE_URL`` pointed at it, for code that
   calls ``minipub.publish(...)`` or builds ``SDK()`` from the environment.
@@ -31,7 +34,9 @@ FAST_RETRIES = RetryConfig("backoff", BackoffStrategy(5, 20, 2.0, 5_000), True, 
 
 @pytest.fixture
 def outpost_server() -> Iterator[OutpostServer]:
-    """A running embedded Outpost; ``.events``, ``.requests``, ``fail_next``, ``drop_next``, ``fail_rate``."""
+    """A running embedded Outpost; ``.events``, ``.requests``, ``fail_next``, ``drop_next``, ``fail_rate``.
+
+    One tenant-agnostic destination matching everything (see the module docstring)."""
     with OutpostServer(api_key=TEST_API_KEY, processing_wait=1.0) as server:
         yield server
 

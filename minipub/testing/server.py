@@ -1,12 +1,17 @@
-"""In-process fake of Hookdeck Outpost's publish API, for tests and demos.
+"""In-process imitation of Hookdeck Outpost's API, for tests and demos.
 
-``OutpostServer`` is a real threaded HTTP/1.1 server (keep-alive, always a
-``Content-Length``) that behaves like Outpost's ``POST {base}/publish`` handler:
-bearer-key auth (401), validation (422), idempotency by event id (202 with
-``duplicate``, 409 while the same id is still being processed), plus
-``GET {base}/healthz`` and ``GET {base}/topics``.  Faults (injected statuses,
-delays, dropped connections) can be queued to exercise client retry logic, or
-drawn at random for a share of publish requests (``fail_rate``).
+``OutpostServer`` is a real threaded HTTP/1.1 server (keep-alive, always a ``Content-Length``) that
+answers as Outpost v1.1.0 does, checked request by request against a running Outpost by
+``tests/real/test_conformance.py``: ``POST {base}/publish`` (admin key; Go's JSON decoding and its
+error texts; tenants and destinations matched as Outpost matches them; deduplication by event id
+when a destination matched; 409 for an id still being processed), ``GET /healthz`` and
+``GET {base}/healthz``, ``GET {base}/topics``, the tenant and destination endpoints a test needs to
+set up a receiver, and Outpost's empty 401/403 and its 404s (JSON under ``/api/``, text elsewhere).
+
+On top: faults (injected statuses, delays, dropped connections) queued or drawn at random for a
+share of publish requests (``fail_rate``), as a proxy in front of Outpost would produce them; and
+bounds that protect the test process (body size, connections, idle time), which Outpost itself
+does not have.
 
 Standard library only; imports nothing from the rest of the package.
 """
@@ -15,42 +20,66 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import random
-import re
+import secrets
 import socket
-import socketserver
 import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TextIO, cast, final
-from urllib.parse import urlsplit
+
+from . import _jwt
+from ._faults import _check_header, _Fault, _fault_name, _random_faults
+from ._gojson import BOOL, RAW, STRING, STRING_LIST, STRING_MAP, TIME, GoDecodeError, decode_struct
+from ._http import (
+    _HTML_CT,
+    _NOT_FOUND_JSON,
+    _NOT_FOUND_TEXT,
+    _ROUTES,
+    _Body,
+    _Conn,
+    _empty,
+    _error,
+    _json,
+    _match,
+    _Params,
+    _Result,
+    _Route,
+    _Server,
+)
+from ._tenants import TenantStore, now_text
 
 __all__ = ["OutpostServer", "ReceivedRequest"]
 
-_Headers = list[tuple[str, str]]
-_Result = tuple[int, bytes, _Headers]
-
 _PROCESSING = "processing"
 _PROCESSED = "processed"
-_MAX_BODY = 10 * 1024 * 1024
-_JSON_CT: tuple[str, str] = ("Content-Type", "application/json")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?"
-    r"(?:[Zz]|([+-])(\d{2}):(\d{2}))$"
-)
+#: Outpost's waiter: a repeat of an id still being processed sleeps this long, then looks again.
+PROCESSING_WAIT = 5.0
+#: The embedded server's own bounds (Outpost has none of them; see OutpostServer's docstring).
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_CONNECTIONS = 256
+IDLE_TIMEOUT = 30.0
+
+# Go struct fields Outpost decodes request bodies into (JSON name -> Go type).
+_PUBLISH_FIELDS = {"id": STRING, "tenant_id": STRING, "destination_id": STRING, "topic": STRING,
+                   "eligible_for_retry": BOOL, "time": TIME, "metadata": STRING_MAP, "data": RAW}
+_DESTINATION_FIELDS = {"id": STRING, "type": STRING, "topics": STRING_LIST, "config": STRING_MAP,
+                       "credentials": STRING_MAP, "metadata": STRING_MAP}
+_WORKERS = ("deliverymq-consumer", "http-server", "logmq-consumer", "retrymq-consumer")
+
 
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One request received on the publish path (authorization redacted)."""
+    """One request received on the publish path (authorization redacted).
+
+    ``body`` is empty for a request answered without reading its body (401, 403, 413).
+    """
 
     method: str
     path: str
@@ -60,85 +89,10 @@ class ReceivedRequest:
     client_port: int = 0
 
 
-@dataclass(frozen=True)
-class _Fault:
-    """A queued fault, consumed by one publish request."""
-
-    kind: str  # "fail", "delay" or "drop"
-    status: int = 0
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes | None = None
-    seconds: float = 0.0
-    accepted: bool = False
-
-
-@dataclass
-class _Conn:
-    """A live client connection and the thread serving it."""
-
-    sock: socket.socket
-    thread: threading.Thread = field(default_factory=threading.current_thread)
-
-
-class _BadRequest(Exception):
-    """The request framing could not be read."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
-
-
-def _error_body(status: int, message: str, data: Any = None) -> bytes:
-    payload: dict[str, Any] = {"status": status, "message": message}
-    if data is not None:
-        payload["data"] = data
-    return _json_bytes(payload)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
-def _is_rfc3339(value: str) -> bool:
-    m = _RFC3339.match(value)
-    if m is None:
-        return False
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    try:
-        datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return False
-    if m.group(8) is not None:
-        return int(m.group(9)) < 24 and int(m.group(10)) < 60
-    return True
-
-
 def _health() -> dict[str, Any]:
     """Outpost's ``GET /healthz`` answer when every worker is healthy."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"status": "healthy", "timestamp": now, "workers": {"http-server": {"status": "healthy"}}}
-
-
-def _random_faults(retry_after: float) -> tuple[_Fault, ...]:
-    """The mix ``fail_rate`` draws from: retryable failures a client must survive, equally likely."""
-    hint = (("Retry-After", str(math.ceil(retry_after))), ("retry-after-ms", str(round(retry_after * 1000))))
-    return (
-        _Fault("fail", status=503),
-        _Fault("fail", status=429, headers=hint),
-        _Fault("drop"),
-        _Fault("drop", accepted=True),
-    )
-
-
-def _fault_name(fault: _Fault) -> str:
-    if fault.kind == "fail":
-        return str(fault.status)
-    return "drop-after-accept" if fault.accepted else fault.kind
+    return {"status": "healthy", "timestamp": now_text(),
+            "workers": {name: {"status": "healthy"} for name in _WORKERS}}
 
 
 def _redact(value: str) -> str:
@@ -148,231 +102,35 @@ def _redact(value: str) -> str:
     return "***"
 
 
-def _check_header(name: str, value: str) -> None:
-    for text in (name, value):
-        if "\r" in text or "\n" in text:
-            raise ValueError("header names and values must not contain CR or LF")
-
-
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer bound to its owner, quiet and IPv6-aware."""
-
-    daemon_threads = True
-    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a pool
-    # of workers starting at once), which the client's kernel resends only after a second.
-    request_queue_size = 128
-
-    def __init__(self, owner: OutpostServer, host: str, port: int) -> None:
-        self.owner = owner
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__((host, port), _Handler)
-
-    def server_bind(self) -> None:
-        """Bind without the reverse-DNS lookup HTTPServer does."""
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore connection errors (e.g. sockets shut down by close())."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Per-connection request handler; state lives in the OutpostServer."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "minipub-testing"
-    sys_version = ""
-
-    @property
-    def _owner(self) -> OutpostServer:
-        return cast(_Server, self.server).owner
-
-    def setup(self) -> None:
-        super().setup()
-        self._owner._register(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self._owner._unregister(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet: no per-request logging."""
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
-
-    # -- plumbing ---------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b""
-        try:
-            length = int(raw.strip())
-        except ValueError:
-            raise _BadRequest(400, "invalid content-length") from None
-        if length < 0:
-            raise _BadRequest(400, "invalid content-length")
-        if length > _MAX_BODY:
-            raise _BadRequest(413, "request body too large")
-        body = self.rfile.read(length)
-        if len(body) != length:
-            raise _BadRequest(400, "incomplete request body")
-        return body
-
-    def _read_chunked(self) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(65537)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest(400, "invalid chunked encoding") from None
-            if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > _MAX_BODY:
-                raise _BadRequest(413, "request body too large")
-            chunk = self.rfile.read(size)
-            if len(chunk) != size:
-                raise _BadRequest(400, "incomplete request body")
-            parts.append(chunk)
-            self.rfile.readline(65537)
-
-    def _respond(
-        self,
-        status: int,
-        body: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-        *,
-        close: bool = False,
-    ) -> None:
-        """Write a complete response with raw socket writes."""
-        informational = 100 <= status < 200
-        bodiless = informational or status in (204, 304)
-        close = close or informational or self.close_connection
-        reason = self.responses.get(status, ("Unknown",))[0]
-        lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}"]
-        if not informational:
-            lines.append(f"Date: {self.date_time_string()}")
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered in ("content-length", "transfer-encoding"):
-                continue
-            if lowered == "connection":
-                close = close or value.strip().lower() == "close"
-                continue
-            lines.append(f"{name}: {value}")
-        if not bodiless:
-            lines.append(f"Content-Length: {len(body)}")
-        if close:
-            lines.append("Connection: close")
-            self.close_connection = True
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        send_body = not bodiless and self.command != "HEAD"
-        self.wfile.write(head + body if send_body else head)
-        self.wfile.flush()
-
-    def _drop(self) -> None:
-        """Close the connection without sending anything."""
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    # -- routing ----------------------------------------------------------
-
-    def _dispatch(self) -> None:
-        try:
-            body = self._read_body()
-        except _BadRequest as exc:
-            self._respond(exc.status, _error_body(exc.status, exc.message), [_JSON_CT], close=True)
-            return
-        owner = self._owner
-        path = urlsplit(self.path).path
-        if path == owner._prefix + "/publish":
-            self._publish(body)
-        elif path == owner._prefix + "/healthz":
-            if self._allow("GET", "HEAD"):
-                self._respond(200, _json_bytes(_health()), [_JSON_CT])
-        elif path == owner._prefix + "/topics":
-            if self._allow("GET", "HEAD"):
-                if owner._authorized(self.headers.get("Authorization")):
-                    topics = list(owner._topics or [])
-                    self._respond(200, _json_bytes(topics), [_JSON_CT])
-                else:
-                    self._respond(401, _error_body(401, "unauthorized"), [_JSON_CT])
-        else:
-            self._respond(404, _error_body(404, "not found"), [_JSON_CT])
-
-    def _allow(self, *methods: str) -> bool:
-        if self.command in methods:
-            return True
-        self._respond(
-            405,
-            _error_body(405, "method not allowed"),
-            [_JSON_CT, ("Allow", ", ".join(methods))],
-        )
-        return False
-
-    def _publish(self, body: bytes) -> None:
-        owner = self._owner
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        fault = owner._record_and_pop_fault(self.command, self.path, headers, body, self.client_address[1])
-        auth = self.headers.get("Authorization")
-        if fault is None:
-            self._respond(*owner._publish(self.command, auth, body))
-        elif fault.kind == "fail":
-            self._respond_fault(fault)
-        elif fault.kind == "delay":
-            self._respond(*owner._publish(self.command, auth, body, fault.seconds))
-        else:  # drop
-            if fault.accepted:
-                owner._publish(self.command, auth, body)
-            self._drop()
-
-    def _respond_fault(self, fault: _Fault) -> None:
-        status = fault.status
-        headers = list(fault.headers)
-        if fault.body is None:
-            body = _error_body(status, "injected failure")
-            if not any(n.lower() == "content-type" for n, _ in headers):
-                headers.append(_JSON_CT)
-        else:
-            body = fault.body
-            if not any(n.lower() == "content-type" for n, _ in headers):
-                headers.append(("Content-Type", "text/plain; charset=utf-8"))
-        if 100 <= status < 200 or status in (204, 304):
-            headers = [(n, v) for n, v in headers if n.lower() != "content-type"]
-        self._respond(status, body, headers)
+def _printable(value: Any) -> str:
+    """Untrusted text for one output line: control and other unprintable characters escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @final
 class OutpostServer:
-    """A fake Outpost API server on a real socket, for tests.
+    """An imitation of Outpost's API on a real socket, for tests.
 
-    Use as a context manager (or call ``start()``/``close()``); ``url`` is the
-    base URL including the version prefix, e.g. ``http://127.0.0.1:PORT/api/v1``.
+    Use as a context manager (or call ``start()``/``close()``); ``url`` is the base URL including the
+    version prefix, e.g. ``http://127.0.0.1:PORT/api/v1``.
+
+    Destinations: ``destinations`` are tenant-agnostic ids that match every event of every tenant
+    (the simple default: one, ``des_embedded``); pass ``destinations=()`` for Outpost's own model
+    only, where an event matches the destinations of its tenant (``add_destination``, or
+    ``PUT {base}/tenants/{id}`` and ``POST {base}/tenants/{id}/destinations`` as on Outpost), and
+    an unknown tenant gets 202 with ``destination_ids: []`` and no deduplication.
+
+    Deliberate differences from Outpost, to protect the test process: a body over
+    ``max_body_bytes`` (default 10 MiB) is answered 413 (text/plain, connection closed) without
+    being read, as a proxy in front of Outpost would; at most ``max_connections`` (default 256)
+    connections are served at once (a new one beyond that closes the longest-idle connection, one
+    between requests or still sending its head, or is itself closed when none is idle); a
+    connection silent for ``idle_timeout`` seconds (default 30), or whose body takes longer than
+    that in all, is closed. A request without a valid key is answered (401/403) before its body
+    is read, and the body is never kept.
     """
 
     def __init__(
@@ -383,24 +141,31 @@ class OutpostServer:
         port: int = 0,
         topics: Iterable[str] | None = None,
         destinations: Sequence[str] = ("des_embedded",),
-        processing_wait: float = 5.0,
+        processing_wait: float = PROCESSING_WAIT,
         prefix: str = "/api/v1",
         verbose: bool = False,
         stream: TextIO | None = None,
         fail_rate: float = 0.0,
         retry_after: float = 1.0,
         seed: int | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         """``fail_rate``: the share of publish requests (when no fault is queued) answered by a
         random retryable fault: 503, 429 asking to wait ``retry_after`` seconds (``Retry-After``,
         rounded up, and ``retry-after-ms``), a dropped connection, or a dropped connection after
-        the event was accepted (a lost acknowledgement). ``seed`` makes the draws repeatable."""
+        the event was accepted (a lost acknowledgement). ``seed`` makes the draws repeatable.
+        ``processing_wait``: how long a repeat of an id still being processed sleeps before it looks
+        again (duplicate, or 409): Outpost's fixed 5 s by default; tests pass less."""
         if isinstance(destinations, str):
             raise TypeError("destinations must be a sequence of strings, not a string")
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
         if not 0.0 <= retry_after <= 3600.0:
             raise ValueError("retry_after must be between 0 and 3600 seconds")
+        if max_body_bytes < 0 or max_connections < 1 or not idle_timeout > 0:
+            raise ValueError("max_body_bytes must be >= 0, max_connections >= 1 and idle_timeout > 0")
         prefix = prefix.strip().rstrip("/")
         if prefix and not prefix.startswith("/"):
             prefix = "/" + prefix
@@ -408,11 +173,15 @@ class OutpostServer:
         self._host = host
         self._requested_port = port
         self._topics: list[str] | None = None if topics is None else list(topics)
-        self._destinations: list[str] = list(destinations)
+        self._shared: list[str] = list(destinations)
         self._processing_wait = float(processing_wait)
         self._prefix = prefix
         self._verbose = verbose
         self._stream = stream
+        self._max_body = int(max_body_bytes)
+        self._max_connections = int(max_connections)
+        self._idle_timeout = float(idle_timeout)
+        self._jwt_secret = secrets.token_bytes(32)
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -426,6 +195,7 @@ class OutpostServer:
         self._random_faults = _random_faults(retry_after)
         self._random = random.Random(seed)
         self._injected: dict[str, int] = {}
+        self._tenants = TenantStore(self._shared)
         self._conns: dict[int, _Conn] = {}
         self._closing = False
         self._stopping = threading.Event()
@@ -475,7 +245,7 @@ class OutpostServer:
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
         for conn in conns:
-            if conn.thread is not threading.current_thread():
+            if conn.thread is not None and conn.thread is not threading.current_thread():
                 conn.thread.join(max(0.0, deadline - time.monotonic()))
         self._server = None
         self._thread = None
@@ -523,7 +293,7 @@ class OutpostServer:
 
     @property
     def api_key(self) -> str:
-        """The admin API key the server accepts (settable for rotation tests)."""
+        """The admin API key the server accepts (settable for rotation tests; "" turns auth off, as on Outpost)."""
         with self._lock:
             return self._api_key
 
@@ -563,19 +333,47 @@ class OutpostServer:
         with self._lock:
             return dict(self._injected)
 
+    @property
+    def connection_count(self) -> int:
+        """How many client connections are open now."""
+        with self._lock:
+            return len(self._conns)
+
     def event_count(self, event_id: str) -> int:
         """How many accepted events carry this id (0 or 1)."""
         with self._lock:
             return sum(1 for e in self._events if e.get("id") == event_id)
 
     def clear(self) -> None:
-        """Forget events, requests and processed ids (queued faults are kept)."""
+        """Forget events, requests, processed ids, tenants and their destinations (queued faults are kept)."""
         with self._lock:
             self._events.clear()
             self._stored_ids.clear()
             self._requests.clear()
+            self._tenants = TenantStore(self._shared)
             for key in [k for k, v in self._ids.items() if v == _PROCESSED]:
                 del self._ids[key]
+
+    # -- tenants and destinations -----------------------------------------
+
+    def add_tenant(self, tenant_id: str) -> None:
+        """Create a tenant (no-op when it exists), as ``PUT {base}/tenants/{id}`` does."""
+        with self._lock:
+            self._tenants.upsert(tenant_id)
+
+    def add_destination(self, tenant_id: str, topics: Sequence[str] = ("*",), *, url: str = "",
+                        destination_id: str | None = None, disabled: bool = False) -> str:
+        """Give ``tenant_id`` (created if missing) a webhook destination subscribed to ``topics``; its id."""
+        if isinstance(topics, str):
+            raise TypeError("topics must be a sequence of strings, not a string")
+        with self._lock:
+            self._tenants.upsert(tenant_id)
+            return self._tenants.add_destination(tenant_id, topics, url, destination_id, disabled).id
+
+    def set_destination_disabled(self, tenant_id: str, destination_id: str, disabled: bool = True) -> None:
+        """Disable (or enable) a destination: a disabled one matches nothing."""
+        with self._lock:
+            self._tenants.tenants[tenant_id].destinations[destination_id].disabled = disabled
 
     # -- fault programming ------------------------------------------------
 
@@ -587,7 +385,7 @@ class OutpostServer:
         headers: Mapping[str, str] | None = None,
         body: bytes | str | None = None,
     ) -> None:
-        """Answer the next ``times`` publish requests with ``status``.
+        """Answer the next ``times`` publish requests with ``status`` (before auth, as a proxy would).
 
         Default body: JSON ``{"status": S, "message": "injected failure"}``;
         a given ``body`` is sent as-is (text/plain unless ``headers`` say
@@ -631,36 +429,99 @@ class OutpostServer:
         with self._lock:
             self._faults.extend([fault] * times)
 
-    # -- internals used by the handler ------------------------------------
+    # -- connections --------------------------------------------------------
 
-    def _register(self, sock: socket.socket) -> None:
+    def _admit(self, sock: socket.socket) -> bool:
+        """Take a new connection (in the accept thread), within max_connections."""
+        victim: _Conn | None = None
         with self._lock:
-            closing = self._closing
-            if not closing:
-                self._conns[id(sock)] = _Conn(sock)
-        if closing:
+            if self._closing:
+                return False
+            if len(self._conns) >= self._max_connections:
+                idle = [c for c in self._conns.values() if c.idle_since is not None]
+                if not idle:
+                    return False
+                victim = min(idle, key=lambda c: cast(float, c.idle_since))
+                del self._conns[id(victim.sock)]
+            self._conns[id(sock)] = _Conn(sock)
+        if victim is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                victim.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        return True
+
+    def _started(self, sock: socket.socket) -> None:
+        with self._lock:
+            conn = self._conns.get(id(sock))
+            if conn is not None:
+                conn.thread = threading.current_thread()
+
+    def _set_idle(self, sock: socket.socket, idle: bool) -> None:
+        with self._lock:
+            conn = self._conns.get(id(sock))
+            if conn is not None:
+                conn.idle_since = time.monotonic() if idle else None
 
     def _unregister(self, sock: socket.socket) -> None:
         with self._lock:
-            self._conns.pop(id(sock), None)
+            conn = self._conns.get(id(sock))
+            if conn is not None and conn.sock is sock:
+                del self._conns[id(sock)]
 
-    def _authorized(self, header: str | None) -> bool:
-        if not header:
-            return False
-        parts = header.split(None, 1)
-        if len(parts) != 2 or parts[0].lower() != "bearer":
-            return False
+    # -- routing and auth (Outpost's router and auth middleware) ------------
+
+    def _route(self, method: str, path: str) -> tuple[_Route, _Params] | None:
+        for route in _ROUTES:
+            if route.method != method:
+                continue
+            if route.root:
+                params = _match(route.pattern, path)
+            elif path.startswith(self._prefix + "/"):
+                params = _match(route.pattern, path[len(self._prefix):])
+            else:
+                params = None
+            if params is not None:
+                return route, params
+        return None
+
+    def _no_route(self, method: str, path: str, query: str) -> _Result:
+        if len(path) > 1 and path.endswith("/") and self._route(method, path[:-1]) is not None:
+            location = path[:-1] + ("?" + query if query else "")  # gin's trailing-slash redirect
+            if method == "GET":
+                return 301, f'<a href="{location}">Moved Permanently</a>.\n\n'.encode(), [
+                    _HTML_CT, ("Location", location)]
+            return 307, b"", [("Location", location)]
+        if path.startswith(("/api/", self._prefix + "/")):
+            return _NOT_FOUND_JSON
+        return _NOT_FOUND_TEXT
+
+    def _authenticate(self, header: str | None, route: _Route, params: _Params) -> _Result | None:
+        """None when the caller may go on, else the answer (empty 401/403, or JSON 404 for no tenant)."""
         with self._lock:
             key = self._api_key
-        return hmac.compare_digest(parts[1].strip().encode(), key.encode())
+            tenants = self._tenants.tenants
+            wanted = params.get("tenant", "")
+            if not key:  # no key configured: everything is admin, as on Outpost
+                return _error(404, "tenant not found") if route.require_tenant and wanted not in tenants else None
+            value = (header or "").strip(" \t")
+            token = value[len("Bearer "):] if value.startswith("Bearer ") else ""
+            if not token:
+                return _empty(401)
+            if hmac.compare_digest(token.encode("latin-1", "replace"), key.encode("utf-8")):
+                if route.require_tenant and wanted not in tenants:
+                    return _error(404, "tenant not found")
+                return None
+            tenant = _jwt.tenant_of(self._jwt_secret, token)
+            if tenant is None:
+                return _empty(401)
+            if route.admin_only or (wanted and wanted != tenant):
+                return _empty(403)
+            if tenant not in tenants:
+                return _empty(401)
+            return None
 
-    def _record_and_pop_fault(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes, client_port: int = 0
-    ) -> _Fault | None:
+    def _record(self, method: str, path: str, headers: Mapping[str, str], body: bytes, client_port: int) -> None:
         stored = dict(headers)
         if "authorization" in stored:
             stored["authorization"] = _redact(stored["authorization"])
@@ -668,9 +529,11 @@ class OutpostServer:
             parsed: Any = json.loads(body) if body else None
         except (ValueError, RecursionError):
             parsed = None
-        request = ReceivedRequest(method, path, stored, body, parsed, client_port)
         with self._lock:
-            self._requests.append(request)
+            self._requests.append(ReceivedRequest(method, path, stored, body, parsed, client_port))
+
+    def _pop_fault(self) -> _Fault | None:
+        with self._lock:
             if self._faults:
                 return self._faults.popleft()
             if self._fail_rate and self._random.random() < self._fail_rate:
@@ -684,71 +547,108 @@ class OutpostServer:
         if seconds > 0:
             self._stopping.wait(seconds)
 
-    def _validate(self, body: bytes) -> tuple[dict[str, Any], list[str]]:
-        if not body.strip():
-            return {}, ["request body is required"]
+    # -- endpoints ------------------------------------------------------------
+
+    def _on_health(self, params: _Params, body: _Body) -> _Result:
+        return _json(200, _health())
+
+    def _on_topics(self, params: _Params, body: _Body) -> _Result:
+        return _json(200, self._topics or None)
+
+    def _on_upsert_tenant(self, params: _Params, body: _Body) -> _Result:
+        raw = body()
+        if raw:
+            try:
+                decode_struct(raw, {"metadata": STRING_MAP})
+            except GoDecodeError as error:
+                return _error(422, error.message)
+        with self._lock:
+            created = self._tenants.upsert(params["tenant"])
+            return _json(201 if created else 200, self._tenants.tenants[params["tenant"]].view())
+
+    def _on_get_tenant(self, params: _Params, body: _Body) -> _Result:
+        with self._lock:
+            return _json(200, self._tenants.tenants[params["tenant"]].view())
+
+    def _on_tenant_token(self, params: _Params, body: _Body) -> _Result:
+        tenant = params["tenant"]
+        return _json(200, {"tenant_id": tenant, "token": _jwt.issue(self._jwt_secret, tenant)})
+
+    def _on_list_destinations(self, params: _Params, body: _Body) -> _Result:
+        with self._lock:
+            tenant = self._tenants.tenants[params["tenant"]]
+            return _json(200, [d.view() for d in tenant.destinations.values()])
+
+    def _on_create_destination(self, params: _Params, body: _Body) -> _Result:
         try:
-            parsed = json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            return {}, [f"invalid JSON: {exc}"]
-        if not isinstance(parsed, dict):
-            return {}, ["request body must be a JSON object"]
-        errors: list[str] = []
-        tenant = parsed.get("tenant_id")
-        if tenant is None or tenant == "":
-            errors.append("tenant_id is required")
-        elif not isinstance(tenant, str):
-            errors.append("tenant_id must be a string")
-        for name in ("id", "topic", "destination_id"):
-            value = parsed.get(name)
-            if value is not None and not isinstance(value, str):
-                errors.append(f"{name} must be a string")
-        retry = parsed.get("eligible_for_retry")
-        if retry is not None and not isinstance(retry, bool):
-            errors.append("eligible_for_retry must be a boolean")
-        when = parsed.get("time")
-        if when is not None and not (isinstance(when, str) and _is_rfc3339(when)):
-            errors.append("time must be an RFC 3339 date-time string")
-        metadata = parsed.get("metadata")
-        if metadata is not None:
-            if not isinstance(metadata, dict):
-                errors.append("metadata must be an object")
-            else:
-                for key, value in metadata.items():
-                    if not isinstance(value, str):
-                        errors.append(f"metadata.{key} must be a string")
-        data = parsed.get("data")
-        if data is None:
-            errors.append("data is required")
-        elif not isinstance(data, dict):
-            errors.append("data must be an object")
-        topic = parsed.get("topic")
-        if self._topics is not None and (topic is None or isinstance(topic, str)):
+            fields = decode_struct(body(), _DESTINATION_FIELDS)[0]
+        except GoDecodeError as error:
+            return _error(422, error.message)
+        missing = [f"{name} is required" for name in ("type", "topics") if not fields.get(name) and
+                   (name == "type" or fields.get(name) is None)]
+        if missing:
+            return _error(422, "validation error", missing)
+        topics: list[str] = fields["topics"]
+        if not topics or (topics != ["*"] and any("*" in t for t in topics)):
+            return _error(422, "validation failed: invalid topics")
+        if fields["type"] != "webhook":
+            return _error(422, f"no provider registered for destination type: {fields['type']}")
+        url = (fields.get("config") or {}).get("url", "")
+        if not url:
+            return _error(422, "validation error", ["config.url is required"])
+        with self._lock:
+            destination = self._tenants.add_destination(params["tenant"], list(dict.fromkeys(topics)), url,
+                                                         fields.get("id") or None)
+            return _json(201, destination.view())
+
+    def _find_destination(self, params: _Params) -> Any:
+        return self._tenants.tenants[params["tenant"]].destinations.get(params["destination"])
+
+    def _on_get_destination(self, params: _Params, body: _Body) -> _Result:
+        with self._lock:
+            destination = self._find_destination(params)
+            return _json(200, destination.view()) if destination else _error(404, "destination not found")
+
+    def _on_disable(self, params: _Params, body: _Body, disabled: bool = True) -> _Result:
+        with self._lock:
+            destination = self._find_destination(params)
+            if destination is None:
+                return _error(404, "destination not found")
+            destination.disabled = disabled
+            return _json(200, destination.view())
+
+    def _on_enable(self, params: _Params, body: _Body) -> _Result:
+        return self._on_disable(params, body, disabled=False)
+
+    # -- publish (Outpost's publish handler and event handler) -------------------
+
+    def _accept(self, body: bytes, delay: float = 0.0) -> _Result:
+        """Decode, validate, match and deduplicate one publish; the answer (status, body, headers)."""
+        try:
+            fields, received = decode_struct(body, _PUBLISH_FIELDS)
+        except GoDecodeError as error:
+            self._sleep(delay)
+            return _error(422, error.message)
+        problems = [f"{name} is required" for name in ("tenant_id", "data")
+                    if (not fields.get(name) if name == "tenant_id" else name not in fields)]
+        if not problems and not isinstance(fields["data"], dict):
+            problems = ["data must be a valid JSON object"]
+        topic = fields.get("topic") or ""
+        if not problems and self._topics:
             if not topic:
-                errors.append("topic is required")
-            elif topic not in self._topics:
-                errors.append(f"topic {topic!r} is invalid")
-        return parsed, errors
+                problems = ["topic is required"]
+            elif topic != "*" and topic not in self._topics:
+                problems = ["topic is invalid"]
+        if problems:
+            self._sleep(delay)
+            return _error(422, "validation error", problems)
 
-    def _publish(self, method: str, authorization: str | None, body: bytes, delay: float = 0.0) -> _Result:
-        """Outpost's publish logic; returns (status, body, headers)."""
-        if method != "POST":
-            self._sleep(delay)
-            return 405, _error_body(405, "method not allowed"), [_JSON_CT, ("Allow", "POST")]
-        if not self._authorized(authorization):
-            self._sleep(delay)
-            return 401, _error_body(401, "unauthorized"), [_JSON_CT]
-        payload, errors = self._validate(body)
-        if errors:
-            self._sleep(delay)
-            return 422, _error_body(422, "validation error", errors), [_JSON_CT]
-
-        event_id = payload.get("id") or uuid.uuid4().hex
-        event = dict(payload)
+        event_id = fields.get("id") or str(uuid.uuid4())
+        event = dict(received)
+        event.update(fields)
         event["id"] = event_id
-        wanted = payload.get("destination_id")
-        # a named destination matches only if it exists; otherwise all of them
-        matched = ([wanted] if wanted in self._destinations else []) if wanted else list(self._destinations)
+        with self._lock:
+            matched = self._tenants.match(fields["tenant_id"], topic, fields.get("destination_id") or "")
 
         if not matched:  # no deduplication without a matching destination
             self._sleep(delay)
@@ -756,41 +656,30 @@ class OutpostServer:
                 self._store(event)
             return self._accepted(event, matched, duplicate=False)
 
-        duplicate = conflict = False
         with self._cond:
-            deadline: float | None = None
-            while True:
-                state = self._ids.get(event_id)
-                if state is None:
-                    self._ids[event_id] = _PROCESSING
-                    break
-                if state == _PROCESSED:
-                    duplicate = True
-                    break
-                if deadline is None:
-                    deadline = time.monotonic() + self._processing_wait
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stopping.is_set():
-                    conflict = True
-                    break
-                self._cond.wait(remaining)
-        if conflict:
-            self._sleep(delay)
-            return 409, b"", []
-        if duplicate:
+            state = self._ids.get(event_id)
+            if state is None:
+                self._ids[event_id] = _PROCESSING
+        if state == _PROCESSED:
             self._sleep(delay)
             return self._accepted(event, matched, duplicate=True)
+        if state == _PROCESSING:  # Outpost sleeps a fixed while, then looks once more
+            self._sleep(self._processing_wait)
+            with self._lock:
+                done = self._ids.get(event_id) == _PROCESSED
+            self._sleep(delay)
+            return self._accepted(event, matched, duplicate=True) if done else _empty(409)
 
-        done = False
+        stored = False
         try:
             self._sleep(delay)
             with self._cond:
                 self._store(event)
                 self._ids[event_id] = _PROCESSED
-                done = True
+                stored = True
         finally:
             with self._cond:
-                if not done:
+                if not stored:
                     self._ids.pop(event_id, None)
                 self._cond.notify_all()
         return self._accepted(event, matched, duplicate=False)
@@ -805,13 +694,12 @@ class OutpostServer:
         if self._verbose:
             stream = self._stream if self._stream is not None else sys.stdout
             line = (
-                f"accepted id={event['id']} tenant={event.get('tenant_id')}"
-                f" topic={event.get('topic') or '-'}"
-                f" destinations={','.join(matched) or '-'}"
+                f"accepted id={_printable(event['id'])} tenant={_printable(event.get('tenant_id'))}"
+                f" topic={_printable(event.get('topic') or '-')}"
+                f" destinations={_printable(','.join(matched) or '-')}"
                 f" duplicate={'true' if duplicate else 'false'}"
             )
             with self._print_lock:  # one whole line at a time from concurrent handler threads
                 stream.write(line + "\n")
                 stream.flush()
-        body = {"id": event["id"], "duplicate": duplicate, "destination_ids": matched}
-        return 202, _json_bytes(body), [_JSON_CT]
+        return _json(202, {"id": event["id"], "duplicate": duplicate, "destination_ids": matched})
