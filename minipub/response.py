@@ -9,12 +9,15 @@ from .errors import APIError, error_class_for
 from .models import PublishResponse
 from .transports.base import HTTPResponse
 
-__all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT"]
+__all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT", "QUEUED_HEADER"]
 
 _decode = json.JSONDecoder().decode
 
 #: How much of an error body is kept as text on the exception.
 MAX_ERROR_TEXT = 8192
+#: Set by a transport that queued the event for Outpost (its value names the queue system) instead of
+#: receiving Outpost's own answer: the response then says nothing of duplicates or destinations.
+QUEUED_HEADER = "x-minipub-queued"
 
 
 def _redact(text: str, secret: Optional[str]) -> str:
@@ -67,6 +70,9 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Option
     data = _json_body(response)
     if not isinstance(data, dict):
         data = {}
+    if QUEUED_HEADER in response.headers:
+        queued_id = data.get("id")
+        return PublishResponse(queued_id if isinstance(queued_id, str) and queued_id else event_id, None, None)
     answered_id = data.get("id")
     duplicate = data.get("duplicate")
     destinations = data.get("destination_ids")

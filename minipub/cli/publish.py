@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 from .common import (
     EXIT_OK,
@@ -66,6 +66,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_retry_flags(parser, max_time=30.0, attempts=3)
 
 
+def _listed(ids: Optional[Iterable[str]]) -> Optional[List[str]]:
+    """The matched destinations as a JSON list; null when a queue transport cannot know them."""
+    return None if ids is None else list(ids)
+
+
 def run(args: argparse.Namespace) -> int:
     data = parse_data(args.data)
     with make_sdk(args) as sdk:
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps({"id": response.id, "duplicate": response.duplicate,
-                          "destination_ids": list(response.destination_ids)}))
+                          "destination_ids": _listed(response.destination_ids)}))
     else:
         print(response.id)
         if response.duplicate:
