@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 from . import _log
 from ._version import __version__
-from .auth import AuthProvider, resolve_auth
+from .auth import API_KEY_ENV, AuthProvider, resolve_auth
 from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
 from .models import PublishResponse
 from .request import PublishRequest, build_publish_request
@@ -106,7 +106,6 @@ class SDK:
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
         if admin_api_key is None and auth is None and self.plugins is not None:
             auth = self.plugins.auth(self.server_url)
-        self._auth = resolve_auth(admin_api_key, auth)
         self._publish_url = self.server_url + "/publish"
         self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
@@ -126,6 +125,18 @@ class SDK:
             self._transport = transport
         else:
             raise ConfigurationError("transport must be a built-in name or an object with send() and close()")
+        # A transport that sends no HTTP (``needs_api_key = False``, e.g. one that writes to Outpost's
+        # publish queue) needs no admin key: one given is still checked, none is demanded.
+        needs_key = getattr(self._transport, "needs_api_key", True) is not False
+        try:
+            self._auth: Optional[AuthProvider] = (
+                resolve_auth(admin_api_key, auth)
+                if needs_key or admin_api_key is not None or auth is not None or os.environ.get(API_KEY_ENV)
+                else None
+            )
+        except BaseException:
+            self._transport.close()
+            raise
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
         self.publish = Publish(self)
 
@@ -145,6 +156,9 @@ class SDK:
     # -- one attempt -----------------------------------------------------------------------
 
     def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, str]:
+        if self._auth is None:  # a transport that needs no key: no Authorization header at all
+            return HTTPRequest("POST", self._publish_url, {**self._headers, **request.headers}, request.body,
+                               timeout), ""
         key = self._auth.api_key()
         headers = {**self._headers, **request.headers, "Authorization": "Bearer " + key}
         http_request = HTTPRequest("POST", self._publish_url, headers, request.body, timeout)
@@ -166,7 +180,7 @@ class SDK:
 
     def _should_refresh(self, error: UnauthorizedError, refreshed: bool) -> bool:
         """A rotating key: on a 401, reload once per publish and repeat that attempt once."""
-        return error.status_code == 401 and not refreshed and self._auth.refresh()
+        return error.status_code == 401 and not refreshed and self._auth is not None and self._auth.refresh()
 
     def _publish(
         self,
