@@ -307,5 +307,19 @@ case "${1:-}" in
         . "$STATE/ports"; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"
         if alive "$STATE/outpost/outpost.pid"; then kill -9 "$(head -n1 "$STATE/outpost/outpost.pid")"; fi
         start_outpost ;;
-    *) echo "usage: bash tests/real/outpost.sh start|stop|status" >&2; exit 2 ;;
+    stop-outpost)  # the queue scenarios: Outpost away while publishes go on into its queue
+        . "$STATE/ports"; stop_pidfile "$STATE/outpost/outpost.pid" outpost-server ;;
+    start-outpost)
+        . "$STATE/ports"; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"; start_outpost ;;
+    restart-rabbitmq)  # stop the broker cleanly, boot it again (durable queues and persistent messages stay);
+        # Outpost v1.1.0's consumers do not reconnect after a broker restart ("channel/connection is not
+        # open" forever): it is restarted too, as an operator would have to.
+        . "$STATE/ports"; rabbit_cmd; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"
+        timeout 60 "${RABBITMQCTL[@]}" stop >/dev/null 2>&1 || true
+        stop_pidfile "$STATE/rabbitmq/rabbitmq.pid" RabbitMQ
+        start_rabbitmq
+        stop_pidfile "$STATE/outpost/outpost.pid" outpost-server
+        start_outpost ;;
+    *) echo "usage: bash tests/real/outpost.sh start|stop|status|restart-outpost|stop-outpost|start-outpost|restart-rabbitmq" >&2
+       exit 2 ;;
 esac
