@@ -38,6 +38,7 @@ __all__ = [
     "command_parser",
     "add_connection_flags",
     "add_retry_flags",
+    "add_transport_flag",
     "api_key",
     "base_url",
     "make_sdk",
@@ -147,6 +148,13 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
                        help="per-attempt timeout (default: 10)")
 
 
+def add_transport_flag(parser: argparse.ArgumentParser) -> None:
+    """``--transport NAME``: a built-in or plugin transport (``rabbitmq`` publishes into Outpost's queue)."""
+    parser.add_argument("--transport", metavar="NAME",
+                        help="a built-in (lean, http.client, urllib) or plugin transport, e.g. httpx, or rabbitmq "
+                             "(Outpost's publish queue: no API key needed) (default: the default transport)")
+
+
 def add_retry_flags(parser: argparse.ArgumentParser, *, max_time: Optional[float], attempts: Optional[int],
                     max_time_help: str = "start no retry after this long") -> None:
     """``--max-time``, ``--max-attempts``, ``--backoff``, ``--backoff-max``."""
@@ -204,8 +212,11 @@ def retry_config(args: argparse.Namespace) -> RetryConfig:
 def make_sdk(args: argparse.Namespace, retry_budget: Optional[RetryBudget] = None) -> SDK:
     """A client configured by the connection flags (and the retry flags when the command has them)."""
     retries = retry_config(args) if hasattr(args, "max_time") else None
-    return SDK(api_key(args), server_url=base_url(args), timeout_ms=args.timeout * 1000, retry_config=retries,
-               retry_budget=retry_budget)
+    transport = getattr(args, "transport", None)
+    # A named transport decides whether it needs the key (a queue transport does not): the SDK asks.
+    key = api_key(args) if transport is None or args.api_key or os.environ.get(API_KEY_ENV) else None
+    return SDK(key, server_url=base_url(args), timeout_ms=args.timeout * 1000, retry_config=retries,
+               retry_budget=retry_budget, transport=transport)
 
 
 def read_source(source: str, what: str) -> str:

@@ -12,6 +12,7 @@ from .common import (
     UsageError,
     add_connection_flags,
     add_retry_flags,
+    add_transport_flag,
     command_parser,
     make_sdk,
     read_source,
@@ -63,6 +64,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="ask Outpost not to retry deliveries of this event")
     parser.add_argument("--json", action="store_true", help="print Outpost's whole answer as JSON")
     add_connection_flags(parser)
+    add_transport_flag(parser)
     add_retry_flags(parser, max_time=30.0, attempts=3)
 
 
