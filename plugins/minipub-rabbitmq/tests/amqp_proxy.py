@@ -63,7 +63,7 @@ class _Reader:
 
 
 class _Connection:
-    def __init__(self, proxy: "AmqpFaultProxy", client: socket.socket, upstream: socket.socket) -> None:
+    def __init__(self, proxy: AmqpFaultProxy, client: socket.socket, upstream: socket.socket) -> None:
         self.proxy = proxy
         self.client = client
         self.upstream = upstream
@@ -182,7 +182,7 @@ class AmqpFaultProxy:
             for target in (connection.client_to_broker, connection.broker_to_client):
                 threading.Thread(target=target, daemon=True).start()
 
-    def __enter__(self) -> "AmqpFaultProxy":
+    def __enter__(self) -> AmqpFaultProxy:
         self.thread.start()
         return self
 

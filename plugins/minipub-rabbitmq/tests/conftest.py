@@ -42,7 +42,7 @@ class Broker:
         self.port = urlsplit(self.url).port or 5672
         self.server = server
 
-    def channel(self) -> "pika.adapters.blocking_connection.BlockingChannel":
+    def channel(self) -> pika.adapters.blocking_connection.BlockingChannel:
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
         return connection.channel()
 

@@ -14,12 +14,6 @@ import pika
 import pytest
 from amqp_proxy import AmqpFaultProxy
 from conftest import Broker
-
-from minipub import SDK, Publisher
-from minipub.errors import ConfigurationError, ConnectError, ConnectionLostError, TransportError, TransportTimeout
-from minipub.plugins import reset_autoload
-from minipub.retry import RetryConfig
-from minipub.transports.base import HTTPRequest
 from minipub_rabbitmq import (
     AccessRefused,
     MessageNacked,
@@ -28,6 +22,12 @@ from minipub_rabbitmq import (
     RabbitMQTransport,
     TopologyMismatch,
 )
+
+from minipub import SDK, Publisher
+from minipub.errors import ConfigurationError, ConnectError, ConnectionLostError, TransportError, TransportTimeout
+from minipub.plugins import reset_autoload
+from minipub.retry import RetryConfig
+from minipub.transports.base import HTTPRequest
 
 NO_RETRY = RetryConfig("none")
 
@@ -94,9 +94,9 @@ def test_the_message_is_the_http_body_byte_for_byte(broker: Broker, test_queue: 
 
 
 def test_missing_queue_is_a_clear_error_naming_queue_and_setting(broker: Broker) -> None:
-    with SDK(transport=RabbitMQTransport(broker.url, "no-such-queue-here"), retry_config=NO_RETRY) as sdk:
-        with pytest.raises(QueueNotFound, match=r"'no-such-queue-here'.*PUBLISH_RABBITMQ_QUEUE") as caught:
-            sdk.publish.event(tenant_id="acme", topic="t", data={})
+    sdk = SDK(transport=RabbitMQTransport(broker.url, "no-such-queue-here"), retry_config=NO_RETRY)
+    with sdk, pytest.raises(QueueNotFound, match=r"'no-such-queue-here'.*PUBLISH_RABBITMQ_QUEUE") as caught:
+        sdk.publish.event(tenant_id="acme", topic="t", data={})
     assert isinstance(caught.value, ConnectError)  # retried by the loop: the operator may declare it
 
 
@@ -108,9 +108,9 @@ def test_unroutable_is_returned_and_retried(broker: Broker, test_queue: str) -> 
     try:
         transport = RabbitMQTransport(broker.url, test_queue, exchange=exchange, routing_key="nowhere")
         retries = RetryConfig("backoff", max_attempts=3)
-        with SDK(transport=transport, retry_config=retries, sleep=sleeps.append) as sdk:
-            with pytest.raises(MessageReturned, match="unroutable"):
-                sdk.publish.event(tenant_id="acme", topic="t", data={})
+        sdk = SDK(transport=transport, retry_config=retries, sleep=sleeps.append)
+        with sdk, pytest.raises(MessageReturned, match="unroutable"):
+            sdk.publish.event(tenant_id="acme", topic="t", data={})
     finally:
         channel.exchange_delete(exchange)
         channel.connection.close()
@@ -125,9 +125,9 @@ def test_a_nack_is_retried_with_the_same_id(broker: Broker, test_queue: str) -> 
     sleeps: List[float] = []
     try:
         transport = RabbitMQTransport(broker.url, full)
-        with SDK(transport=transport, retry_config=RetryConfig("backoff", max_attempts=3), sleep=sleeps.append) as sdk:
-            with pytest.raises(MessageNacked, match="nacked"):
-                sdk.publish.event(tenant_id="acme", topic="t", data={})
+        sdk = SDK(transport=transport, retry_config=RetryConfig("backoff", max_attempts=3), sleep=sleeps.append)
+        with sdk, pytest.raises(MessageNacked, match="nacked"):
+            sdk.publish.event(tenant_id="acme", topic="t", data={})
     finally:
         channel.queue_delete(full)
         channel.connection.close()
@@ -143,9 +143,9 @@ def test_declared_topology_is_quorum_with_delivery_limit_and_dead_letter(broker:
             sdk.publish.event(tenant_id="acme", topic="t", data={})
         assert broker.depth(queue) == 1 and broker.depth(queue + ".dead-letter") == 0
         # The same name as a classic queue elsewhere: the mismatch is named, not papered over.
-        with SDK(transport=RabbitMQTransport(broker.url, broker.queue, declare=True), retry_config=NO_RETRY) as sdk:
-            with pytest.raises(TopologyMismatch, match=broker.queue):
-                sdk.publish.event(tenant_id="acme", topic="t", data={})
+        sdk = SDK(transport=RabbitMQTransport(broker.url, broker.queue, declare=True), retry_config=NO_RETRY)
+        with sdk, pytest.raises(TopologyMismatch, match=broker.queue):
+            sdk.publish.event(tenant_id="acme", topic="t", data={})
     finally:
         channel.queue_delete(queue)
         channel.queue_delete(queue + ".dead-letter")
@@ -197,11 +197,11 @@ def test_reconnects_after_a_broken_connection(broker: Broker, test_queue: str) -
 
 @pytest.mark.parametrize("fate", ["before", "after"])
 def test_a_lost_confirm_is_connection_lost_and_retried_safely(broker: Broker, test_queue: str, fate: str) -> None:
-    with AmqpFaultProxy(broker.port, before=1.0 if fate == "before" else 0, after=1.0 if fate == "after" else 0) \
-            as proxy:
-        with SDK(transport=RabbitMQTransport(proxy.url(), test_queue), retry_config=NO_RETRY) as sdk:
-            with pytest.raises(ConnectionLostError):
-                sdk.publish.event(tenant_id="acme", topic="t", data={}, id="evt_lost")
+    before, after = (1.0, 0.0) if fate == "before" else (0.0, 1.0)
+    with AmqpFaultProxy(broker.port, before=before, after=after) as proxy:
+        sdk = SDK(transport=RabbitMQTransport(proxy.url(), test_queue), retry_config=NO_RETRY)
+        with sdk, pytest.raises(ConnectionLostError):
+            sdk.publish.event(tenant_id="acme", topic="t", data={}, id="evt_lost")
         proxy.before = proxy.after = 0
         with SDK(transport=RabbitMQTransport(proxy.url(), test_queue)) as sdk:
             sdk.publish.event(tenant_id="acme", topic="t", data={}, id="evt_lost")
@@ -211,16 +211,16 @@ def test_a_lost_confirm_is_connection_lost_and_retried_safely(broker: Broker, te
 
 
 def test_a_broker_that_stops_answering_times_out(broker: Broker, test_queue: str) -> None:
-    with AmqpFaultProxy(broker.port) as proxy:
-        with SDK(transport=RabbitMQTransport(proxy.url(), test_queue), retry_config=NO_RETRY, timeout_ms=800) as sdk:
+    with AmqpFaultProxy(broker.port) as proxy, \
+            SDK(transport=RabbitMQTransport(proxy.url(), test_queue), retry_config=NO_RETRY, timeout_ms=800) as sdk:
+        sdk.publish.event(tenant_id="acme", topic="t", data={})
+        proxy.stall = True
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout):
             sdk.publish.event(tenant_id="acme", topic="t", data={})
-            proxy.stall = True
-            started = time.monotonic()
-            with pytest.raises(TransportTimeout):
-                sdk.publish.event(tenant_id="acme", topic="t", data={})
-            assert time.monotonic() - started < 0.8 + 5
-            proxy.stall = False
-            sdk.publish.event(tenant_id="acme", topic="t", data={})  # a fresh connection
+        assert time.monotonic() - started < 0.8 + 5
+        proxy.stall = False
+        sdk.publish.event(tenant_id="acme", topic="t", data={})  # a fresh connection
 
 
 def test_refused_connection_is_connect_error() -> None:
@@ -289,12 +289,11 @@ def test_fork_the_child_connects_anew_and_the_parent_keeps_its_connection(broker
 
 
 def test_under_the_publisher_without_an_outbox(broker: Broker, test_queue: str) -> None:
-    with SDK(transport=RabbitMQTransport(broker.url, test_queue)) as sdk:
-        with Publisher(sdk, workers=3) as publisher:
-            for n in range(50):
-                publisher.submit(tenant_id="acme", topic="t", data={"n": n})
-            publisher.flush(30)
-            stats = publisher.stats()
+    with SDK(transport=RabbitMQTransport(broker.url, test_queue)) as sdk, Publisher(sdk, workers=3) as publisher:
+        for n in range(50):
+            publisher.submit(tenant_id="acme", topic="t", data={"n": n})
+        publisher.flush(30)
+        stats = publisher.stats()
     assert (stats.delivered, stats.failed, stats.duplicates) == (50, 0, 0)
     assert broker.depth(test_queue) == 50
 
