@@ -16,12 +16,12 @@ import pytest
 from conftest import Broker, RealOutpost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from minipub_rabbitmq import InvalidQueueMessage, RabbitMQTransport, check_message
 
 from minipub import SDK
 from minipub.errors import ValidationError
 from minipub.retry import RetryConfig
 from minipub.transports.base import HTTPRequest
-from minipub_rabbitmq import InvalidQueueMessage, RabbitMQTransport, check_message
 
 VALID: Dict[str, Any] = {"id": "evt_1", "tenant_id": "acme", "topic": "t", "data": {"n": 1}}
 #: (body, what the error says): each one Outpost's consumer would drop (tenant) or requeue forever.
