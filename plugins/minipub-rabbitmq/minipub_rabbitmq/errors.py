@@ -7,6 +7,7 @@ a topology that contradicts the queue's arguments, TLS and protocol failures.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from typing import Optional, Tuple, Type
@@ -24,6 +25,9 @@ from minipub.errors import (
 
 __all__ = ["MessageNacked", "MessageReturned", "QueueNotFound", "AccessRefused", "TopologyMismatch",
            "map_pika_error", "Redactor"]
+
+
+_SSL_ALERT = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
 
 
 class MessageNacked(ConnectionLostError):
@@ -90,6 +94,9 @@ def map_pika_error(exc: BaseException, redact: Redactor, *, connecting: bool, wh
         if isinstance(tls, ssl.SSLCertVerificationError):
             return TLSError(f"TLS certificate verification failed for {where}: {tls.verify_message}")
         return TLSError(f"TLS error with {where}: {getattr(tls, 'reason', None) or type(tls).__name__}")
+    alert = _SSL_ALERT.search(text)
+    if alert is not None:  # pika keeps only the text of some TLS failures (a refused client certificate)
+        return TLSError(f"TLS error with {where}: {alert.group(1)}")
     if isinstance(exc, (pe.IncompatibleProtocolError, pe.ProtocolSyntaxError)) and connecting:
         return ProtocolError(f"{where} does not speak AMQP 0-9-1: {text}")
     if _cause(exc, (socket.timeout, TimeoutError)) is not None or "timed out" in text.lower():

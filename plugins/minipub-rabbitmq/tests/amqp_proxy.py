@@ -10,7 +10,9 @@ byte from the broker (a broker that stopped answering). Threads, 127.0.0.1, ever
 from __future__ import annotations
 
 import random
+import select
 import socket
+import ssl
 import struct
 import threading
 from typing import List, Optional, Tuple
@@ -120,8 +122,12 @@ class _Connection:
 class AmqpFaultProxy:
     """``with AmqpFaultProxy(broker_port, before=0.15, after=0.15) as proxy: ... proxy.url(user, pw)``."""
 
-    def __init__(self, upstream_port: int, *, before: float = 0.0, after: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, upstream_port: int, *, before: float = 0.0, after: float = 0.0, seed: int = 0,
+                 tls: Optional[ssl.SSLContext] = None) -> None:
         self.upstream_port = upstream_port
+        self.tls = tls  # terminate TLS (amqps) in front of the plain broker; no faults then
+        self.peer_certs: List[str] = []
+        self.tls_errors: List[str] = []
         self.before = before
         self.after = after
         self.stall = False
@@ -175,12 +181,51 @@ class AmqpFaultProxy:
             except OSError:
                 _reset(client)
                 continue
+            if self.tls is not None:
+                threading.Thread(target=self._tls_pipe, args=(client, upstream), daemon=True).start()
+                continue
             connection = _Connection(self, client, upstream)
             with self.lock:
                 self.accepted += 1
                 self.connections = [c for c in self.connections if not c.dead.is_set()] + [connection]
             for target in (connection.client_to_broker, connection.broker_to_client):
                 threading.Thread(target=target, daemon=True).start()
+
+    def _tls_pipe(self, raw: socket.socket, upstream: socket.socket) -> None:
+        """One thread per TLS connection (an SSL socket must not be read and written at once)."""
+        assert self.tls is not None
+        try:
+            raw.settimeout(10)
+            client = self.tls.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError) as error:
+            self.tls_errors.append(type(error).__name__)
+            _reset(raw)
+            _reset(upstream)
+            return
+        with self.lock:
+            self.accepted += 1
+        cert = client.getpeercert()
+        if cert:
+            subject = dict(item for part in cert.get("subject", ()) for item in part)
+            self.peer_certs.append(str(subject.get("commonName", "")))
+        try:
+            while not self.closed.is_set():
+                readable, _, _ = select.select([client, upstream], [], [], 0.2)
+                if client in readable or client.pending():
+                    data = client.recv(65536)
+                    if not data:
+                        break
+                    upstream.sendall(data)
+                if upstream in readable:
+                    data = upstream.recv(65536)
+                    if not data:
+                        break
+                    client.sendall(data)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            _reset(client)
+            _reset(upstream)
 
     def __enter__(self) -> AmqpFaultProxy:
         self.thread.start()
