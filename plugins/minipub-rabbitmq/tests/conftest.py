@@ -53,9 +53,9 @@ class Broker:
         finally:
             channel.connection.close()
 
-    def script(self, command: str) -> None:
+    def script(self, command: str, **env_vars: str) -> None:
         """Run ``outpost.sh COMMAND`` on the same state folder (it waits until the service is healthy)."""
-        env = {**os.environ, "REAL_OUTPOST_DIR": str(self.server.state)}
+        env = {**os.environ, "REAL_OUTPOST_DIR": str(self.server.state), **env_vars}
         subprocess.run(["bash", str(SCRIPT), command], env=env, check=True, timeout=180,
                        stdout=subprocess.DEVNULL)
 
