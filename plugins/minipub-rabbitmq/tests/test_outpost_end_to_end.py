@@ -57,11 +57,11 @@ def outpost_back(broker: Broker) -> Iterator[None]:
 
 def test_1000_events_with_connections_cut_on_over_20_percent_of_publishes(broker: Broker,
                                                                           receiving: Receiving) -> None:
-    with AmqpFaultProxy(broker.port, before=0.15, after=0.15, seed=1000) as proxy:
-        with unlimited_sdk(proxy.url(), broker.queue) as sdk, Publisher(sdk, workers=4) as publisher:
-            ids = {publisher.submit(tenant_id=receiving.tenant_id, topic="faults", data={"n": n}) for n in range(1000)}
-            assert publisher.flush(240)
-            stats = publisher.stats()
+    proxy = AmqpFaultProxy(broker.port, before=0.15, after=0.15, seed=1000)
+    with proxy, unlimited_sdk(proxy.url(), broker.queue) as sdk, Publisher(sdk, workers=4) as publisher:
+        ids = {publisher.submit(tenant_id=receiving.tenant_id, topic="faults", data={"n": n}) for n in range(1000)}
+        assert publisher.flush(240)
+        stats = publisher.stats()
     print(f"\n1000 events: {proxy.publishes} publishes, {proxy.faults_before} cut before the publish, "
           f"{proxy.faults_after} confirms swallowed, {proxy.accepted} connections, {stats.retried} retries")
     assert (stats.delivered, stats.failed) == (1000, 0)
@@ -135,7 +135,7 @@ def test_a_poison_message_put_in_by_hand_ends_in_the_dead_letter_queue(broker: B
             while broker.depth(queue + ".dead-letter") == 0 and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert broker.depth(queue + ".dead-letter") == 1
-            method, properties, body = channel.basic_get(queue + ".dead-letter", auto_ack=True)
+            _, properties, body = channel.basic_get(queue + ".dead-letter", auto_ack=True)
             assert json.loads(body)["id"] == "evt_poison"
             assert properties.headers["x-death"][0]["reason"] == "delivery_limit"
             assert receiving.deliveries.wait_for({after.id}, timeout=30) == set()  # the queue kept flowing
