@@ -311,14 +311,16 @@ case "${1:-}" in
         . "$STATE/ports"; stop_pidfile "$STATE/outpost/outpost.pid" outpost-server ;;
     start-outpost)
         . "$STATE/ports"; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"; start_outpost ;;
-    restart-rabbitmq)  # stop the broker cleanly, boot it again (durable queues and persistent messages stay);
+    restart-rabbitmq)  # stop the broker cleanly, boot it again (durable queues and persistent messages stay).
         # Outpost v1.1.0's consumers do not reconnect after a broker restart ("channel/connection is not
-        # open" forever): it is restarted too, as an operator would have to.
+        # open" forever), and a webhook delivered while the broker is down is delivered again (its
+        # post-delivery log publish fails, the delivery message is nacked): Outpost is stopped first and
+        # started after, as an operator restarting the broker would have to.
         . "$STATE/ports"; rabbit_cmd; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"
+        stop_pidfile "$STATE/outpost/outpost.pid" outpost-server
         timeout 60 "${RABBITMQCTL[@]}" stop >/dev/null 2>&1 || true
         stop_pidfile "$STATE/rabbitmq/rabbitmq.pid" RabbitMQ
         start_rabbitmq
-        stop_pidfile "$STATE/outpost/outpost.pid" outpost-server
         start_outpost ;;
     *) echo "usage: bash tests/real/outpost.sh start|stop|status|restart-outpost|stop-outpost|start-outpost|restart-rabbitmq" >&2
        exit 2 ;;
