@@ -133,7 +133,7 @@ class Deliveries:
             self.headers[event_id] = headers
             self.arrived.notify_all()
 
-    def wait_for(self, ids: "set[str]", timeout: float) -> "set[str]":
+    def wait_for(self, ids: set[str], timeout: float) -> set[str]:
         """Wait until every id arrived (or the time is up); the ids still missing."""
         import time
 
@@ -161,7 +161,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:  # http.server names it
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
