@@ -15,7 +15,7 @@ import pika
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # last: the installed minipub wins over the source tree
 
 from tests.real.conftest import SCRIPT, RealOutpost, Receiving, WebhookReceiver, real_outpost, receiving  # noqa: E402
 
