@@ -8,14 +8,16 @@ event id with ``duplicate``/``destination_ids`` None (unknown), never a made-up 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List
 
 import pytest
 
-from minipub import SDK
-from minipub.errors import ConfigurationError
+from minipub import SDK, Publisher
+from minipub.errors import ConfigurationError, ValidationError
 from minipub.models import PublishResponse
 from minipub.response import QUEUED_HEADER
+from minipub.retry import is_final
 from minipub.transports.base import HTTPRequest, HTTPResponse
 
 
@@ -66,3 +68,26 @@ def test_http_answers_are_never_queued() -> None:
     response = PublishResponse("evt", False, ["des_1"])
     assert not response.queued and response.destination_ids == ("des_1",)
     assert PublishResponse("evt").duplicate is False and PublishResponse("evt").destination_ids == ()
+
+
+class Refusing(Queueing):
+    """Refuses every body at send time, as a queue transport does with a message Outpost would loop on."""
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        self.sent.append(request)
+        raise ValidationError("topic 'x' is not one of the server's TOPICS")
+
+
+def test_bad_input_refused_at_send_time_is_final_even_with_an_outbox(tmp_path: Path) -> None:
+    """A ValidationError cannot pass later: the outbox does not defer it for ever, it is dead at once."""
+    transport = Refusing()
+    failed: List[BaseException] = []
+    with SDK(transport=transport, server_url="http://127.0.0.1:9/api/v1") as sdk, \
+            Publisher(sdk, outbox=tmp_path / "outbox.db", on_error=lambda event, error: failed.append(error),
+                      backoff_initial=0.05, backoff_cap=0.1, poll_interval=0.05) as publisher:
+        publisher.submit(tenant_id="acme", topic="x", data={})
+        assert publisher.flush(10)
+        stats = publisher.stats()
+    assert (stats.failed, stats.queued, len(transport.sent)) == (1, 0, 1)
+    assert [type(error) for error in failed] == [ValidationError]
+    assert is_final(ValidationError("bad")) and not is_final(ConfigurationError("key file missing"))
