@@ -4,6 +4,8 @@
 #   bash tests/real/outpost.sh start   # installs what is missing, starts everything, prints `export` lines
 #   bash tests/real/outpost.sh stop    # stops exactly what `start` started (PID files)
 #   bash tests/real/outpost.sh status  # exit 0 when the server answers /healthz
+#   bash tests/real/outpost.sh stop-outpost|start-outpost|restart-outpost|restart-rabbitmq
+#                                      # the fault scenarios (each waits until healthy again)
 #
 # Redis, RabbitMQ and PostgreSQL come from Debian's packages, Outpost from the Go module proxy (built into
 # the state folder, never committed). Everything lives under one ignored folder (.real-outpost/ unless
