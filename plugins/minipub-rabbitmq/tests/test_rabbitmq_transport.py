@@ -306,3 +306,36 @@ def test_pika_blocking_connection_kept_as_is(broker: Broker, test_queue: str) ->
         assert callable(impl._adapter_call_later) and callable(impl._adapter_remove_timeout)
     finally:
         connection.close()
+
+
+def test_event_async_and_the_negotiated_heartbeat(broker: Broker, test_queue: str) -> None:
+    import asyncio
+
+    transport = RabbitMQTransport(broker.url, test_queue, heartbeat=7)
+    with SDK(transport=transport) as sdk:
+        response = asyncio.run(sdk.publish.event_async(tenant_id="acme", topic="t", data={"a": 1}))
+        assert response.queued
+        (connection,) = transport.connections()
+        assert connection._impl.params.heartbeat == 7  # what the broker agreed to
+    ((_, body),) = take(broker, test_queue, 1)
+    assert json.loads(body)["id"] == response.id
+
+
+def test_minipub_publish_transport_rabbitmq_prints_unknowns_as_null(broker: Broker, test_queue: str) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OUTPOST_API_KEY", "MINIPUB_DISABLE_PLUGIN_AUTOLOAD")}
+    env.update(OUTPOST_PUBLISH_RABBITMQ_URL=broker.url, OUTPOST_PUBLISH_RABBITMQ_QUEUE=test_queue)
+    done = subprocess.run([sys.executable, "-m", "minipub", "publish", "user.created", "--tenant", "acme",
+                           "--data", '{"n": 1}', "--transport", "rabbitmq", "--json"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["duplicate"] is None and answer["destination_ids"] is None
+    ((_, body),) = take(broker, test_queue, 1)
+    assert json.loads(body)["id"] == answer["id"]
+    refused = subprocess.run([sys.executable, "-m", "minipub", "publish", "t", "--tenant", "acme", "--data", "{}",
+                              "--time", "2024-01-15T10:30:60Z", "--transport", "rabbitmq"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "seconds 00-59" in refused.stderr  # exit 2: input Outpost would reject
