@@ -91,3 +91,12 @@ def test_bad_input_refused_at_send_time_is_final_even_with_an_outbox(tmp_path: P
     assert (stats.failed, stats.queued, len(transport.sent)) == (1, 0, 1)
     assert [type(error) for error in failed] == [ValidationError]
     assert is_final(ValidationError("bad")) and not is_final(ConfigurationError("key file missing"))
+
+
+@pytest.mark.parametrize("when", ["2016-12-31T23:59:60Z", "2024-01-15T10:30:60+02:00"])
+def test_a_leap_second_is_refused_as_outpost_refuses_it(when: str) -> None:
+    """Go's time parser (Outpost) rejects second 60 (422 over HTTP, a requeue loop on its queue)."""
+    from minipub.request import build_publish_request
+
+    with pytest.raises(ValidationError, match=r"^time: .*second 60"):
+        build_publish_request(tenant_id="acme", topic="t", data={}, time=when)
