@@ -269,7 +269,9 @@ class RabbitMQTransport:
 
     def _publish(self, link: _Link, body: bytes, event_id: str, deadline: float) -> None:
         topology = self.topology
-        properties = pika.BasicProperties(message_id=event_id, **self._properties)
+        # message_id is an AMQP short string (255 bytes at most); Outpost reads the id from the body anyway.
+        message_id = event_id if len(event_id.encode()) <= 255 else None
+        properties = pika.BasicProperties(message_id=message_id, **self._properties)
         with link.lock:
             if link.connection.is_closed:
                 raise ConnectionLostError(f"the connection to {self._where} was closed")

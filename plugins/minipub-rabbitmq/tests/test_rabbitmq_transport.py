@@ -339,3 +339,11 @@ def test_minipub_publish_transport_rabbitmq_prints_unknowns_as_null(broker: Brok
                               "--time", "2024-01-15T10:30:60Z", "--transport", "rabbitmq"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "second 60" in refused.stderr  # exit 2: input Outpost would reject
+
+
+def test_an_id_longer_than_an_amqp_short_string_is_queued(broker: Broker, test_queue: str) -> None:
+    long_id = "evt_" + "é" * 200  # 404 bytes: Outpost takes any string id
+    with SDK(transport=RabbitMQTransport(broker.url, test_queue), retry_config=NO_RETRY) as sdk:
+        assert sdk.publish.event(tenant_id="acme", topic="t", data={}, id=long_id).id == long_id
+    ((properties, body),) = take(broker, test_queue, 1)
+    assert json.loads(body)["id"] == long_id and properties.message_id is None
