@@ -347,3 +347,16 @@ def test_an_id_longer_than_an_amqp_short_string_is_queued(broker: Broker, test_q
         assert sdk.publish.event(tenant_id="acme", topic="t", data={}, id=long_id).id == long_id
     ((properties, body),) = take(broker, test_queue, 1)
     assert json.loads(body)["id"] == long_id and properties.message_id is None
+
+
+def test_a_connection_the_broker_closed_for_missed_heartbeats_is_replaced(broker: Broker, test_queue: str) -> None:
+    """Idle, a blocking connection sends no heartbeats: the broker closes it after two missed ones."""
+    transport = RabbitMQTransport(broker.url, test_queue, heartbeat=1)
+    with SDK(transport=transport, retry_config=NO_RETRY) as sdk:
+        sdk.publish.event(tenant_id="acme", topic="t", data={})
+        (first,) = transport.connections()
+        time.sleep(4)  # > 2 heartbeats of 1 s: the broker has closed it by now
+        sdk.publish.event(tenant_id="acme", topic="t", data={})  # no error: found closed, replaced
+        (second,) = transport.connections()
+        assert second is not first and not first.is_open
+    assert broker.depth(test_queue) == 2
