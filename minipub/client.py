@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Option
 
 from . import _log
 from ._version import __version__
-from .auth import AuthProvider, StaticKey, key_problem, resolve_auth
+from .auth import API_KEY_ENV, AuthProvider, StaticKey, key_problem, resolve_auth
 from .encoding import show
 from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
 from .models import PublishResponse
@@ -113,7 +113,6 @@ class SDK:
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
         if static is None and auth is None and self.plugins is not None:
             auth = self.plugins.auth(self.server_url)
-        self._auth = static or resolve_auth(None, auth)
         self._publish_url = self.server_url + "/publish"
         self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
@@ -133,6 +132,18 @@ class SDK:
             self._transport = transport
         else:
             raise ConfigurationError("transport must be a built-in name or an object with send() and close()")
+        # A transport that sends no HTTP (``needs_api_key = False``, e.g. one that writes to Outpost's
+        # publish queue) needs no admin key: one given is still checked, none is demanded.
+        needs_key = getattr(self._transport, "needs_api_key", True) is not False
+        try:
+            self._auth: Optional[AuthProvider] = (
+                static or resolve_auth(None, auth)
+                if needs_key or static is not None or auth is not None or os.environ.get(API_KEY_ENV)
+                else None
+            )
+        except BaseException:
+            self._transport.close()
+            raise
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
         self.publish = Publish(self)
 
@@ -142,9 +153,10 @@ class SDK:
         return f"SDK(server_url={getattr(self, 'server_url', None)!r}, transport={type(transport).__name__})"
 
     @property
-    def auth(self) -> AuthProvider:
+    def auth(self) -> Optional[AuthProvider]:
         """The key provider this client resolved (``admin_api_key``, ``auth=``, a plugin, or
-        ``OUTPOST_API_KEY``), for tools that must send the same key elsewhere (``minipub ping``)."""
+        ``OUTPOST_API_KEY``), for tools that must send the same key elsewhere (``minipub ping``);
+        None when the transport sends no HTTP and no key was given."""
         return self._auth
 
     def __enter__(self) -> SDK:
@@ -159,11 +171,13 @@ class SDK:
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, Secret]:
+    def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, Optional[Secret]]:
         """The HTTP request of one attempt, and the key (as a Secret: no local of any frame holds it)."""
         auth = self._auth
-        key, bearer = auth.secrets() if type(auth) is StaticKey else _provided_key(auth)
         public = {**self._headers, **request.headers} if request.headers else self._headers
+        if auth is None:  # a transport that needs no key: no Authorization header at all
+            return HTTPRequest.split("POST", self._publish_url, public, {}, request.body, timeout), None
+        key, bearer = auth.secrets() if type(auth) is StaticKey else _provided_key(auth)
         http_request = HTTPRequest.split("POST", self._publish_url, public, {"Authorization": bearer}, request.body,
                                          timeout)
         if _log.enabled("DEBUG"):
@@ -182,7 +196,7 @@ class SDK:
 
     def _should_refresh(self, error: UnauthorizedError, refreshed: bool) -> bool:
         """A rotating key: on a 401, reload once per publish and repeat that attempt once."""
-        if error.status_code != 401 or refreshed:
+        if error.status_code != 401 or refreshed or self._auth is None:
             return False
         try:
             return bool(self._auth.refresh())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ._record import Record
 
@@ -10,18 +10,29 @@ __all__ = ["PublishResponse", "Event"]
 
 
 class PublishResponse(Record):
-    """Outpost's 202 answer: the event id, whether it was a duplicate, the matched destinations."""
+    """Outpost's 202 answer: the event id, whether it was a duplicate, the matched destinations.
+
+    ``duplicate`` and ``destination_ids`` are None when they are unknown: a transport that hands
+    the event to Outpost's publish queue (``queued`` is True) gets the queue's confirm, not
+    Outpost's answer, so it cannot say whether Outpost deduplicated the event or where it went.
+    """
 
     __slots__ = ("destination_ids", "duplicate", "id")
     id: str
-    duplicate: bool
-    destination_ids: Tuple[str, ...]
+    duplicate: Optional[bool]
+    destination_ids: Optional[Tuple[str, ...]]
 
-    def __init__(self, id: str, duplicate: bool = False, destination_ids: Iterable[str] = ()) -> None:
+    def __init__(self, id: str, duplicate: Optional[bool] = False,
+                 destination_ids: Optional[Iterable[str]] = ()) -> None:
         set_ = object.__setattr__  # on the path of every publish: no keyword dict, no loop
         set_(self, "id", id)
         set_(self, "duplicate", duplicate)
-        set_(self, "destination_ids", tuple(destination_ids))
+        set_(self, "destination_ids", None if destination_ids is None else tuple(destination_ids))
+
+    @property
+    def queued(self) -> bool:
+        """True when the event was only queued for Outpost (duplicate and destinations unknown)."""
+        return self.duplicate is None
 
 
 class Event(Record):

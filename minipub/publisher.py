@@ -507,7 +507,7 @@ class Publisher:
             if error is None:
                 streak = 0
                 assert response is not None
-                self._finish(job, "delivered", duplicate=response.duplicate)
+                self._finish(job, "delivered", duplicate=response.duplicate is True)
                 continue
             passing = isinstance(error, MinipubError) and not is_final(error)
             if passing and self._outbox_path is not None:

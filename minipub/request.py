@@ -73,8 +73,10 @@ def _check_rfc3339(field: str, value: str) -> str:
         raise ValidationError(
             f"{field}: {show(value, 80)} is not an RFC 3339 date-time; use e.g. '2024-01-15T10:30:00Z'")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    if second == 60:  # RFC 3339 allows a leap second; Go's parser (Outpost) does not
+        raise ValidationError(f"{field}: {value!r} has second 60, which Outpost rejects; use :59")
     try:
-        datetime(year, month, day, hour, minute, min(second, 59))
+        datetime(year, month, day, hour, minute, second)
         if match.group(9) and int(match.group(11)) > 59:
             raise ValueError("offset minutes must be 00 to 59")
         if match.group(9):

@@ -10,7 +10,7 @@ from .models import PublishResponse
 from .secret import SecretLike, redact, redact_data
 from .transports.base import HTTPResponse
 
-__all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT"]
+__all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT", "QUEUED_HEADER"]
 
 _decode = json.JSONDecoder().decode
 
@@ -18,6 +18,9 @@ _decode = json.JSONDecoder().decode
 MAX_ERROR_TEXT = 8192
 #: How much of the server's message is kept in the exception's message (characters).
 MAX_MESSAGE = 1000
+#: Set by a transport that queued the event for Outpost (its value names the queue system) instead of
+#: receiving Outpost's own answer: the response then says nothing of duplicates or destinations.
+QUEUED_HEADER = "x-minipub-queued"
 
 
 def _json_body(response: HTTPResponse) -> Any:
@@ -72,6 +75,9 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Secret
     data = _json_body(response)
     if not isinstance(data, dict):
         data = {}
+    if QUEUED_HEADER in response.headers:
+        queued_id = data.get("id")
+        return PublishResponse(queued_id if isinstance(queued_id, str) and queued_id else event_id, None, None)
     answered_id = data.get("id")
     duplicate = data.get("duplicate")
     destinations = data.get("destination_ids")

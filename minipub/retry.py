@@ -16,6 +16,7 @@ from . import _fork, _log
 from ._record import Record
 from .errors import (
     APIError,
+    ConfigurationError,
     ConnectError,
     ConnectionLostError,
     MinipubError,
@@ -367,10 +368,14 @@ async def call_with_retries_async(
 
 
 def is_final(error: BaseException) -> bool:
-    """True when a later attempt cannot help: an HTTP status the loop never retries (422, 401, ...).
+    """True when a later attempt cannot help: an HTTP status the loop never retries (422, 401, ...),
+    or bad input (a ``ValidationError`` that is not a ``ConfigurationError``: a transport may refuse a
+    body at send time, as the RabbitMQ plugin does with what Outpost's queue consumer would loop on).
 
-    Transport failures and retryable statuses are not final: they may pass later (an outbox
-    keeps such events and tries again)."""
+    Transport failures, retryable statuses and configuration (a key file being replaced) are not
+    final: they may pass later (an outbox keeps such events and tries again)."""
+    if isinstance(error, ValidationError):
+        return not isinstance(error, ConfigurationError)
     return isinstance(error, APIError) and error.status_code not in RETRY_STATUSES
 
 

@@ -28,6 +28,7 @@ from .common import (
     UsageError,
     add_connection_flags,
     add_retry_flags,
+    add_transport_flag,
     command_parser,
     configuration_wrong,
     describe,
@@ -79,6 +80,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto",
                         help="auto (default): a bar when stderr is a terminal, else a few plain lines")
     add_connection_flags(parser)
+    add_transport_flag(parser)
     add_retry_flags(parser, max_time=None, attempts=None,
                     max_time_help="stop after this long; what is not delivered by then is reported")
 

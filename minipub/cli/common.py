@@ -45,6 +45,7 @@ __all__ = [
     "add_connection_flags",
     "add_retry_flags",
     "check_flags",
+    "add_transport_flag",
     "make_sdk",
     "retry_config",
     "read_source",
@@ -173,6 +174,13 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
                        help="per-attempt timeout (default: 10)")
 
 
+def add_transport_flag(parser: argparse.ArgumentParser) -> None:
+    """``--transport NAME``: a built-in or plugin transport (``rabbitmq`` publishes into Outpost's queue)."""
+    parser.add_argument("--transport", metavar="NAME",
+                        help="a built-in (lean, http.client, urllib) or plugin transport, e.g. httpx, or rabbitmq "
+                             "(Outpost's publish queue: no API key needed) (default: the default transport)")
+
+
 def add_retry_flags(parser: argparse.ArgumentParser, *, max_time: Optional[float], attempts: Optional[int],
                     max_time_help: str = "start no retry after this long") -> None:
     """``--max-time``, ``--max-attempts``, ``--backoff``, ``--backoff-max``."""
@@ -235,15 +243,17 @@ def make_sdk(
     """
     check_flags(args)
     retries = retry_config(args) if hasattr(args, "max_time") else None
+    # A named transport (``--transport``) decides whether it needs the key (a queue transport does not).
     options: Dict[str, Any] = {"timeout_ms": args.timeout * 1000, "retry_config": retries,
-                               "retry_budget": retry_budget}
+                               "retry_budget": retry_budget, "transport": getattr(args, "transport", None)}
     sdk = SDK(args.api_key, server_url=args.base_url, **options)
     args.server_url = sdk.server_url  # for the error line (describe)
     if wrap_auth is None and sleep is None:
         return sdk
     with sdk:
-        return SDK(auth=(wrap_auth or _same)(sdk.auth), server_url=sdk.server_url, sleep=sleep or time.sleep,
-                   **options)
+        auth = sdk.auth
+        return SDK(auth=None if auth is None else (wrap_auth or _same)(auth), server_url=sdk.server_url,
+                   sleep=sleep or time.sleep, **options)
 
 
 def _same(provider: AuthProvider) -> AuthProvider:

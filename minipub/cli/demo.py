@@ -28,7 +28,7 @@ def _demo(sdk: SDK) -> int:
             metadata={"source": "minipub-demo"},
         )
     print(json.dumps({"id": response.id, "duplicate": response.duplicate,
-                      "destination_ids": list(response.destination_ids)}))
+                      "destination_ids": list(response.destination_ids or ())}))
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from .common import (
     UsageError,
     add_connection_flags,
     add_retry_flags,
+    add_transport_flag,
     command_parser,
     configuration_wrong,
     describe,
@@ -52,6 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--json", action="store_true", help="list as JSON lines")
     parser.add_argument("--concurrency", type=positive(int), default=4, metavar="N", help="replay: events in flight")
     add_connection_flags(parser)
+    add_transport_flag(parser)
     add_retry_flags(parser, max_time=60.0, attempts=None,
                     max_time_help="replay: stop after this long; what is not delivered stays pending")
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..client import USER_AGENT
-from ..errors import APIError, ConnectError, MinipubError
+from ..errors import APIError, ConfigurationError, ConnectError, MinipubError
 from ..response import error_from_response
 from ..transports import create_transport
 from ..transports.base import HTTPRequest, HTTPResponse, Transport
@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     with make_sdk(args) as sdk:  # the key and base URL exactly as a publish would resolve them
         url = sdk.server_url
+        if sdk.auth is None:  # only a transport that sends no HTTP leaves it out, and ping sends HTTP
+            raise ConfigurationError("ping needs the Outpost admin API key")
         key = sdk.auth.api_key()
     timeout: float = args.timeout
     parts = urlsplit(url)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 from .common import (
     EXIT_OK,
     UsageError,
     add_connection_flags,
     add_retry_flags,
+    add_transport_flag,
     command_parser,
     make_sdk,
     printable,
@@ -65,7 +66,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="ask Outpost not to retry deliveries of this event")
     parser.add_argument("--json", action="store_true", help="print Outpost's whole answer as JSON")
     add_connection_flags(parser)
+    add_transport_flag(parser)
     add_retry_flags(parser, max_time=30.0, attempts=3)
+
+
+def _listed(ids: Optional[Iterable[str]]) -> Optional[List[str]]:
+    """The matched destinations as a JSON list; null when a queue transport cannot know them."""
+    return None if ids is None else list(ids)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps({"id": response.id, "duplicate": response.duplicate,
-                          "destination_ids": list(response.destination_ids)}))
+                          "destination_ids": _listed(response.destination_ids)}))
     else:
         print(printable(response.id))  # the server's text: escaped
         if response.duplicate:

@@ -87,6 +87,8 @@ def _key_to_accept(args: argparse.Namespace) -> str:
         check_key(args.api_key, "--api-key")
     try:
         with SDK(args.api_key, server_url="http://127.0.0.1") as sdk:
+            if sdk.auth is None:  # the default transport always needs a key; this is for the type checker
+                raise ConfigurationError("no Outpost API key")
             return sdk.auth.api_key()
     except ConfigurationError as error:
         raise ConfigurationError(f"serve needs the key to accept: {error}") from None

@@ -218,7 +218,7 @@ class TransportContract:
         with self._sdk(outpost.url, transports()) as sdk:
             response = sdk.publish.event(tenant_id="acme", topic="contract", data={"n": 1}, id="evt_round_trip")
         assert (response.id, response.duplicate) == ("evt_round_trip", False)
-        assert list(response.destination_ids) == ["des_embedded"]
+        assert response.destination_ids == ("des_embedded",)
         (request,) = outpost.requests
         assert request.method == "POST" and request.path.endswith("/publish")
         assert request.headers["authorization"] == "Bearer ***"  # arrived (the server redacts it)

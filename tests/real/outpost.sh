@@ -4,6 +4,8 @@
 #   bash tests/real/outpost.sh start   # installs what is missing, starts everything, prints `export` lines
 #   bash tests/real/outpost.sh stop    # stops exactly what `start` started (PID files)
 #   bash tests/real/outpost.sh status  # exit 0 when the server answers /healthz
+#   bash tests/real/outpost.sh stop-outpost|start-outpost|restart-outpost|restart-rabbitmq
+#                                      # the fault scenarios (each waits until healthy again)
 #
 # Redis, RabbitMQ and PostgreSQL come from Debian's packages, Outpost from the Go module proxy (built into
 # the state folder, never committed). Everything lives under one ignored folder (.real-outpost/ unless
@@ -310,5 +312,21 @@ case "${1:-}" in
         # SIGKILL is not instant: wait until the old process stops answering, or start_outpost sees it healthy.
         for _ in $(seq 1 100); do healthy || break; sleep 0.05; done
         start_outpost ;;
-    *) echo "usage: bash tests/real/outpost.sh start|stop|status|restart-outpost" >&2; exit 2 ;;
+    stop-outpost)  # the queue scenarios: Outpost away while publishes go on into its queue
+        . "$STATE/ports"; stop_pidfile "$STATE/outpost/outpost.pid" outpost-server ;;
+    start-outpost)
+        . "$STATE/ports"; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"; start_outpost ;;
+    restart-rabbitmq)  # stop the broker cleanly, boot it again (durable queues and persistent messages stay).
+        # Outpost v1.1.0's consumers do not reconnect after a broker restart ("channel/connection is not
+        # open" forever), and a webhook delivered while the broker is down is delivered again (its
+        # post-delivery log publish fails, the delivery message is nacked): Outpost is stopped first and
+        # started after, as an operator restarting the broker would have to.
+        . "$STATE/ports"; rabbit_cmd; BIN="${OUTPOST_BIN_DIR:-$STATE/bin/$VERSION}"
+        stop_pidfile "$STATE/outpost/outpost.pid" outpost-server
+        timeout 60 "${RABBITMQCTL[@]}" stop >/dev/null 2>&1 || true
+        stop_pidfile "$STATE/rabbitmq/rabbitmq.pid" RabbitMQ
+        start_rabbitmq
+        start_outpost ;;
+    *) echo "usage: bash tests/real/outpost.sh start|stop|status|restart-outpost|stop-outpost|start-outpost|restart-rabbitmq" >&2
+       exit 2 ;;
 esac
