@@ -67,9 +67,10 @@ class Case:
 CASES = {
     "wrong key: 401": Case(UnauthorizedError, 401, "the server answered HTTP 401 (no content type)", 3, key="wrong"),
     "tenant JWT: 403": Case(UnauthorizedError, 403, "the server answered HTTP 403 (no content type)", 3, key="jwt"),
-    "leap second, refused by Go's parser: 422": Case(
-        BadRequestError, 422, f'parsing time "{LEAP_SECOND}": second out of range', 4,
-        fields={"time": LEAP_SECOND}),
+    # Outpost's Go parser answers a second 60 with 422 "second out of range": minipub refuses it before sending,
+    # so no server-side 422 is left that minipub lets through (Outpost runs here without TOPICS).
+    "leap second, refused before sending as Go's parser would": Case(
+        ValidationError, None, "has second 60, which Outpost rejects", 2, fields={"time": LEAP_SECOND}, sent=False),
     "base URL without /api/v1: 404": Case(NotFoundError, 404, "the server answered HTTP 404 (text/plain)", 4,
                                           route="root"),
     "Redis refusing writes: 500": Case(InternalServerError, 500, "internal server error", 5, redis_oom=True),
@@ -261,9 +262,29 @@ def test_each_error_through_each_path(real_outpost: RealOutpost, receiving: Rece
 def test_the_table_covers_every_error_class_the_real_server_can_produce() -> None:
     # Not produced by Outpost itself: 429 (RateLimitedError) and 408/504 (TimeoutErrorT) come from
     # gateways; ProtocolError needs a server that is not HTTP. Everything else is in the table.
+    # BadRequestError: every 422 this Outpost can give is refused by minipub before sending (below, the
+    # real 422 answers are classified as BadRequestError all the same).
     produced = {case.expected for case in CASES.values()} | {APIError}  # APIError: 409, below
-    assert produced == {UnauthorizedError, BadRequestError, NotFoundError, InternalServerError, ConnectError,
+    assert produced == {UnauthorizedError, NotFoundError, InternalServerError, ConnectError,
                         TLSError, ConnectionLostError, TransportTimeout, ValidationError, APIError}
+
+
+@pytest.mark.parametrize("body", [
+    b'{"tenant_id":"t","data":{},"time":"2024-01-15T10:30:60Z"}',  # Go: second out of range
+    b'{"data":{}}',  # validation error: tenant_id is required
+    b'{"tenant_id":1,"data":{}}',  # invalid JSON (a type mismatch)
+    b'{"tenant_id":"t","data":[1]}',  # data must be a valid JSON object
+], ids=["leap second", "no tenant", "type mismatch", "data not an object"])
+def test_the_real_servers_422_answers_are_bad_request_errors(real_outpost: RealOutpost, body: bytes) -> None:
+    """minipub never sends these (its validation refuses them first); their answers still classify right."""
+    from minipub.response import error_from_response
+    from minipub.transports.base import HTTPResponse
+
+    status, headers, answer = real_outpost.request("POST", "/publish", raw=body)
+    assert status == 422
+    error = error_from_response(HTTPResponse(status, headers, answer))
+    assert isinstance(error, BadRequestError) and error.status_code == 422
+    assert isinstance(error.data, dict) and error.data["status"] == 422 and error.data["message"] in str(error)
 
 
 # -- what is not an error: a 202 duplicate --------------------------------------------------
@@ -385,7 +406,7 @@ def test_input_python_cannot_encode_is_a_validation_error_before_sending(real_ou
 # -- the other commands ---------------------------------------------------------------------------
 
 
-def test_cli_bulk_rejects_what_outpost_refuses_and_the_outbox_keeps_it_as_a_dead_letter(
+def test_cli_bulk_rejects_what_outpost_would_refuse_before_sending(
         real_outpost: RealOutpost, receiving: Receiving, tmp_path: Path) -> None:
     good = {"tenant_id": receiving.tenant_id, "topic": "bulk.errors", "data": {"n": 1}, "id": f"ok-{uuid.uuid4()}"}
     leap = {"tenant_id": receiving.tenant_id, "topic": "bulk.errors", "data": {"n": 2}, "time": LEAP_SECOND}
@@ -394,17 +415,14 @@ def test_cli_bulk_rejects_what_outpost_refuses_and_the_outbox_keeps_it_as_a_dead
     env = {"OUTPOST_API_KEY": real_outpost.api_key, "OUTPOST_API_BASE_URL": real_outpost.base_url}
     bulk = run_cli(["bulk", "in.ndjson", "--outbox", "out.db", "--progress", "none"], cwd=tmp_path, **env)
     assert bulk.returncode == 1, bulk.stderr
-    assert "line 2: BadRequestError: parsing time" in bulk.stderr and "second out of range" in bulk.stderr
+    # Outpost answers a second 60 with 422 "second out of range": minipub refuses the line before sending.
+    assert "line 2: ValidationError: time:" in bulk.stderr and "has second 60" in bulk.stderr
     rejects = [json.loads(line) for line in (tmp_path / "in.rejects.ndjson").read_text().splitlines()]
     assert sorted(r["_line"] for r in rejects) == [2, 3, 4]
     assert receiving.deliveries.wait_for({good["id"]}, timeout=20) == set()
-    # the 422 is kept in the outbox as a dead letter, with Outpost's message
+    assert receiving.deliveries.count() == 1  # nothing else reached Outpost
     listing = run_cli(["outbox", "out.db"], cwd=tmp_path)
-    assert listing.returncode == 0 and "0 pending, 1 dead letter(s)" in listing.stdout, listing.stdout
-    assert "second out of range" in listing.stdout
-    replay = run_cli(["outbox", "out.db", "replay"], cwd=tmp_path, **env)
-    assert replay.returncode == 1, replay.stderr  # refused again, for good
-    assert "second out of range" in replay.stderr
+    assert listing.returncode == 0 and "0 pending" in listing.stdout, listing.stdout
     wrong = run_cli(["bulk", "in.ndjson", "--progress", "none"], cwd=tmp_path, OUTPOST_API_KEY="wrong-key",
                     OUTPOST_API_BASE_URL=real_outpost.base_url)
     assert "UnauthorizedError: the server answered HTTP 401" in wrong.stderr and "wrong-key" not in wrong.stderr
