@@ -289,29 +289,86 @@ def idle_clean(sock: Optional[socket.socket]) -> bool:
             pass
 
 
-def send_request(sock: socket.socket, data: Sealed, deadline: Deadline, set_timeout: SetTimeout) -> bool:
-    """Send ``data`` whole before the deadline; False when the server answered (or failed) first.
+def _wait(sock: socket.socket, timeout: float) -> Tuple[bool, bool]:
+    """Wait until ``sock`` is readable (bytes, EOF, error) or writable: (readable, writable)."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True, False
+    if _poll is not None:
+        poller = _poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI | select.POLLOUT)
+        events = 0
+        for _, event in poller.poll(max(1, int(timeout * 1000) + 1)):
+            events |= event
+        return bool(events & ~select.POLLOUT), bool(events & select.POLLOUT)
+    readers, writers, errors = select.select([fd], [fd], [fd], timeout)  # pragma: no cover - no poll
+    return bool(readers or errors), bool(writers)  # pragma: no cover
 
-    The whole send is bounded, not each call: each piece gets the time left. A server that
-    answers before the upload is done (a ``413``), or that closes, is noticed between pieces or by
-    the failed send; its answer is then read like any other (the connection is never reused).
+
+def _answered(sock: socket.socket) -> Optional[bytes]:
+    """Whether the server said something while we were sending: None if not, else what was read
+    of it (maybe nothing yet). TLS records without application data (session tickets) do not count."""
+    ssl: Any = loaded_module("ssl")
+    if ssl is None or not isinstance(sock, ssl.SSLSocket):
+        return b""
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        start: bytes = sock.recv(READ_SIZE)  # the answer's first bytes, or b"" (closed)
+        return start
+    except ssl.SSLWantReadError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+#: Plain sockets send without blocking (``MSG_DONTWAIT``) once the body outgrows one piece.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+#: What one TLS send is given (one record): a blocked TLS write still sees an early answer soon.
+TLS_PIECE = 16384
+
+
+def send_request(sock: socket.socket, data: Sealed, deadline: Deadline, set_timeout: SetTimeout) -> Optional[bytes]:
+    """Send ``data`` whole before the deadline: None, or the start of an answer that came first.
+
+    The whole send is bounded, not each call: each gets the time left. A request that fits one
+    piece goes in one call (the common case); a bigger one waits for the socket to be writable
+    *or readable*, so a server that answers before the upload is done (a ``413``) or closes is
+    heard at once: its answer (the bytes read of it so far are returned; maybe none yet) is then
+    read like any other, and the connection is never reused.
     """
     view = memoryview(data.data)
     total = len(view)
     sent = 0
+    plain = type(sock) is socket.socket and bool(_DONTWAIT)
     try:
-        while True:
+        if total <= SEND_PIECE:
             set_timeout(deadline.left())
-            sent += sock.send(view[sent:sent + SEND_PIECE])
-            if sent >= total:
-                return True
-            if readable(sock):
-                return False
+            sent = sock.send(view)
+        while sent < total:
+            can_read, can_write = _wait(sock, deadline.left())
+            if can_read:
+                early = _answered(sock)
+                if early is not None:
+                    return early
+            if not can_write:
+                continue
+            if plain:
+                try:
+                    sent += sock.send(view[sent:sent + SEND_PIECE], _DONTWAIT)
+                except BlockingIOError:
+                    continue
+            else:
+                set_timeout(deadline.left())
+                sent += sock.send(view[sent:sent + TLS_PIECE])
+        return None
     except (BlockingIOError, TimeoutError):
         raise
     except OSError:
         if readable(sock):
-            return False  # the server answered or closed: what it sent is read next
+            return b""  # the server answered or closed: what it sent is read next
         raise
     finally:
         view.release()

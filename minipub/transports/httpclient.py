@@ -57,12 +57,14 @@ class Attempt:
 
     __slots__ = ("connected", "deadline", "early", "max_body", "reused")
 
+    early: Optional[bytes]
+
     def __init__(self, deadline: Deadline, max_body: int = DEFAULT_MAX_BODY, *, reused: bool = False) -> None:
         self.deadline = deadline
         self.max_body = max_body
         self.reused = reused
         self.connected = False
-        self.early = False
+        self.early = None  # the start of an answer that came before the upload ended
 
 
 class _Response(http.client.HTTPResponse):
@@ -82,7 +84,8 @@ class _Response(http.client.HTTPResponse):
             return
         attempt, sock = self._attempt, self._sock
         parser = ResponseParser(attempt.max_body, head_request=self._method == "HEAD")
-        response = read_response(sock, parser, attempt.deadline, sock.settimeout, reused=attempt.reused)
+        response = read_response(sock, parser, attempt.deadline, sock.settimeout, reused=attempt.reused,
+                                 first=attempt.early or None)
         if self.fp is not None:
             self.fp.close()
             self.fp = None  # type: ignore[assignment]  # nothing is left to read: the connection may take the next request
@@ -93,7 +96,7 @@ class _Response(http.client.HTTPResponse):
         self.status, self.reason, self.version = response.status, parser.reason, 11
         self.code = response.status
         self.length, self.chunked = 0, False
-        self.will_close = parser.will_close or attempt.early
+        self.will_close = parser.will_close or attempt.early is not None
         self.minipub = response
 
 
@@ -122,15 +125,14 @@ class _Bounded:
 
     def send(self, data: Any) -> None:
         attempt = self.minipub
-        if attempt.early:
+        if attempt.early is not None:
             return  # the server answered already: the rest of the request is not sent
         if self.sock is None:
             self.connect()
         if not isinstance(data, (bytes, bytearray)):
             super().send(data)  # type: ignore[misc]
             return
-        if not send_request(self.sock, Sealed(bytes(data)), attempt.deadline, self.sock.settimeout):
-            attempt.early = True
+        attempt.early = send_request(self.sock, Sealed(bytes(data)), attempt.deadline, self.sock.settimeout)
 
 
 class BoundedHTTPConnection(_Bounded, http.client.HTTPConnection):
@@ -190,7 +192,7 @@ class HTTPClientTransport(PooledTransport[Connection]):
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise map_os_error(exc, connecting=True) from None
+            raise map_os_error(exc.with_traceback(None), connecting=True) from None
         sock = conn.sock
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -218,12 +220,13 @@ class HTTPClientTransport(PooledTransport[Connection]):
             response = conn.getresponse()
         except _STALE as exc:
             conn.close()
+            exc.with_traceback(None)  # http.client's frames hold the request head
             if reused:
                 raise Stale() from None
-            raise map_os_error(exc, connecting=False) from None
+            raise map_os_error(exc.with_traceback(None), connecting=False) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise map_os_error(exc, connecting=False) from None
+            raise map_os_error(exc.with_traceback(None), connecting=False) from None
         except Stale:
             conn.close()
             raise

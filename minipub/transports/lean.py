@@ -190,9 +190,12 @@ class LeanTransport(PooledTransport[_Connection]):
         head_request = request.method == "HEAD"
         received = False
         try:
-            whole_sent = send_request(sock, self._head(request, conn, target, fields), deadline, conn.set_timeout)
-            conn.set_timeout(deadline.left())
-            chunk = sock.recv(READ_SIZE)
+            early = send_request(sock, self._head(request, conn, target, fields), deadline, conn.set_timeout)
+            if early:
+                chunk = early
+            else:
+                conn.set_timeout(deadline.left())
+                chunk = sock.recv(READ_SIZE)
             received = bool(chunk)
             whole = parse_whole(chunk, self._max_body, head_request) if chunk else None
             if whole is not None:  # the common case: the whole response in one read
@@ -215,7 +218,7 @@ class LeanTransport(PooledTransport[_Connection]):
         except BaseException:  # Stale, a parse error, an interrupt: the connection is in an unknown state
             conn.close()
             raise
-        if will_close or not whole_sent:  # an early answer: the rest of the request was never sent
+        if will_close or early is not None:  # an early answer: the rest of the request was never sent
             conn.close()
         else:
             self._pool.checkin(origin, conn)

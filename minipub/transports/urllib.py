@@ -144,16 +144,16 @@ class UrllibTransport:
             try:
                 return self._read(getattr(error, "fp", None) or error, error.code, error.headers)
             except (OSError, http.client.HTTPException) as exc:
-                raise map_os_error(exc, connecting=False) from None
+                raise map_os_error(exc.with_traceback(None), connecting=False) from None
             finally:
                 error.close()
         except urllib.error.URLError as error:  # raised by the handler around connecting and sending
-            reason = error.reason
-            if isinstance(reason, BaseException):
-                raise map_os_error(reason, connecting=not attempt.connected) from None
+            reason = error.with_traceback(None).reason
+            if isinstance(reason, BaseException):  # frames dropped: http.client's hold the request head
+                raise map_os_error(reason.with_traceback(None), connecting=not attempt.connected) from None
             raise TransportError(f"request failed: {reason}") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise map_os_error(exc, connecting=False) from None
+            raise map_os_error(exc.with_traceback(None), connecting=False) from None
         except MinipubError as exc:
             raise reraise_clean(exc) from None
 
