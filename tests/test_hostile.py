@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
-from minipub.testing.contract import HostileServerContract
+import pytest
+
+from minipub.testing.contract import HostileServerContract, Peer, RawServer
 from minipub.transports import Transport
 from minipub.transports.httpclient import HTTPClientTransport
 from minipub.transports.lean import LeanTransport
@@ -24,3 +28,49 @@ class TestHostileHTTPClient(HostileServerContract):
 class TestHostileUrllib(HostileServerContract):
     def make_transport(self, **options: Any) -> Transport:
         return UrllibTransport(**options)
+
+
+# -- no lazy import may race ------------------------------------------------------------------
+
+_RACE = r"""
+import sys, threading
+import minipub
+from minipub.transports import HTTPRequest, create_transport
+
+url, name = sys.argv[1], sys.argv[2]
+transport = create_transport(name, proxy=None)
+started = threading.Event()
+failures = []
+
+def publish():
+    for n in range(400):
+        try:
+            transport.send(HTTPRequest("POST", url, {"Content-Type": "application/json"}, b"{}", 5.0))
+        except minipub.errors.MinipubError:
+            pass
+        except BaseException as exc:
+            failures.append(repr(exc))
+        started.set()
+
+worker = threading.Thread(target=publish)
+worker.start()
+started.wait(5)
+import ssl  # noqa: E402 - while the worker publishes
+worker.join(30)
+print("\n".join(failures))
+sys.exit(1 if failures else 0)
+"""
+
+
+def _close_after_each(peer: Peer) -> None:
+    if peer.read_request() is not None:
+        peer.respond(202, b"{}", close=True)  # a new connection for every request
+
+
+@pytest.mark.parametrize("name", ["lean", "http.client", "urllib"])
+def test_importing_ssl_while_publishing_raises_nothing(name: str) -> None:
+    with RawServer(_close_after_each) as server:
+        for _ in range(4):
+            run = subprocess.run([sys.executable, "-c", _RACE, server.url("/publish"), name],
+                                 capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

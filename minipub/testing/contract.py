@@ -848,7 +848,8 @@ class HostileServerContract:
                     return
                 peer.respond(202, _answer_id(request), [("Content-Type", "application/json")])
                 if first:
-                    peer.send(forged)  # unsolicited: an answer to nothing
+                    peer.wait(0.05)
+                    peer.send(forged)  # unsolicited, while the connection is idle: an answer to nothing
                     first = False
 
         server = servers(handler)
@@ -856,7 +857,7 @@ class HostileServerContract:
         for event in ("evt_1", "evt_2", "evt_3"):
             response = transport.send(_request(server.url(), _publish_body(event)))
             assert json.loads(response.body)["id"] == event
-            time.sleep(0.1)  # the forged answer lands while the connection is idle
+            time.sleep(0.2)  # the forged answer lands while the connection is idle
 
     def test_a_late_answer_after_a_timeout_is_never_the_next_answer(
         self, servers: _Servers, transports: MakeTransport
