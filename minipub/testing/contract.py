@@ -839,6 +839,7 @@ class HostileServerContract:
         self, servers: _Servers, transports: MakeTransport
     ) -> None:
         forged = _head(202, b'{"id": "FORGED", "duplicate": false, "destination_ids": []}')
+        sent = threading.Event()
 
         def handler(peer: Peer) -> None:
             first = True
@@ -850,6 +851,7 @@ class HostileServerContract:
                 if first:
                     peer.wait(0.05)
                     peer.send(forged)  # unsolicited, while the connection is idle: an answer to nothing
+                    sent.set()
                     first = False
 
         server = servers(handler)
@@ -857,7 +859,8 @@ class HostileServerContract:
         for event in ("evt_1", "evt_2", "evt_3"):
             response = transport.send(_request(server.url(), _publish_body(event)))
             assert json.loads(response.body)["id"] == event
-            time.sleep(0.2)  # the forged answer lands while the connection is idle
+            sent.wait(IO_TIMEOUT)  # the forged answer lands while the connection is idle
+            time.sleep(0.05)
 
     def test_a_late_answer_after_a_timeout_is_never_the_next_answer(
         self, servers: _Servers, transports: MakeTransport
@@ -875,8 +878,7 @@ class HostileServerContract:
         response = transport.send(_request(server.url(), _publish_body("evt_next")))
         assert json.loads(response.body)["id"] == "evt_next"
 
-    @pytest.mark.parametrize("size_line", ["-1", "-0", "0x10", "1g", "", " ", "+5", "5 5", "1" * 20,
-                                           "1;" + "x" * 70000])
+    @pytest.mark.parametrize("size_line", ["-1", "-0", "0x10", "1g", "", " ", "+5", "5 5", "1;" + "x" * 70000])
     def test_a_bad_chunk_size_is_a_protocol_error(
         self, servers: _Servers, transports: MakeTransport, size_line: str
     ) -> None:
