@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from minipub.testing.contract import HostileServerContract, Peer, RawServer
+from minipub import SDK
+from minipub.errors import ProtocolError
+from minipub.testing.contract import API_KEY, ContractRequest, HostileServerContract, Peer, RawServer
 from minipub.transports import Transport
 from minipub.transports.httpclient import HTTPClientTransport
 from minipub.transports.lean import LeanTransport
@@ -74,3 +76,23 @@ def test_importing_ssl_while_publishing_raises_nothing(name: str) -> None:
             run = subprocess.run([sys.executable, "-c", _RACE, server.url("/publish"), name],
                                  capture_output=True, text=True, timeout=60)
             assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+# -- the answer belongs to this request ---------------------------------------------------------
+
+
+def _answers_for_another_event(peer: Peer) -> None:
+    def reply(request: ContractRequest, peer: Peer) -> None:
+        peer.respond(202, b'{"id": "evt_someone_else", "duplicate": false, "destination_ids": []}',
+                     [("Content-Type", "application/json")])
+
+    peer.serve(reply)
+
+
+@pytest.mark.parametrize("name", ["lean", "http.client", "urllib"])
+def test_an_answer_for_another_event_id_is_a_protocol_error_never_retried(name: str) -> None:
+    with RawServer(_answers_for_another_event) as server:
+        with SDK(API_KEY, server_url=server.url(""), transport=name, timeout_ms=2000) as sdk:
+            with pytest.raises(ProtocolError, match="evt_someone_else"):
+                sdk.publish.event(tenant_id="acme", topic="t", data={"n": 1}, id="evt_mine")
+        assert len(server.requests) == 1
