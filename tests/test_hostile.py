@@ -1,9 +1,10 @@
-"""The hostile-server contract, run by every built-in transport (and by the httpx plugin's tests)."""
+"""The hostile-server contract, run by every built-in transport and by the httpx plugin when it is installed."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.util import find_spec
 from typing import Any
 
 import pytest
@@ -92,7 +93,16 @@ def _answers_for_another_event(peer: Peer) -> None:
 @pytest.mark.parametrize("name", ["lean", "http.client", "urllib"])
 def test_an_answer_for_another_event_id_is_a_protocol_error_never_retried(name: str) -> None:
     with RawServer(_answers_for_another_event) as server:
-        with SDK(API_KEY, server_url=server.url(""), transport=name, timeout_ms=2000) as sdk:
-            with pytest.raises(ProtocolError, match="evt_someone_else"):
-                sdk.publish.event(tenant_id="acme", topic="t", data={"n": 1}, id="evt_mine")
+        with SDK(API_KEY, server_url=server.url(""), transport=name, timeout_ms=2000) as sdk, \
+                pytest.raises(ProtocolError, match="evt_someone_else"):
+            sdk.publish.event(tenant_id="acme", topic="t", data={"n": 1}, id="evt_mine")
         assert len(server.requests) == 1
+
+
+if find_spec("minipub_httpx") is not None and find_spec("httpx") is not None:  # the plugin, when installed
+
+    class TestHostileHttpx(HostileServerContract):
+        def make_transport(self, **options: Any) -> Transport:
+            from minipub_httpx import HttpxTransport
+
+            return HttpxTransport(http2=False, **options)

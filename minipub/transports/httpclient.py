@@ -23,6 +23,7 @@ from .common import (
     header_block,
     map_os_error,
     read_response,
+    revealed_headers,
     send_request,
     split_origin,
 )
@@ -212,10 +213,10 @@ class HTTPClientTransport(PooledTransport[Connection]):
         proxy = conn.minipub_proxy
         conn.start(Attempt(deadline, self._max_body, reused=reused))
         try:
-            if proxy is None:
-                conn.request(request.method, path, request.body, request.headers)
+            if proxy is None:  # the credentials revealed only inside the call that writes them
+                conn.request(request.method, path, request.body, revealed_headers(request))
             else:  # plain http through a proxy: absolute URL, proxy credentials
-                conn.request(request.method, request.url, request.body, {**request.headers, **(
+                conn.request(request.method, request.url, request.body, {**revealed_headers(request), **(
                     {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {})})
             response = conn.getresponse()
         except _STALE as exc:

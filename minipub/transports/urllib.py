@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConnectError, MinipubError, TransportError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .common import Deadline, header_block, map_os_error
+from .common import Deadline, header_block, map_os_error, revealed_headers
 from .h11parse import framing
 from .httpclient import Attempt, BoundedHTTPConnection, BoundedHTTPSConnection, read_capped, reraise_clean
 from .proxy import parse_proxy, select_proxy
@@ -52,7 +52,9 @@ class _Proxy(urllib.request.ProxyHandler):
 class _Request(urllib.request.Request):
     """A request that carries its attempt (deadline, body cap) to minipub's handlers."""
 
-    minipub: Attempt
+    def __init__(self, attempt: Attempt, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.minipub = attempt
 
 
 def _attempt(request: urllib.request.Request) -> Attempt:
@@ -135,10 +137,9 @@ class UrllibTransport:
             raise ConnectError("transport is closed")
         header_block(request)  # the one header rule (a ValidationError naming the header, never its value)
         attempt = Attempt(Deadline(request.timeout), self._max_body)
-        req = _Request(request.url, data=request.body, headers=request.headers, method=request.method)
-        req.minipub = attempt
-        try:
-            with self._opener.open(req, timeout=request.timeout) as response:
+        try:  # no local holds the urllib Request: its headers reveal the credentials
+            with self._opener.open(_Request(attempt, request.url, data=request.body, headers=revealed_headers(request),
+                                            method=request.method), timeout=request.timeout) as response:
                 return self._read(response, response.status, response.headers)
         except urllib.error.HTTPError as error:
             try:
