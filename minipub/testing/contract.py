@@ -842,7 +842,7 @@ class HostileServerContract:
         sent = threading.Event()
 
         def handler(peer: Peer) -> None:
-            first = True
+            first = peer.index == 0  # on the first connection only, once
             while True:
                 request = peer.read_request()
                 if request is None:
@@ -995,8 +995,14 @@ class HostileServerContract:
     ) -> None:
         server = servers(outpost_like)
         headers = {"Authorization": "Bearer " + API_KEY + "\u20ac"} if where == "value" else {"X-\u20ac": "1"}
+        transport = transports()
+        try:
+            request = _request(server.url(), headers=headers)
+        except ValidationError:  # a request type that checks credentials itself refused it: nothing to send
+            return
+        del headers
         with pytest.raises(ValidationError) as caught:
-            transports().send(_request(server.url(), headers=headers))
+            transport.send(request)
         assert API_KEY not in _locals_text(caught.value)
         assert server.accepted == 0
 
