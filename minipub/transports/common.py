@@ -279,6 +279,10 @@ def readable(sock: socket.socket) -> bool:
 _poll: Optional[Callable[[], Any]] = getattr(select, "poll", None)
 
 
+# A blocking plain socket (lean's, kernel timeouts) is checked by a non-blocking peek.
+_PEEK = (socket.MSG_PEEK | socket.MSG_DONTWAIT) if hasattr(socket, "MSG_DONTWAIT") else 0
+
+
 def idle_clean(sock: Optional[socket.socket]) -> bool:
     """True when an idle keep-alive connection received nothing since its last response.
 
@@ -288,6 +292,14 @@ def idle_clean(sock: Optional[socket.socket]) -> bool:
     """
     if sock is None:
         return False
+    if _PEEK and type(sock) is socket.socket and sock.gettimeout() is None:  # one system call, nothing consumed
+        try:
+            sock.recv(1, _PEEK)  # a byte or b"" (an EOF): either way not clean
+            return False
+        except BlockingIOError:
+            return True  # nothing to read: idle and clean
+        except OSError:
+            return False
     if not readable(sock):
         return True
     ssl: Any = loaded_module("ssl")
