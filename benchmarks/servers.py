@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Deque, Dict, Iterator, Optional, Tuple
 
-BODY = b'{"id":"evt_bench","duplicate":false,"destination_ids":["des_bench"]}'
+# No "id": one canned answer serves every event, and minipub checks a named id against the one it sent.
+BODY = b'{"duplicate":false,"destination_ids":["des_bench"]}'
 PATH = "/api/v1/publish"
 MAX_LIFETIME = 3600.0  # the responder stops by itself after an hour, or as soon as its parent is gone
 

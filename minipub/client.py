@@ -240,16 +240,17 @@ class SDK:
     ) -> PublishResponse:
         send = self._transport.send if observer is None else observer.send
         refreshed = False
+        left = _deadline_left(config, self._clock)
 
         def attempt(number: int) -> PublishResponse:
             nonlocal refreshed
             try:
-                return self._send(request, timeout, send)
+                return self._send(request, left(timeout), send)
             except UnauthorizedError as error:
                 if not self._should_refresh(error, refreshed):
                     raise
                 refreshed = True
-                return self._send(request, timeout, send)
+                return self._send(request, left(timeout), send)
 
         decided = _both(None if observer is None else observer.retry_decision, on_retry)
         return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,
@@ -269,16 +270,17 @@ class SDK:
         config = retries or self.retry_config
         timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
         refreshed = False
+        left = _deadline_left(config, self._clock)
 
         async def attempt(number: int) -> PublishResponse:
             nonlocal refreshed
             try:
-                return await self._send_async(native, request, timeout)
+                return await self._send_async(native, request, left(timeout))
             except UnauthorizedError as error:
                 if not self._should_refresh(error, refreshed):
                     raise
                 refreshed = True
-                return await self._send_async(native, request, timeout)
+                return await self._send_async(native, request, left(timeout))
 
         return await call_with_retries_async(attempt, config, budget=self.retry_budget, clock=self._clock)
 
@@ -296,6 +298,19 @@ def _provided_key(auth: AuthProvider) -> Tuple[Secret, Secret]:
         return Secret(key), Secret("Bearer " + key)
     del key  # not in this frame's locals in the error's traceback
     raise ConfigurationError(f"the key from the auth provider ({type(auth).__name__}.api_key()) {problem}")
+
+
+def _deadline_left(config: RetryConfig, clock: Callable[[], float]) -> Callable[[float], float]:
+    """The timeout of each attempt: the per-attempt one, cut to what is left of the publish's
+    deadline (``max_elapsed_time`` from now, with retries on), so the deadline bounds the whole publish."""
+    if config.strategy == "none":
+        return lambda timeout: timeout
+    ends = clock() + config.backoff.max_elapsed_time / 1000
+
+    def left(timeout: float) -> float:
+        return max(0.001, min(timeout, ends - clock()))
+
+    return left
 
 
 def _both(first: Optional[RetryObserver], second: Optional[RetryObserver]) -> Optional[RetryObserver]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict
 
-from .errors import APIError, error_class_for
+from .errors import APIError, ProtocolError, error_class_for
 from .models import PublishResponse
 from .secret import SecretLike, redact, redact_data
 from .transports.base import HTTPResponse
@@ -79,6 +79,10 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Secret
         queued_id = data.get("id")
         return PublishResponse(queued_id if isinstance(queued_id, str) and queued_id else event_id, None, None)
     answered_id = data.get("id")
+    if isinstance(answered_id, str) and answered_id and answered_id != event_id:
+        # Not this request's answer (a late or unsolicited one): an error, never a success for the wrong event.
+        shown = redact(answered_id, secret, 64)
+        raise ProtocolError(f"the server answered for event {shown!r}, not for {event_id!r} (not retried)")
     duplicate = data.get("duplicate")
     destinations = data.get("destination_ids")
     if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):

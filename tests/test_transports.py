@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from minipub.errors import ConfigurationError
+from minipub.errors import ConfigurationError, ProtocolError
 from minipub.testing import TransportContract
 from minipub.testing.contract import (
     AUTHORIZATION,
@@ -242,3 +243,15 @@ def test_urllib_uses_the_given_opener_as_is() -> None:
     opener.addheaders = [("X-Opener", "mine")]
     with RawServer(lambda peer: peer.serve(reply)) as server:
         assert _publish(UrllibTransport(opener=opener), server).body == b"mine"
+
+
+@pytest.mark.parametrize("length", ["-5", "5, 6", "abc"])
+def test_urllib_with_the_callers_opener_still_keeps_the_content_length_rule(length: str) -> None:
+    def handler(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.send(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nhello".encode())
+            peer.sock.shutdown(socket.SHUT_WR)
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # stdlib handlers read the response
+    with RawServer(handler) as server, pytest.raises(ProtocolError):
+        _publish(UrllibTransport(opener=opener), server)

@@ -125,6 +125,27 @@ class Peer:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def read_head(self) -> Optional[bytes]:
+        """The next request's head only (the body stays unread), or None when the client closed first."""
+        return self._read_until(b"\r\n\r\n")
+
+    def trickle(self, data: bytes, interval: float) -> None:
+        """Send ``data`` one byte every ``interval`` seconds (stops early when the server closes)."""
+        for index in range(len(data)):
+            if self.server.stopping.wait(interval):
+                return
+            self.send(data[index : index + 1])
+
+    def read_slowly(self, size: int, interval: float, total: float = IO_TIMEOUT) -> None:
+        """Read at most ``size`` bytes every ``interval`` seconds for ``total`` seconds (a slow client link)."""
+        ends = time.monotonic() + total
+        while time.monotonic() < ends and not self.server.stopping.wait(interval):
+            try:
+                if not self.sock.recv(size):
+                    return
+            except OSError:
+                return
+
     def respond(
         self,
         status: int,

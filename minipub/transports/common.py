@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
+import select
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypeVar
+import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Mapping, Optional, Protocol, Tuple, TypeVar
 from urllib.parse import urlsplit
 
 from .. import _fork
-from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportError, TransportTimeout
+from ..errors import (
+    ConnectError,
+    ConnectionLostError,
+    ProtocolError,
+    TLSError,
+    TransportError,
+    TransportTimeout,
+    ValidationError,
+)
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from .h11parse import ResponseParser, is_token
 from .proxy import Proxy, parse_proxy, select_proxy
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale"]
+__all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale",
+           "Deadline", "Sealed", "header_block", "public_headers", "secret_head", "revealed_headers", "send_request",
+           "read_response", "readable", "idle_clean", "loaded_module", "READ_SIZE"]
+
+#: How much one read asks for.
+READ_SIZE = 65536
+#: The most one send call is given: between pieces the socket is checked for an early answer.
+SEND_PIECE = 1 << 18
+#: How far above the time left a socket timeout may stay before it is set again (seconds).
+TIMEOUT_SLACK = 0.01
 
 Origin = Tuple[str, str, int]  # scheme, host, port
 C = TypeVar("C")
@@ -34,13 +56,24 @@ def split_origin(url: str) -> Tuple[Origin, str]:
     return (parts.scheme, parts.hostname, port), target
 
 
+def loaded_module(name: str) -> Optional[ModuleType]:
+    """The module if something imported it already, else None (it is not imported here).
+
+    A plain ``sys.modules`` lookup can return a module another thread is still initializing
+    (``AttributeError: partially initialized module``); the import statement waits for it.
+    """
+    if name not in sys.modules:
+        return None
+    return importlib.import_module(name)
+
+
 def map_os_error(exc: BaseException, *, connecting: bool) -> TransportError:
     """A socket-level exception as minipub's transport error (messages carry no secrets).
 
-    ``ssl`` and ``http.client`` are looked up, not imported: an instance implies its module is loaded.
+    ``ssl`` and ``http.client`` are not imported here: an instance implies its module is loaded.
     """
-    ssl: Any = sys.modules.get("ssl")
-    client: Any = sys.modules.get("http.client")
+    ssl: Any = loaded_module("ssl")
+    client: Any = loaded_module("http.client")
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return TransportTimeout("connect timed out" if connecting else "timed out waiting for the response")
     if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
@@ -94,9 +127,10 @@ class ConnectOptions:
         """The proxy to go through for this origin, or None."""
         return select_proxy(self._proxy_setting, *origin)
 
-    def connect_timeout(self, timeout: float) -> float:
-        """The timeout for opening a connection: the request's, capped by ``connect_timeout``."""
-        return min(timeout, self._connect_timeout or timeout)
+    def connect_timeout(self, deadline: Deadline) -> float:
+        """The timeout for opening a connection: the attempt's time left, capped by ``connect_timeout``."""
+        left = deadline.left()
+        return min(left, self._connect_timeout or left)
 
 
 class IdlePool(Generic[C]):
@@ -151,13 +185,269 @@ class Stale(Exception):
     """A reused idle connection failed before any response byte: the server had closed it."""
 
 
+# -- one attempt in bounded time ---------------------------------------------------------------
+
+
+class Deadline:
+    """The end of one attempt (connect, send, wait, read): each socket operation gets the time left."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left; ``TimeoutError`` (mapped to ``TransportTimeout``) once none are."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the attempt's timeout ran out")
+        return left
+
+
+SetTimeout = Callable[[float], None]
+
+
+class Sealed:
+    """Request bytes that carry a credential: held here, never in a bare local, and never shown."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"<{len(self.data)} request bytes, redacted>"
+
+
+_BAD_HEADER_TEXT = frozenset("\r\n\0")
+
+
+def _header_text_ok(text: str) -> bool:
+    return (text.isascii() or max(text) <= "\xff") and _BAD_HEADER_TEXT.isdisjoint(text)
+
+
+def public_headers(request: HTTPRequest) -> Mapping[str, str]:
+    """The headers that carry no credential: ``public_headers`` when the request keeps its
+    credentials apart (as Secrets, written by :func:`secret_head`), else every header."""
+    public: Optional[Mapping[str, str]] = getattr(request, "public_headers", None)
+    return request.headers if public is None else public
+
+
+def secret_head(request: HTTPRequest) -> bytes:
+    """The credential header lines, revealed: call it only inside the expression that writes them."""
+    reveal: Optional[Callable[[], bytes]] = getattr(request, "secret_head", None)
+    return b"" if reveal is None else reveal()
+
+
+def revealed_headers(request: HTTPRequest) -> Dict[str, str]:
+    """Every header, credentials revealed, for a library that takes one dict: only inside the call."""
+    reveal: Optional[Callable[[], Dict[str, str]]] = getattr(request, "reveal_headers", None)
+    return dict(request.headers) if reveal is None else reveal()
+
+
+def header_block(request: HTTPRequest) -> Sealed:
+    """The request's credential-free header fields as head lines (``Name: value\\r\\n``), checked.
+
+    The one rule for every built-in transport: names are tokens, values latin-1 text without CR,
+    LF or NUL; else ``ValidationError`` naming the header (never its value). No local variable and
+    no exception (``UnicodeEncodeError.object``) ever holds a value in clear.
+    """
+    for name in public_headers(request):  # never bound to a local: it may hold the key (a plain HTTPRequest)
+        if not is_token(name):
+            raise ValidationError(f"request header name {name[:40]!r} is not a valid HTTP token")
+        if not _header_text_ok(public_headers(request)[name]):
+            raise ValidationError(f"request header {name!r}: values must be latin-1 text without CR, LF or NUL")
+    return Sealed("".join([f"{name}: {value}\r\n" for name, value in public_headers(request).items()]).encode(
+        "latin-1"))
+
+
+def readable(sock: socket.socket) -> bool:
+    """True when bytes, an EOF or an error wait on ``sock`` (nothing is read)."""
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending():
+        return True  # TLS: decrypted bytes already buffered
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    if _poll is not None:
+        poller = _poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [fd], 0)[0])  # pragma: no cover - platforms without poll
+
+
+_poll: Optional[Callable[[], Any]] = getattr(select, "poll", None)
+
+
+# A blocking plain socket (lean's, kernel timeouts) is checked by a non-blocking peek.
+_PEEK = (socket.MSG_PEEK | socket.MSG_DONTWAIT) if hasattr(socket, "MSG_DONTWAIT") else 0
+
+
+def idle_clean(sock: Optional[socket.socket]) -> bool:
+    """True when an idle keep-alive connection received nothing since its last response.
+
+    Unsolicited bytes (or a late answer to an earlier request) would be taken as the answer to
+    the next one, and an EOF means the server closed it: either way the connection is dropped.
+    TLS records without application data (TLS 1.3 session tickets) are read and do not count.
+    """
+    if sock is None:
+        return False
+    if _PEEK and type(sock) is socket.socket and sock.gettimeout() is None:  # one system call, nothing consumed
+        try:
+            sock.recv(1, _PEEK)  # a byte or b"" (an EOF): either way not clean
+            return False
+        except BlockingIOError:
+            return True  # nothing to read: idle and clean
+        except OSError:
+            return False
+    if not readable(sock):
+        return True
+    ssl: Any = loaded_module("ssl")
+    if ssl is None or not isinstance(sock, ssl.SSLSocket):
+        return False
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        sock.recv(1)  # application data, or b"" (closed): either way not clean
+        return False
+    except ssl.SSLWantReadError:
+        return not readable(sock)
+    except OSError:
+        return False
+    finally:
+        try:
+            sock.settimeout(timeout)
+        except OSError:  # pragma: no cover - a socket closed by the failed read
+            pass
+
+
+def _wait(sock: socket.socket, timeout: float) -> Tuple[bool, bool]:
+    """Wait until ``sock`` is readable (bytes, EOF, error) or writable: (readable, writable)."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True, False
+    if _poll is not None:
+        poller = _poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI | select.POLLOUT)
+        events = 0
+        for _, event in poller.poll(max(1, int(timeout * 1000) + 1)):
+            events |= event
+        return bool(events & ~select.POLLOUT), bool(events & select.POLLOUT)
+    readers, writers, errors = select.select([fd], [fd], [fd], timeout)  # pragma: no cover - no poll
+    return bool(readers or errors), bool(writers)  # pragma: no cover
+
+
+def _answered(sock: socket.socket) -> Optional[bytes]:
+    """Whether the server said something while we were sending: None if not, else what was read
+    of it (maybe nothing yet). TLS records without application data (session tickets) do not count."""
+    ssl: Any = loaded_module("ssl")
+    if ssl is None or not isinstance(sock, ssl.SSLSocket):
+        return b""
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        start: bytes = sock.recv(READ_SIZE)  # the answer's first bytes, or b"" (closed)
+        return start
+    except ssl.SSLWantReadError:
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+#: Plain sockets send without blocking (``MSG_DONTWAIT``) once the body outgrows one piece.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+#: What one TLS send is given (one record): a blocked TLS write still sees an early answer soon.
+TLS_PIECE = 16384
+
+
+def send_request(sock: socket.socket, data: Sealed, deadline: Deadline, set_timeout: SetTimeout) -> Optional[bytes]:
+    """Send ``data`` whole before the deadline: None, or the start of an answer that came first.
+
+    The whole send is bounded, not each call: each gets the time left. A request that fits one
+    piece goes in one call (the common case); a bigger one waits for the socket to be writable
+    *or readable*, so a server that answers before the upload is done (a ``413``) or closes is
+    heard at once: its answer (the bytes read of it so far are returned; maybe none yet) is then
+    read like any other, and the connection is never reused.
+    """
+    view = memoryview(data.data)
+    del data  # no frame local holds the head (error reporters record them); the view is released below
+    total = len(view)
+    sent = 0
+    plain = type(sock) is socket.socket and bool(_DONTWAIT)
+    try:
+        if total <= SEND_PIECE:
+            set_timeout(deadline.left())
+            sent = sock.send(view)
+        while sent < total:
+            can_read, can_write = _wait(sock, deadline.left())
+            if can_read:
+                early = _answered(sock)
+                if early is not None:
+                    return early
+            if not can_write:
+                continue
+            if plain:
+                try:
+                    sent += sock.send(view[sent:sent + SEND_PIECE], _DONTWAIT)
+                except BlockingIOError:
+                    continue
+            else:
+                set_timeout(deadline.left())
+                sent += sock.send(view[sent:sent + TLS_PIECE])
+        return None
+    except (BlockingIOError, TimeoutError):
+        raise
+    except OSError:
+        if readable(sock):
+            return b""  # the server answered or closed: what it sent is read next
+        raise
+    finally:
+        view.release()
+
+
+def read_response(
+    sock: socket.socket,
+    parser: ResponseParser,
+    deadline: Deadline,
+    set_timeout: SetTimeout,
+    *,
+    reused: bool,
+    first: Optional[bytes] = None,
+) -> HTTPResponse:
+    """Read one response with ``parser`` before the deadline (every read gets the time left).
+
+    ``first``: bytes read already (b"" for an EOF). On a reused connection, an EOF or a reset
+    before any byte raises :class:`Stale`.
+    """
+    chunk = first
+    while True:
+        if chunk is None:
+            set_timeout(deadline.left())
+            try:
+                chunk = sock.recv(READ_SIZE)
+            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+                if reused and not parser.received:
+                    raise Stale() from None
+                raise
+        if not chunk:
+            if reused and not parser.received:
+                raise Stale()
+            return parser.eof()
+        response = parser.feed(chunk)
+        if response is not None:
+            return response
+        chunk = None
+
+
 class _Closable(Protocol):
     def close(self) -> None: ...
 
 
 K = TypeVar("K", bound=_Closable)
-#: One exchange on a connection: (origin, connection, request target, reused) -> response.
-Exchange = Callable[[Origin, K, str, bool], HTTPResponse]
+#: One exchange on a connection: (origin, connection, request target, reused, deadline) -> response.
+Exchange = Callable[[Origin, K, str, bool, Deadline], HTTPResponse]
 
 
 class PooledTransport(Generic[K]):
@@ -192,7 +482,10 @@ class PooledTransport(Generic[K]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(pool_size={self._pool.size}, max_body={self._max_body})"
 
-    def _connect(self, origin: Origin, timeout: float) -> K:
+    def _connect(self, origin: Origin, deadline: Deadline) -> K:
+        raise NotImplementedError
+
+    def _socket(self, conn: K) -> Optional[socket.socket]:
         raise NotImplementedError
 
     def _target(self, url: str) -> Tuple[Origin, str]:
@@ -202,17 +495,24 @@ class PooledTransport(Generic[K]):
         return found
 
     def _roundtrip(self, request: HTTPRequest, exchange: Exchange[K]) -> HTTPResponse:
-        """Send on an idle connection if there is one, else (or if it was stale) on a fresh one."""
+        """Send on an idle connection if there is a clean one, else (or if it was stale) on a fresh one.
+
+        ``request.timeout`` bounds the whole attempt: connect, send, wait and read.
+        """
+        deadline = Deadline(request.timeout)
         origin, target = self._target(request.url)
         conn = self._pool.checkout(origin)
+        while conn is not None and not idle_clean(self._socket(conn)):
+            conn.close()  # bytes or an EOF arrived while it was idle: never read them as our answer
+            conn = self._pool.checkout(origin)
         if conn is not None:
             try:
-                return exchange(origin, conn, target, True)
+                return exchange(origin, conn, target, True, deadline)
             except Stale:
                 pass  # the server closed the idle connection: send once more on a fresh one
-        conn = self._connect(origin, request.timeout)
+        conn = self._connect(origin, deadline)
         try:
-            return exchange(origin, conn, target, False)
+            return exchange(origin, conn, target, False, deadline)
         except Stale as stale:  # pragma: no cover - exchanges raise Stale only for reused connections
             raise ConnectionLostError("connection lost") from stale
 

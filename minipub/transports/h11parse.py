@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import ConnectionLostError, ProtocolError
 from .base import HTTPResponse
 
-__all__ = ["ResponseParser", "parse_whole", "parse_head", "framing", "MAX_HEAD"]
+__all__ = ["ResponseParser", "parse_whole", "parse_head", "framing", "is_token", "MAX_HEAD"]
 
 #: The largest response head (status line and headers) accepted, in bytes.
 MAX_HEAD = 65536
@@ -27,6 +27,8 @@ MAX_HEAD = 65536
 MAX_CHUNK_LINE = 4096
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+#: True for an HTTP token (a header name): the one rule, for what is sent and what is read.
+is_token = _TOKEN
 _DIGITS = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
 

@@ -1,19 +1,37 @@
-"""The ``http.client`` transport: pooled keep-alive ``http.client`` connections, thread-safe."""
+"""The ``http.client`` transport: pooled keep-alive ``http.client`` connections, thread-safe.
+
+``http.client`` writes the request; minipub reads the answer with its own parser (``h11parse``)
+and bounds the whole attempt with one deadline, so every built-in transport keeps one rule for
+framing, caps, time and errors. The same connection classes serve the ``urllib`` transport.
+"""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import socket
-from typing import IO, TYPE_CHECKING, Optional, Tuple
+from typing import IO, Any, Optional, Tuple, Union
 
-from .base import HTTPRequest, HTTPResponse
-from .common import Origin, PooledTransport, Stale, map_os_error, split_origin
+from ..errors import MinipubError
+from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from .common import (
+    Deadline,
+    Origin,
+    PooledTransport,
+    Sealed,
+    Stale,
+    header_block,
+    map_os_error,
+    read_response,
+    revealed_headers,
+    send_request,
+    split_origin,
+)
+from .h11parse import ResponseParser
 from .proxy import Proxy
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["HTTPClientTransport", "map_os_error", "read_capped", "split_origin"]
+__all__ = ["HTTPClientTransport", "map_os_error", "read_capped", "split_origin", "BoundedHTTPConnection",
+           "BoundedHTTPSConnection", "Attempt"]
 
 # Failures of a reused idle connection that mean "the server had closed it": send again once.
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
@@ -34,7 +52,118 @@ def read_capped(stream: IO[bytes], max_body: int) -> Tuple[bytes, bool]:
     return body, False
 
 
-class HTTPClientTransport(PooledTransport[http.client.HTTPConnection]):
+class Attempt:
+    """What a connection's current attempt knows: its deadline and body cap, whether the
+    connection was reused or connected yet, whether the server answered before the upload ended."""
+
+    __slots__ = ("connected", "deadline", "early", "max_body", "reused")
+
+    early: Optional[bytes]
+
+    def __init__(self, deadline: Deadline, max_body: int = DEFAULT_MAX_BODY, *, reused: bool = False) -> None:
+        self.deadline = deadline
+        self.max_body = max_body
+        self.reused = reused
+        self.connected = False
+        self.early = None  # the start of an answer that came before the upload ended
+
+
+class _Response(http.client.HTTPResponse):
+    """A response read by minipub's parser within the attempt's deadline (``minipub`` holds it)."""
+
+    _method: Optional[str]
+
+    def __init__(self, attempt: Attempt, sock: socket.socket, debuglevel: int = 0, method: Optional[str] = None,
+                 url: Optional[str] = None) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        self._attempt = attempt
+        self._sock = sock
+        self.minipub: Optional[HTTPResponse] = None
+
+    def begin(self) -> None:
+        if self.minipub is not None:
+            return
+        attempt, sock = self._attempt, self._sock
+        parser = ResponseParser(attempt.max_body, head_request=self._method == "HEAD")
+        response = read_response(sock, parser, attempt.deadline, sock.settimeout, reused=attempt.reused,
+                                 first=attempt.early or None)
+        if self.fp is not None:
+            self.fp.close()
+            self.fp = None  # type: ignore[assignment]  # nothing is left to read: the connection may take the next request
+        headers = http.client.HTTPMessage()
+        for name, value in response.headers.items():
+            headers[name] = value
+        self.msg = self.headers = headers
+        self.status, self.reason, self.version = response.status, parser.reason, 11
+        self.code = response.status
+        self.length, self.chunked = 0, False
+        self.will_close = parser.will_close or attempt.early is not None
+        self.minipub = response
+
+
+class _Bounded:
+    """Mixed into ``http.client`` connections: every write and read is bounded by the attempt's deadline."""
+
+    sock: Any
+    timeout: Any
+    minipub: Attempt
+    #: A proxy that plain-HTTP requests go through (absolute URL, proxy credentials), else None.
+    minipub_proxy: Optional[Proxy] = None
+
+    def __init__(self, attempt: Attempt, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start(attempt)
+
+    def start(self, attempt: Attempt) -> None:
+        """The next exchange runs under ``attempt``."""
+        self.minipub = attempt
+        setattr(self, "response_class", functools.partial(_Response, attempt))  # noqa: B010 - an instance attribute
+
+    def connect(self) -> None:
+        self.timeout = self.minipub.deadline.left()
+        super().connect()  # type: ignore[misc]
+        self.minipub.connected = True
+
+    def send(self, data: Any) -> None:
+        attempt = self.minipub
+        if attempt.early is not None:
+            return  # the server answered already: the rest of the request is not sent
+        if self.sock is None:
+            self.connect()
+        if not isinstance(data, (bytes, bytearray)):
+            super().send(data)  # type: ignore[misc]
+            return
+        attempt.early = send_request(self.sock, Sealed(bytes(data)), attempt.deadline, self.sock.settimeout)
+
+
+class BoundedHTTPConnection(_Bounded, http.client.HTTPConnection):
+    """``http.client.HTTPConnection`` bounded by an :class:`Attempt`, read by minipub's parser."""
+
+
+class BoundedHTTPSConnection(_Bounded, http.client.HTTPSConnection):
+    """``http.client.HTTPSConnection`` bounded by an :class:`Attempt`; the handshake gets the time left."""
+
+    _context: Any
+    _tunnel_host: Optional[str]
+    host: str
+
+    def connect(self) -> None:
+        self.timeout = self.minipub.deadline.left()
+        http.client.HTTPConnection.connect(self)  # TCP, and the CONNECT tunnel if any
+        self.sock.settimeout(self.minipub.deadline.left())
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._tunnel_host or self.host)
+        self.minipub.connected = True
+
+
+def reraise_clean(exc: MinipubError) -> MinipubError:
+    """``exc`` without the frames it came through (``http.client``'s hold the request head)."""
+    return exc.with_traceback(None)
+
+
+Connection = Union[BoundedHTTPConnection, BoundedHTTPSConnection]
+
+
+class HTTPClientTransport(PooledTransport[Connection]):
     """Keep-alive connections per origin, reused across calls and threads (one user at a time).
 
     ``proxy``: ``"env"`` (default: ``HTTP(S)_PROXY``/``NO_PROXY``), ``None`` (direct) or a URL.
@@ -42,28 +171,29 @@ class HTTPClientTransport(PooledTransport[http.client.HTTPConnection]):
 
     # -- connections ---------------------------------------------------------------------
 
-    def _connect(self, origin: Origin, timeout: float) -> http.client.HTTPConnection:
+    def _socket(self, conn: Connection) -> Optional[socket.socket]:
+        return conn.sock  # type: ignore[no-any-return]
+
+    def _connect(self, origin: Origin, deadline: Deadline) -> Connection:
         scheme, host, port = origin
         proxy = self._options.proxy(origin)
-        connect_timeout = self._options.connect_timeout(timeout)
-        conn: http.client.HTTPConnection
+        attempt = Attempt(deadline, self._max_body)
+        conn: Connection
         if scheme == "https":
-            conn = http.client.HTTPSConnection(
-                proxy.host if proxy else host, proxy.port if proxy else port,
-                timeout=connect_timeout, context=self._options.ssl_context(),
-            )
+            conn = BoundedHTTPSConnection(attempt, proxy.host if proxy else host, proxy.port if proxy else port,
+                                          context=self._options.ssl_context())
             if proxy:
                 headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
                 conn.set_tunnel(host, port, headers=headers)
         else:
-            conn = http.client.HTTPConnection(proxy.host if proxy else host, proxy.port if proxy else port,
-                                              timeout=connect_timeout)
-        conn._minipub_proxy = proxy if scheme == "http" else None  # type: ignore[attr-defined]
+            conn = BoundedHTTPConnection(attempt, proxy.host if proxy else host, proxy.port if proxy else port)
+        conn.minipub_proxy = proxy if scheme == "http" else None
         try:
+            conn.timeout = self._options.connect_timeout(deadline)
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise map_os_error(exc, connecting=True) from None
+            raise map_os_error(exc.with_traceback(None), connecting=True) from None
         sock = conn.sock
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -72,42 +202,44 @@ class HTTPClientTransport(PooledTransport[http.client.HTTPConnection]):
     # -- sending -------------------------------------------------------------------------
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        return self._roundtrip(request, lambda origin, conn, path, reused: self._exchange(
-            origin, conn, path, request, reused=reused))
+        header_block(request)  # the one header rule (a ValidationError naming the header)
+        return self._roundtrip(request, lambda origin, conn, path, reused, deadline: self._exchange(
+            origin, conn, path, request, reused, deadline))
 
     def _exchange(
-        self, origin: Origin, conn: http.client.HTTPConnection, path: str, request: HTTPRequest, *, reused: bool
+        self, origin: Origin, conn: Connection, path: str, request: HTTPRequest, reused: bool, deadline: Deadline,
     ) -> HTTPResponse:
-        proxy: Optional[Proxy] = getattr(conn, "_minipub_proxy", None)
-        headers = request.public_headers
-        if proxy is not None:  # plain http through a proxy: absolute URL, proxy credentials
-            path = request.url
-            if proxy.authorization:
-                headers = {**headers, "Proxy-Authorization": proxy.authorization}
+        # No local holds the headers: frame-local capture (error reporters) never sees the key.
+        proxy = conn.minipub_proxy
+        conn.start(Attempt(deadline, self._max_body, reused=reused))
         try:
-            if conn.timeout != request.timeout:  # settimeout is a system call: only on a change
-                if conn.sock is not None:
-                    conn.sock.settimeout(request.timeout)
-                conn.timeout = request.timeout
-            conn.request(request.method, path, request.body, request.reveal_headers(headers))  # the key only here
+            if proxy is None:  # the credentials revealed only inside the call that writes them
+                conn.request(request.method, path, request.body, revealed_headers(request))
+            else:  # plain http through a proxy: absolute URL, proxy credentials
+                conn.request(request.method, request.url, request.body, {**revealed_headers(request), **(
+                    {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {})})
             response = conn.getresponse()
         except _STALE as exc:
             conn.close()
+            exc.with_traceback(None)  # http.client's frames hold the request head
             if reused:
                 raise Stale() from None
-            raise map_os_error(exc, connecting=False) from None
+            raise map_os_error(exc.with_traceback(None), connecting=False) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise map_os_error(exc, connecting=False) from None
-        try:
-            body, truncated = read_capped(response, self._max_body)
-        except (OSError, http.client.HTTPException) as exc:
+            raise map_os_error(exc.with_traceback(None), connecting=False) from None
+        except Stale:
             conn.close()
-            raise map_os_error(exc, connecting=False) from None
-        result = HTTPResponse(response.status, dict(response.getheaders()), body, truncated)
-        if truncated or response.will_close or not response.isclosed():
+            raise
+        except MinipubError as exc:
+            conn.close()
+            raise reraise_clean(exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        result = response.minipub  # type: ignore[attr-defined]
+        if response.will_close or result.truncated:
             conn.close()
         else:
             self._pool.checkin(origin, conn)
-        return result
-
+        return result  # type: ignore[no-any-return]

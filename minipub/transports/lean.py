@@ -12,21 +12,30 @@ from __future__ import annotations
 import socket
 import struct
 import sys
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..errors import ConnectError, ConnectionLostError, TransportTimeout, ValidationError
 from .base import HTTPRequest, HTTPResponse
-from .common import Origin, PooledTransport, Stale, map_os_error
+from .common import (
+    READ_SIZE,
+    TIMEOUT_SLACK,
+    Deadline,
+    Origin,
+    PooledTransport,
+    Sealed,
+    Stale,
+    header_block,
+    map_os_error,
+    public_headers,
+    read_response,
+    secret_head,
+    send_request,
+)
 from .h11parse import ResponseParser, parse_whole
 from .proxy import Proxy
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = ["LeanTransport"]
 
-#: How much one read asks for.
-READ_SIZE = 65536
 #: How many distinct header sets keep their prebuilt head lines.
 FIELDS_CACHE = 64
 # A reused connection failing this way before any response byte: the server had closed it.
@@ -53,17 +62,21 @@ class _Connection:
 
     __slots__ = ("absolute", "host_line", "kernel_timeouts", "proxy_auth", "sock", "timeout")
 
-    def __init__(self, sock: socket.socket, host_line: str, proxy: Optional[Proxy], absolute: bool) -> None:
+    def __init__(self, sock: socket.socket, host_line: str, proxy: Optional[Proxy], absolute: bool,
+                 tls: bool) -> None:
         self.sock = sock
         self.host_line = host_line
         self.absolute = absolute  # plain HTTP through a proxy: the request target is the full URL
         self.proxy_auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if absolute and proxy and \
             proxy.authorization else ""
-        self.timeout: Optional[float] = -1.0
-        self.kernel_timeouts = not isinstance(sock, _ssl_socket_class())
+        self.timeout = -1.0
+        self.kernel_timeouts = not tls
 
     def set_timeout(self, seconds: float) -> None:
-        """The per-read and per-write timeout of what follows."""
+        """The timeout of the next socket operation: ``seconds`` (the attempt's time left), or at
+        most ``TIMEOUT_SLACK`` more: the system calls are skipped while the one set is that close."""
+        if 0.0 <= self.timeout - seconds <= TIMEOUT_SLACK:
+            return
         if self.kernel_timeouts:
             try:
                 value = _timeval(seconds)
@@ -83,24 +96,6 @@ class _Connection:
             pass
 
 
-def _ssl_socket_class() -> type:
-    ssl = sys.modules.get("ssl")  # loaded by then if any connection used TLS
-    return ssl.SSLSocket if ssl is not None else type(None)
-
-
-def _header_lines(headers: Dict[str, str]) -> str:
-    """Header fields as head lines; CR, LF and NUL are refused, as is non-latin-1 text."""
-    fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-    if fields.count("\n") != len(headers) or fields.count("\r") != len(headers) or "\0" in fields:
-        raise ValidationError("request header names and values must not contain CR, LF or NUL")
-    if not fields.isascii():
-        try:
-            fields.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValidationError("request header names and values must be latin-1 text") from None
-    return fields
-
-
 def _host_line(host: str, port: int, scheme: str) -> str:
     name = f"[{host}]" if ":" in host else host
     default = 443 if scheme == "https" else 80
@@ -117,14 +112,17 @@ class LeanTransport(PooledTransport[_Connection]):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._fields: Dict[Tuple[Tuple[str, str], ...], str] = {}  # prebuilt, checked header lines
+        self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}  # prebuilt, checked header lines
 
-    def _connect(self, origin: Origin, timeout: float) -> _Connection:
+    def _socket(self, conn: _Connection) -> Optional[socket.socket]:
+        return conn.sock
+
+    def _connect(self, origin: Origin, deadline: Deadline) -> _Connection:
         scheme, host, port = origin
         proxy = self._options.proxy(origin)
-        connect_timeout = self._options.connect_timeout(timeout)
         name, number = (proxy.host, proxy.port) if proxy else (host, port)
         try:
+            connect_timeout = self._options.connect_timeout(deadline)
             # An ASCII name goes to getaddrinfo as bytes: no "idna" codec load (unicodedata) on the first send.
             address = (name.encode() if name.isascii() else name, number)
             sock = socket.create_connection(address, connect_timeout)  # type: ignore[arg-type]
@@ -134,7 +132,8 @@ class LeanTransport(PooledTransport[_Connection]):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 if proxy is not None:
-                    self._tunnel(sock, proxy, host, port)
+                    self._tunnel(sock, proxy, host, port, deadline)
+                sock.settimeout(deadline.left())  # the whole handshake is bounded by one timeout
                 sock = self._options.ssl_context().wrap_socket(sock, server_hostname=host)
         except OSError as exc:
             sock.close()
@@ -142,19 +141,19 @@ class LeanTransport(PooledTransport[_Connection]):
         except BaseException:
             sock.close()
             raise
-        return _Connection(sock, _host_line(host, port, scheme), proxy, scheme == "http" and proxy is not None)
+        return _Connection(sock, _host_line(host, port, scheme), proxy, scheme == "http" and proxy is not None,
+                           scheme == "https")
 
-    def _tunnel(self, sock: socket.socket, proxy: Proxy, host: str, port: int) -> None:
+    def _tunnel(self, sock: socket.socket, proxy: Proxy, host: str, port: int, deadline: Deadline) -> None:
         """Ask an HTTP proxy for a tunnel to ``host:port`` (``CONNECT``)."""
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
-        sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode("latin-1"))
+        send_request(sock, Sealed(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode(
+            "latin-1")), deadline, sock.settimeout)
+        del auth
         parser = ResponseParser(0, head_request=True)  # a CONNECT answer's body is never read
-        response = None
         try:
-            while response is None:
-                data = sock.recv(READ_SIZE)
-                response = parser.feed(data) if data else parser.eof()
+            response = read_response(sock, parser, deadline, sock.settimeout, reused=False)
         except ConnectionLostError as exc:
             raise ConnectError(f"could not connect: the proxy closed the connection ({exc})") from None
         if not 200 <= response.status < 300:
@@ -163,40 +162,50 @@ class LeanTransport(PooledTransport[_Connection]):
     # -- sending -------------------------------------------------------------------------
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        key = tuple(request.public_headers.items())
-        fields = self._fields.get(key)
+        # No local names the header values: frame-local capture (error reporters) sees no key.
+        fields = self._fields.get(tuple(public_headers(request).items()))
         if fields is None:
-            fields = _header_lines(request.public_headers)
+            fields = header_block(request)
             if len(self._fields) >= FIELDS_CACHE:
                 self._fields.clear()
-            self._fields[key] = fields
-        return self._roundtrip(request, lambda origin, conn, target, reused: self._exchange(
-            origin, conn, target, fields, request, reused=reused))
+            self._fields[tuple(public_headers(request).items())] = fields
+        return self._roundtrip(request, lambda origin, conn, target, reused, deadline: self._exchange(
+            origin, conn, target, fields, request, reused, deadline))
 
-    def _exchange(
-        self, origin: Origin, conn: _Connection, target: str, fields: str, request: HTTPRequest, *, reused: bool
-    ) -> HTTPResponse:
+    @staticmethod
+    def _head(request: HTTPRequest, conn: _Connection, target: str, fields: Sealed) -> Sealed:
+        """Request line, header fields and body, in one piece (sent in one call)."""
         if conn.absolute:
             target = request.url
-        body = request.body
-        length = f"Content-Length: {len(body)}\r\n" if body or request.method not in _NO_BODY else ""
-        data = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}{fields}{length}"
+        length = f"Content-Length: {len(request.body)}\r\n" if request.body or request.method not in _NO_BODY else ""
+        try:
+            line = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}".encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValidationError("the request URL and method must be ASCII (percent-encode the path)") from None
+        return Sealed(b"".join((line, fields.data, secret_head(request), length.encode(), b"\r\n", request.body)))
+
+    def _exchange(
+        self, origin: Origin, conn: _Connection, target: str, fields: Sealed, request: HTTPRequest, reused: bool,
+        deadline: Deadline,
+    ) -> HTTPResponse:
         sock = conn.sock
         head_request = request.method == "HEAD"
         received = False
         try:
-            if conn.timeout != request.timeout:
-                conn.set_timeout(request.timeout)
-            sock.sendall(data.encode("latin-1") + request.secret_head() + b"\r\n" + body)  # the key only here
-            chunk = sock.recv(READ_SIZE)
+            early = send_request(sock, self._head(request, conn, target, fields), deadline, conn.set_timeout)
+            if early:
+                chunk = early
+            else:
+                conn.set_timeout(deadline.left())
+                chunk = sock.recv(READ_SIZE)
             received = bool(chunk)
             whole = parse_whole(chunk, self._max_body, head_request) if chunk else None
             if whole is not None:  # the common case: the whole response in one read
                 response, will_close = whole
-            elif not chunk and reused:
-                raise Stale()
             else:
-                response, will_close = self._read(sock, chunk, head_request)
+                parser = ResponseParser(self._max_body, head_request=head_request)
+                response = read_response(sock, parser, deadline, conn.set_timeout, reused=reused, first=chunk)
+                will_close = parser.will_close
         except _STALE as exc:
             conn.close()
             if reused and not received:
@@ -208,24 +217,11 @@ class LeanTransport(PooledTransport[_Connection]):
         except OSError as exc:
             conn.close()
             raise map_os_error(exc, connecting=False) from None
-        except BaseException:  # _Stale, a parse error, an interrupt: the connection is in an unknown state
+        except BaseException:  # Stale, a parse error, an interrupt: the connection is in an unknown state
             conn.close()
             raise
-        if will_close:
+        if will_close or early is not None:  # an early answer: the rest of the request was never sent
             conn.close()
         else:
             self._pool.checkin(origin, conn)
         return response
-
-    def _read(self, sock: socket.socket, first: bytes, head_request: bool) -> Tuple[HTTPResponse, bool]:
-        """Read a response that did not come whole in the first read (or the close if ``first`` is empty)."""
-        parser = ResponseParser(self._max_body, head_request=head_request)
-        chunk = first
-        while True:
-            if not chunk:
-                return parser.eof(), True
-            response = parser.feed(chunk)
-            if response is not None:
-                return response, parser.will_close
-            chunk = sock.recv(READ_SIZE)
-

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import urllib.error
 import urllib.request
-from typing import IO, Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ..errors import ConnectError, TransportError
+from ..errors import ConnectError, MinipubError, TransportError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .common import map_os_error
-from .httpclient import read_capped
+from .common import Deadline, header_block, map_os_error, revealed_headers
+from .h11parse import framing
+from .httpclient import Attempt, BoundedHTTPConnection, BoundedHTTPSConnection, read_capped, reraise_clean
 from .proxy import parse_proxy, select_proxy
 
 __all__ = ["UrllibTransport"]
@@ -47,6 +49,45 @@ class _Proxy(urllib.request.ProxyHandler):
     https_open = http_open
 
 
+class _Request(urllib.request.Request):
+    """A request that carries its attempt (deadline, body cap) to minipub's handlers."""
+
+    def __init__(self, attempt: Attempt, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.minipub = attempt
+
+
+def _attempt(request: urllib.request.Request) -> Attempt:
+    attempt = getattr(request, "minipub", None)
+    return attempt if isinstance(attempt, Attempt) else Attempt(Deadline(request.timeout or 30.0))
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    """Plain HTTP through minipub's bounded connections (one deadline, minipub's parser)."""
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(BoundedHTTPConnection, _attempt(req)), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    """HTTPS through minipub's bounded connections, with the handler's TLS context."""
+
+    _context: Any
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(BoundedHTTPSConnection, _attempt(req)), req,
+                            context=self._context)
+
+
+def _check_framing(status: int, pairs: List[Tuple[str, str]]) -> None:
+    """A response read by another opener's handler still obeys minipub's framing rule (Content-Length)."""
+    lowered: Dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        lowered[key] = value if key not in lowered else lowered[key] + ", " + value
+    framing(status, False, lowered, False)
+
+
 class UrllibTransport:
     """Sends through an ``OpenerDirector`` (yours, or a default one). No connection reuse.
 
@@ -76,37 +117,46 @@ class UrllibTransport:
             if proxy not in (None, "env"):
                 parse_proxy(proxy)  # a bad URL fails here, not on the first send
             opener = urllib.request.build_opener(
-                urllib.request.HTTPSHandler(context=ssl_context), _NoRedirect(), _Proxy(proxy)
+                _HTTPHandler(), _HTTPSHandler(context=ssl_context), _NoRedirect(), _Proxy(proxy)
             )
         self._opener = opener
         self._max_body = max_body
         self._closed = False
 
-    def _read(self, stream: IO[bytes], status: int, headers: Dict[str, str]) -> HTTPResponse:
+    def _read(self, stream: Any, status: int, headers: Any) -> HTTPResponse:
+        ours = getattr(stream, "minipub", None)
+        if isinstance(ours, HTTPResponse):  # read by minipub's parser, under the attempt's deadline
+            return ours
+        pairs = list(headers.items()) if headers is not None else []  # another opener's handler read it
+        _check_framing(status, pairs)
         body, truncated = read_capped(stream, self._max_body)
-        return HTTPResponse(status, headers, body, truncated)
+        return HTTPResponse(status, dict(pairs), body, truncated)
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         if self._closed:
             raise ConnectError("transport is closed")
-        try:  # the key only in the expression that sends it: no local holds the urllib Request
-            with self._opener.open(urllib.request.Request(request.url, data=request.body, headers=request.headers,
-                                                          method=request.method), timeout=request.timeout) as response:
-                return self._read(response, response.status, dict(response.headers.items()))
+        header_block(request)  # the one header rule (a ValidationError naming the header, never its value)
+        attempt = Attempt(Deadline(request.timeout), self._max_body)
+        try:  # no local holds the urllib Request: its headers reveal the credentials
+            with self._opener.open(_Request(attempt, request.url, data=request.body, headers=revealed_headers(request),
+                                            method=request.method), timeout=request.timeout) as response:
+                return self._read(response, response.status, response.headers)
         except urllib.error.HTTPError as error:
             try:
-                return self._read(error, error.code, dict(error.headers.items()) if error.headers else {})
+                return self._read(getattr(error, "fp", None) or error, error.code, error.headers)
             except (OSError, http.client.HTTPException) as exc:
-                raise map_os_error(exc, connecting=False) from None
+                raise map_os_error(exc.with_traceback(None), connecting=False) from None
             finally:
                 error.close()
-        except urllib.error.URLError as error:  # raised before the request was sent whole
-            reason = error.reason
-            if isinstance(reason, BaseException):
-                raise map_os_error(reason, connecting=True) from None
+        except urllib.error.URLError as error:  # raised by the handler around connecting and sending
+            reason = error.with_traceback(None).reason
+            if isinstance(reason, BaseException):  # frames dropped: http.client's hold the request head
+                raise map_os_error(reason.with_traceback(None), connecting=not attempt.connected) from None
             raise TransportError(f"request failed: {reason}") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise map_os_error(exc, connecting=False) from None
+            raise map_os_error(exc.with_traceback(None), connecting=False) from None
+        except MinipubError as exc:
+            raise reraise_clean(exc) from None
 
     def close(self) -> None:
         """Nothing pooled to release; later sends fail."""

@@ -2,9 +2,10 @@
 
 It keeps minipub's transport contract (``minipub.testing.TransportContract``): the request is
 sent exactly as given (no client default headers), redirects are never followed, the body is
-read raw up to ``max_body`` (then the connection is dropped), ``request.timeout`` bounds every
-phase, a pooled connection the server closed while idle is replaced by one resend, and every
-failure is one of ``minipub.errors``' transport errors.
+read raw up to ``max_body`` (then the connection is dropped), ``request.timeout`` bounds the
+whole attempt (with the transport's own clients: ``bounded.py``), the header rule is minipub's
+(``ValidationError`` before sending), a pooled connection the server closed while idle is
+replaced by one resend, and every failure is one of ``minipub.errors``' transport errors.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from minipub.errors import (
     TransportTimeout,
 )
 from minipub.transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from minipub.transports.common import header_block
 from minipub.transports.proxy import Proxy, parse_proxy, select_proxy
+
+from .bounded import Attempt, BoundedBackend, current
 
 __all__ = ["HttpxTransport", "map_httpx_error"]
 
@@ -50,6 +54,20 @@ def _tls_error(cause: ssl.SSLError) -> TLSError:
     if isinstance(cause, ssl.SSLCertVerificationError):
         return TLSError(f"TLS certificate verification failed: {cause.verify_message}")
     return TLSError(f"TLS error: {cause.reason or type(cause).__name__}")
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the frames of ``exc`` and of everything chained to it: httpx's and httpcore's frames
+    hold the request headers (the key), which error reporters would record as frame locals."""
+    seen = 0
+    pending: List[Optional[BaseException]] = [exc]
+    while pending and seen < 50:
+        current_exc = pending.pop()
+        if current_exc is None:
+            continue
+        seen += 1
+        current_exc.with_traceback(None)
+        pending.extend([current_exc.__cause__, current_exc.__context__])
 
 
 def map_httpx_error(exc: Exception) -> TransportError:
@@ -156,14 +174,20 @@ class HttpxTransport:
             headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
             httpx_proxy = httpx.Proxy(f"http://{proxy.host}:{proxy.port}", headers=headers)
         limits = httpx.Limits(max_keepalive_connections=self._pool_size)
-        return httpx.Client(verify=self._context(), http2=self.http2, proxy=httpx_proxy, trust_env=False,
-                            follow_redirects=False, limits=limits, headers=None)
+        transport = httpx.HTTPTransport(verify=self._context(), http2=self.http2, proxy=httpx_proxy, limits=limits,
+                                        trust_env=False)
+        pool = getattr(transport, "_pool", None)
+        if pool is None or not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpx we do not know
+            raise ConfigurationError("this httpx/httpcore cannot take minipub's bounded network backend")
+        pool._network_backend = BoundedBackend()  # every socket operation keeps to the attempt's deadline
+        return httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=None)
 
     # -- sending -------------------------------------------------------------------------------
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         if self._closed:
             raise ConnectError("transport is closed")
+        header_block(request)  # minipub's header rule: a ValidationError naming the header, never its value
         try:
             url = httpx.URL(request.url)
         except (httpx.InvalidURL, TypeError) as exc:
@@ -171,28 +195,41 @@ class HttpxTransport:
         if url.scheme not in ("http", "https") or not url.host:
             raise ConnectError(f"cannot send to {url.scheme}://{url.host}: not an http(s) URL")
         client = self._client(url)
+        attempt = Attempt(request.timeout)
+        token = current.set(attempt)
+        try:
+            return self._send(client, url, request, attempt)
+        finally:
+            current.reset(token)
+
+    def _send(self, client: httpx.Client, url: httpx.URL, request: HTTPRequest, attempt: Attempt) -> HTTPResponse:
         timeout = httpx.Timeout(request.timeout).as_dict()
         for resend in (False, True):
             connected: List[str] = []
 
             def trace(event: str, info: Dict[str, Any], connected: List[str] = connected) -> None:
+                attempt.trace(event, info)
                 if "connect_tcp" in event:
                     connected.append(event)
 
-            outgoing = httpx.Request(request.method, url, headers=request.headers, content=request.body,
-                                     extensions={"timeout": timeout, "trace": trace})
             try:
-                response = client.send(outgoing, stream=True, follow_redirects=False)
+                response = client.send(httpx.Request(request.method, url, headers=request.headers,
+                                                     content=request.body,
+                                                     extensions={"timeout": timeout, "trace": trace}),
+                                       stream=True, follow_redirects=False)
             except httpx.HTTPError as exc:
+                _forget_frames(exc)
                 error = map_httpx_error(exc)
                 if not resend and not connected and isinstance(error, ConnectionLostError):
                     continue  # an idle pooled connection the server had closed: once more, fresh
                 raise error from None
             except RuntimeError as exc:  # the caller's client was closed
+                _forget_frames(exc)
                 raise ConnectError(f"the httpx client cannot send: {exc}") from None
             try:
                 body, truncated = self._read(response)
             except httpx.HTTPError as exc:
+                _forget_frames(exc)
                 raise map_httpx_error(exc) from None
             finally:
                 response.close()
@@ -200,17 +237,12 @@ class HttpxTransport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read(self, response: httpx.Response) -> Tuple[bytes, bool]:
-        chunks: List[bytes] = []
-        size = 0
+        body = bytearray()  # one buffer: a body of 1-byte chunks costs its size, not a list of objects
         for chunk in response.iter_raw():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self._max_body:
-                break
-        body = b"".join(chunks)
-        if size > self._max_body:
-            return body[: self._max_body], True
-        return body, False
+            body += chunk
+            if len(body) > self._max_body:
+                return bytes(body[: self._max_body]), True
+        return bytes(body), False
 
     def close(self) -> None:
         """Close the clients this transport made (a caller's client stays open). Idempotent."""
