@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Dict, Optional
+
+from ._modules import loaded_module
 
 NAME = "minipub"
 _LEVELS: Dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
@@ -15,7 +16,7 @@ def enabled(level_name: str) -> bool:
     global _logger
     logger = _logger
     if logger is None:
-        logging = sys.modules.get("logging")
+        logging = loaded_module("logging")
         if logging is None:
             return False
         logger = _logger = logging.getLogger(NAME)

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
+from ._modules import loaded_module
 from .errors import ValidationError
 
 __all__ = ["encode_json", "encode_envelope", "format_datetime", "show"]
@@ -143,11 +144,12 @@ class _Walk:
             return text
         if isinstance(obj, date):
             return obj.isoformat()
-        # Modules below are looked up, not imported: an instance implies its module is loaded.
-        uuid = sys.modules.get("uuid")
+        # Modules below are looked up, not imported: an instance implies its module is loaded
+        # (loaded_module waits for one that another thread is still importing).
+        uuid = loaded_module("uuid")
         if uuid is not None and isinstance(obj, uuid.UUID):
             return str(obj)
-        decimal = sys.modules.get("decimal")
+        decimal = loaded_module("decimal")
         if decimal is not None and isinstance(obj, decimal.Decimal):
             if not obj.is_finite():
                 raise self.fail(path, f"{show(obj)} is not valid JSON; send a finite number or null")

@@ -378,7 +378,7 @@ def test_bulk_max_time_bounds_the_run_against_a_server_that_never_answers(server
     elapsed = time.monotonic() - started
     print(f"\nbulk --max-time 1 against a server that never answers: {elapsed:.2f} s")
     assert elapsed < 1 + 1 + 1.5  # --max-time, then 1 s for what is on the wire
-    assert "4 may or may not have been delivered (on the wire when the run stopped)" in result.stderr, result.stderr
+    assert "4 may or may not have been delivered (sent, no answer came)" in result.stderr, result.stderr
     assert "46 not sent (queued when the run stopped)" in result.stderr
 
 
@@ -397,7 +397,7 @@ def test_bulk_interrupted_without_an_outbox_says_what_may_have_been_delivered(
             process.kill()
             process.wait(10)
     assert process.returncode == EXIT_INTERRUPTED, stderr
-    assert "2 may or may not have been delivered (on the wire when the run stopped)" in stderr, stderr
+    assert "2 may or may not have been delivered (sent, no answer came)" in stderr, stderr
     assert "8 not sent (queued when the run stopped)" in stderr
     assert "retries or time ran out" not in stderr  # none was retried
     rejects = [json.loads(line) for line in (tmp_path / "in.rejects.ndjson").read_text().splitlines()]

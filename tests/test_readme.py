@@ -114,7 +114,9 @@ def test_every_example_runs_or_says_why_not() -> None:
     assert len(not_run) <= 15, [str(b) for b in not_run]  # the few that cannot run here
     markers = sum(path.read_text(encoding="utf-8").count("<!-- readme-test:") for path in READMES)
     assert markers == len(not_run)  # every marker stands right before a block
-    assert len(PYTHON) >= 12 and {b.path for b in PYTHON} == set(READMES)
+    # Every README has Python that runs here, but the queue plugin's: each of its examples needs a broker.
+    needs_a_broker = {path for path in READMES if path.parent.name == "minipub-rabbitmq"}
+    assert len(PYTHON) >= 12 and {b.path for b in PYTHON} == set(READMES) - needs_a_broker
 
 
 @pytest.fixture

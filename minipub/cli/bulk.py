@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Dict, List, Optional, Set, Tuple
 
-from ..errors import PublisherClosedError, ValidationError
+from ..errors import ConnectionLostError, PublisherClosedError, TransportTimeout, ValidationError
 from ..retry import RetryBudget, is_final
 from .common import (
     EXIT_OK,
@@ -196,7 +196,7 @@ class _Failures:
         self.lock = threading.Lock()
         self.new: List[Failure] = []
         self.undelivered = 0
-        self.uncertain = 0  # of those, on the wire when the run stopped: perhaps delivered
+        self.uncertain = 0  # of those, sent with no answer (a timeout, a lost connection, the run stopped)
         self.unsent = 0  # of those, never sent: queued when the run stopped
         self.last_errors: List[BaseException] = []  # of undelivered events, for the exit code
         self.stopped_by: Optional[BaseException] = None
@@ -227,7 +227,8 @@ class _Failures:
             if not is_final(error):
                 self.undelivered += 1
                 last = error.__context__ if isinstance(error, Stopped) else error
-                if isinstance(error, PublisherClosedError) and IN_FLIGHT in str(error):
+                if isinstance(error, PublisherClosedError) and IN_FLIGHT in str(error) or isinstance(
+                        last, (TransportTimeout, ConnectionLostError)):  # sent, and no answer came
                     self.uncertain += 1
                 elif last is None or isinstance(error, PublisherClosedError):
                     self.unsent += 1
@@ -487,7 +488,7 @@ class _Bulk:
                   f"{self.rejects.count - undelivered:,} failed for good, "
                   + (f"{tried:,} not delivered (retries or time ran out), " if tried else "")
                   + (f"{unsent:,} not sent (queued when the run stopped), " if unsent else "")
-                  + (f"{uncertain:,} may or may not have been delivered (on the wire when the run stopped), "
+                  + (f"{uncertain:,} may or may not have been delivered (sent, no answer came), "
                      if uncertain else "")
                   + f"{stats.retried:,} retries, in {elapsed}")
         out.write(f"; {self.earlier:,} settled by an earlier run\n" if self.earlier else "\n")

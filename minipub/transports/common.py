@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import select
 import socket
-import sys
 import threading
 import time
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Mapping, Optional, Protocol, Tuple, TypeVar
 from urllib.parse import urlsplit
 
 from .. import _fork
+from .._modules import loaded_module
 from ..errors import (
     ConnectError,
     ConnectionLostError,
@@ -54,17 +52,6 @@ def split_origin(url: str) -> Tuple[Origin, str]:
     if parts.query:
         target += "?" + parts.query
     return (parts.scheme, parts.hostname, port), target
-
-
-def loaded_module(name: str) -> Optional[ModuleType]:
-    """The module if something imported it already, else None (it is not imported here).
-
-    A plain ``sys.modules`` lookup can return a module another thread is still initializing
-    (``AttributeError: partially initialized module``); the import statement waits for it.
-    """
-    if name not in sys.modules:
-        return None
-    return importlib.import_module(name)
 
 
 def map_os_error(exc: BaseException, *, connecting: bool) -> TransportError:
