@@ -227,7 +227,7 @@ class _Failures:
             if not is_final(error):
                 self.undelivered += 1
                 last = error.__context__ if isinstance(error, Stopped) else error
-                if isinstance(error, PublisherClosedError) and IN_FLIGHT in str(error) or isinstance(
+                if (isinstance(error, PublisherClosedError) and IN_FLIGHT in str(error)) or isinstance(
                         last, (TransportTimeout, ConnectionLostError)):  # sent, and no answer came
                     self.uncertain += 1
                 elif last is None or isinstance(error, PublisherClosedError):
