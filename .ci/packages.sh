@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Release check of the four distributions (minipub, minipub-httpx, minipub-secretfile, minipub-otel):
+# Release check of the five distributions (minipub, minipub-httpx, minipub-secretfile, minipub-otel,
+# minipub-rabbitmq):
 # build each sdist and wheel (the wheel is built from the sdist, so the sdist is complete), `twine
 # check` them, check their contents (the wheel holds exactly the package and py.typed; the sdist no
 # test tree; an SPDX license and its file; each plugin bounded to minipub's minor series), then
@@ -23,7 +24,7 @@ echo "== build: sdist, then the wheel from the sdist (from a clean copy: the clo
 "$PYTHON" -c 'import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], ignore=shutil.ignore_patterns(
     ".git", ".real-outpost", "*.egg-info", "build", "dist", ".tox", ".venv", "__pycache__", ".*_cache", ".hypothesis"))' "$ROOT" "$WORK/src"
 rm -rf "$DIST" && mkdir -p "$DIST"
-for project in . plugins/minipub-httpx plugins/minipub-secretfile plugins/minipub-otel; do
+for project in . plugins/minipub-httpx plugins/minipub-secretfile plugins/minipub-otel plugins/minipub-rabbitmq; do
     "$WORK/tools/bin/python" -m build -q --outdir "$DIST" "$WORK/src/$project" >/dev/null
 done
 ls -1 "$DIST"
@@ -45,6 +46,7 @@ PROJECTS = {  # distribution -> (package, source directory in the clone)
     "minipub_httpx": ("minipub_httpx", root / "plugins" / "minipub-httpx"),
     "minipub_secretfile": ("minipub_secretfile", root / "plugins" / "minipub-secretfile"),
     "minipub_otel": ("minipub_otel", root / "plugins" / "minipub-otel"),
+    "minipub_rabbitmq": ("minipub_rabbitmq", root / "plugins" / "minipub-rabbitmq"),
 }
 failures = []
 
@@ -57,7 +59,7 @@ def check(ok, what):
 
 wheels = sorted(dist.glob("*.whl"))
 sdists = sorted(dist.glob("*.tar.gz"))
-check(len(wheels) == 4 and len(sdists) == 4, f"4 wheels and 4 sdists: {[p.name for p in wheels + sdists]}")
+check(len(wheels) == 5 and len(sdists) == 5, f"5 wheels and 5 sdists: {[p.name for p in wheels + sdists]}")
 for wheel in wheels:
     name = wheel.name.split("-")[0]
     package, source = PROJECTS[name]
