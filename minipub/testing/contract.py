@@ -158,20 +158,38 @@ def _shared_certificates(factory: pytest.TempPathFactory) -> Certificates:
         return _certificates[key]
 
 
-class TransportContract:
-    """Inherit it and define ``make_transport(**options)``: every ``test_*`` is the contract."""
+class _TransportUnderTest:
+    """What both contracts share: ``make_transport`` to define, no proxy variables, and the
+    ``transports`` fixture (each transport made in a test is closed after it)."""
 
     def make_transport(self, **options: Any) -> Transport:
         """Build the transport under test with these options."""
         raise NotImplementedError("define make_transport(self, **options) returning your transport")
-
-    # -- fixtures -----------------------------------------------------------------------------
 
     @pytest.fixture(autouse=True)
     def _no_proxy_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         for name in _PROXY_ENV:
             monkeypatch.delenv(name, raising=False)
             monkeypatch.delenv(name.lower(), raising=False)
+
+    @pytest.fixture
+    def transports(self) -> Iterator[MakeTransport]:
+        made: List[Transport] = []
+
+        def make(**options: Any) -> Transport:
+            transport = self.make_transport(**options)
+            made.append(transport)
+            return transport
+
+        yield make
+        for transport in made:
+            transport.close()
+
+
+class TransportContract(_TransportUnderTest):
+    """Inherit it and define ``make_transport(**options)``: every ``test_*`` is the contract."""
+
+    # -- fixtures -----------------------------------------------------------------------------
 
     @pytest.fixture
     def outpost(self) -> Iterator[OutpostServer]:
@@ -190,19 +208,6 @@ class TransportContract:
     @pytest.fixture
     def certificates(self, tmp_path_factory: pytest.TempPathFactory) -> Certificates:
         return _shared_certificates(tmp_path_factory)
-
-    @pytest.fixture
-    def transports(self) -> Iterator[MakeTransport]:
-        made: List[Transport] = []
-
-        def make(**options: Any) -> Transport:
-            transport = self.make_transport(**options)
-            made.append(transport)
-            return transport
-
-        yield make
-        for transport in made:
-            transport.close()
 
     @staticmethod
     def _keepalive(transport: Transport) -> bool:
@@ -714,7 +719,7 @@ def _locals_text(error: BaseException) -> str:
     return "\n".join(seen)
 
 
-class HostileServerContract:
+class HostileServerContract(_TransportUnderTest):
     """What every transport keeps against hostile servers: inherit it and define ``make_transport``.
 
     - Time: ``request.timeout`` bounds the whole attempt (connect, send, wait, read), whatever the
@@ -725,14 +730,6 @@ class HostileServerContract:
     - The same failure is the same class everywhere; the key is in no frame local of any error.
     """
 
-    def make_transport(self, **options: Any) -> Transport:
-        raise NotImplementedError("define make_transport(self, **options) returning your transport")
-
-    @pytest.fixture(autouse=True)
-    def _no_proxy_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in _PROXY_ENV:
-            monkeypatch.delenv(name, raising=False)
-            monkeypatch.delenv(name.lower(), raising=False)
 
     @pytest.fixture
     def servers(self) -> Iterator[_Servers]:
@@ -740,19 +737,6 @@ class HostileServerContract:
         yield servers
         for server in servers.started:
             server.close(timeout=2.0)
-
-    @pytest.fixture
-    def transports(self) -> Iterator[MakeTransport]:
-        made: List[Transport] = []
-
-        def make(**options: Any) -> Transport:
-            transport = self.make_transport(**options)
-            made.append(transport)
-            return transport
-
-        yield make
-        for transport in made:
-            transport.close()
 
     def _timed_failure(self, transport: Transport, request: HTTPRequest) -> Any:
         started = time.monotonic()
