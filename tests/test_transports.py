@@ -255,3 +255,17 @@ def test_urllib_with_the_callers_opener_still_keeps_the_content_length_rule(leng
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # stdlib handlers read the response
     with RawServer(handler) as server, pytest.raises(ProtocolError):
         _publish(UrllibTransport(opener=opener), server)
+
+
+@pytest.mark.parametrize("name", ["lean", "http.client", "urllib"])
+def test_a_refused_connection_names_the_host_and_port(name: str) -> None:
+    from minipub import SDK, RetryConfig
+    from minipub.errors import ConnectError
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with SDK("sk_test_refused", server_url=f"http://127.0.0.1:{port}/api/v1", transport=name, proxy=None,
+             retry_config=RetryConfig("none")) as sdk, pytest.raises(ConnectError) as caught:
+        sdk.publish.event(tenant_id="t", topic="x", data={})
+    assert f"could not connect to 127.0.0.1:{port}" in str(caught.value)

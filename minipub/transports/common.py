@@ -54,8 +54,9 @@ def split_origin(url: str) -> Tuple[Origin, str]:
     return (parts.scheme, parts.hostname, port), target
 
 
-def map_os_error(exc: BaseException, *, connecting: bool) -> TransportError:
-    """A socket-level exception as minipub's transport error (messages carry no secrets).
+def map_os_error(exc: BaseException, *, connecting: bool, target: Optional[Tuple[str, int]] = None) -> TransportError:
+    """A socket-level exception as minipub's transport error (messages carry no secrets);
+    ``target``, the host and port being connected to, is named in a connect failure.
 
     ``ssl`` and ``http.client`` are not imported here: an instance implies its module is loaded.
     """
@@ -68,7 +69,8 @@ def map_os_error(exc: BaseException, *, connecting: bool) -> TransportError:
     if ssl is not None and isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS error: {exc.reason or exc}")
     if connecting or isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
-        return ConnectError(f"could not connect: {exc}")
+        where = "" if target is None else f" to {target[0]}:{target[1]}"
+        return ConnectError(f"could not connect{where}: {exc}")
     if isinstance(exc, ConnectionError) or (
         client is not None and isinstance(exc, (client.IncompleteRead, client.RemoteDisconnected))
     ):

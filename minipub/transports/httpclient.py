@@ -56,15 +56,17 @@ class Attempt:
     """What a connection's current attempt knows: its deadline and body cap, whether the
     connection was reused or connected yet, whether the server answered before the upload ended."""
 
-    __slots__ = ("connected", "deadline", "early", "max_body", "reused")
+    __slots__ = ("connected", "deadline", "early", "max_body", "reused", "target")
 
     early: Optional[bytes]
+    target: Optional[Tuple[str, int]]  # the host and port connected to (a proxy's, through one)
 
     def __init__(self, deadline: Deadline, max_body: int = DEFAULT_MAX_BODY, *, reused: bool = False) -> None:
         self.deadline = deadline
         self.max_body = max_body
         self.reused = reused
         self.connected = False
+        self.target = None
         self.early = None  # the start of an answer that came before the upload ended
 
 
@@ -121,6 +123,7 @@ class _Bounded:
 
     def connect(self) -> None:
         self.timeout = self.minipub.deadline.left()
+        self.minipub.target = (self.host, self.port)  # type: ignore[attr-defined]
         super().connect()  # type: ignore[misc]
         self.minipub.connected = True
 
@@ -149,6 +152,7 @@ class BoundedHTTPSConnection(_Bounded, http.client.HTTPSConnection):
 
     def connect(self) -> None:
         self.timeout = self.minipub.deadline.left()
+        self.minipub.target = (self.host, self.port)
         http.client.HTTPConnection.connect(self)  # TCP, and the CONNECT tunnel if any
         self.sock.settimeout(self.minipub.deadline.left())
         self.sock = self._context.wrap_socket(self.sock, server_hostname=self._tunnel_host or self.host)
@@ -193,7 +197,8 @@ class HTTPClientTransport(PooledTransport[Connection]):
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise map_os_error(exc.with_traceback(None), connecting=True) from None
+            target = (proxy.host, proxy.port) if proxy else (host, port)
+            raise map_os_error(exc.with_traceback(None), connecting=True, target=target) from None
         sock = conn.sock
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

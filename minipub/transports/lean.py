@@ -127,7 +127,7 @@ class LeanTransport(PooledTransport[_Connection]):
             address = (name.encode() if name.isascii() else name, number)
             sock = socket.create_connection(address, connect_timeout)  # type: ignore[arg-type]
         except OSError as exc:
-            raise map_os_error(exc, connecting=True) from None
+            raise map_os_error(exc, connecting=True, target=(name, number)) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":

@@ -151,7 +151,8 @@ class UrllibTransport:
         except urllib.error.URLError as error:  # raised by the handler around connecting and sending
             reason = error.with_traceback(None).reason
             if isinstance(reason, BaseException):  # frames dropped: http.client's hold the request head
-                raise map_os_error(reason.with_traceback(None), connecting=not attempt.connected) from None
+                raise map_os_error(reason.with_traceback(None), connecting=not attempt.connected,
+                                   target=attempt.target) from None
             raise TransportError(f"request failed: {reason}") from None
         except (OSError, http.client.HTTPException) as exc:
             raise map_os_error(exc.with_traceback(None), connecting=False) from None
