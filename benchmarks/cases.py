@@ -196,7 +196,9 @@ def all_cases(with_outpost: bool) -> Dict[str, OpenSession]:
     if have("minipub.hookspecs") and have("pluggy"):
         cases["minipub + 1 observability plugin"] = plugin_case
     if with_outpost and have("outpost_sdk"):
-        cases["outpost-sdk"] = outpost_sdk_case
+        from servers import sdk_url  # the local server's path that answers with an id, as outpost-sdk requires
+
+        cases["outpost-sdk"] = lambda url, **kw: outpost_sdk_case(sdk_url(url), **kw)
     return cases
 
 

@@ -54,7 +54,7 @@ from cases import (  # noqa: E402
 )
 from latency import latency_table, run_latency  # noqa: E402
 from real import NoRealServer, find_real_server, real_table, run_real  # noqa: E402
-from servers import start_server  # noqa: E402
+from servers import sdk_url, start_server  # noqa: E402
 from targets import evaluate, info_lines, target_lines  # noqa: E402
 
 AUTOLOAD_OFF = "minipub, plugin autoload off"
@@ -138,7 +138,7 @@ CHILD = {
             "h = {{'Authorization': 'Bearer {key}', 'Content-Type': 'application/json'}}\n",
             "c.request('POST', {path!r}, json.dumps({{'tenant_id': 'acme', 'topic': 'user.created', "
             "'data': {{'n': i}}}}), h); json.loads(c.getresponse().read())"),
-    "outpost-sdk": ("from outpost_sdk import Outpost\nc = Outpost(api_key={key!r}, server_url={url!r})\n",
+    "outpost-sdk": ("from outpost_sdk import Outpost\nc = Outpost(api_key={key!r}, server_url={sdk_url!r})\n",
                     "c.publish(request={{'tenant_id': 'acme', 'topic': 'user.created', 'data': {{'n': i}}}})"),
 }
 
@@ -199,7 +199,8 @@ def first_event_seconds(code: str, **env: str) -> float:
 
 def subprocess_figures(url: str, n: int, runs: int, with_outpost: bool) -> Dict[str, Any]:
     hostport = url.split("/")[2]
-    fill = {"key": KEY, "url": url, "hostport": hostport, "path": "/" + url.split("/", 3)[3] + "/publish", "n": n}
+    fill = {"key": KEY, "url": url, "sdk_url": sdk_url(url), "hostport": hostport,
+             "path": "/" + url.split("/", 3)[3] + "/publish", "n": n}
     outpost = with_outpost and have("outpost_sdk")
     imports = {"python -c pass": "pass", "import minipub": "import minipub"}
     if outpost:

@@ -19,11 +19,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Deque, Dict, Iterator, Optional, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 # No "id": one canned answer serves every event, and minipub checks a named id against the one it sent.
 BODY = b'{"duplicate":false,"destination_ids":["des_bench"]}'
 PATH = "/api/v1/publish"
+# outpost-sdk requires an "id" in the answer (pydantic) and checks nothing of it: its own base path
+# (SDK_PREFIX + "/api/v1") gets the same answer with one fixed id.
+SDK_PREFIX = "/sdk"
+SDK_BODY = b'{"id":"bench","duplicate":false,"destination_ids":["des_bench"]}'
+
 MAX_LIFETIME = 3600.0  # the responder stops by itself after an hour, or as soon as its parent is gone
 
 NGINX_CONF = """
@@ -46,9 +51,19 @@ http {{
             default_type application/json;
             return 202 '{body}';
         }}
+        location = {sdk_path} {{
+            default_type application/json;
+            return 202 '{sdk_body}';
+        }}
     }}
 }}
 """
+
+
+def sdk_url(url: str) -> str:
+    """The base URL at which the local server answers outpost-sdk (an answer with an id)."""
+    scheme, _, host, path = url.split("/", 3)
+    return f"{scheme}//{host}{SDK_PREFIX}/{path}"
 
 
 def free_port() -> int:
@@ -96,7 +111,8 @@ def start_server(kind: str = "auto") -> Iterator[Tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="minipub-bench-") as tmp:
         if binary is not None:
             conf = Path(tmp) / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, path=PATH, body=BODY.decode()))
+            conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, path=PATH, body=BODY.decode(),
+                                              sdk_path=SDK_PREFIX + PATH, sdk_body=SDK_BODY.decode()))
             version = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr.strip()
             command = [binary, "-e", f"{tmp}/error.log", "-p", tmp, "-c", str(conf), "-g", "daemon off;"]
             description = f"{version.replace('nginx version: ', '')} (1 worker)"
@@ -138,16 +154,19 @@ def process_cpu_seconds(pid: int) -> float:
 
 # -- the fallback responder ------------------------------------------------------------------
 
-def _response() -> bytes:
+def _response(body: bytes = BODY) -> bytes:
     head = ("HTTP/1.1 202 Accepted\r\nServer: bench-responder\r\nDate: {date}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(BODY)}\r\nConnection: keep-alive\r\n\r\n")
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n")
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
-    return head.format(date=date).encode() + BODY
+    return head.format(date=date).encode() + body
 
 
-def _requests_in(buf: bytes) -> Tuple[int, bytes]:
-    """How many complete requests ``buf`` holds, and what is left after them."""
-    count = 0
+_SDK_LINE = b"POST " + SDK_PREFIX.encode() + b"/"
+
+
+def _requests_in(buf: bytes) -> Tuple[List[bool], bytes]:
+    """For each complete request ``buf`` holds, whether it is outpost-sdk's (its path); what is left."""
+    count: List[bool] = []
     while True:
         end = buf.find(b"\r\n\r\n")
         if end < 0:
@@ -160,8 +179,8 @@ def _requests_in(buf: bytes) -> Tuple[int, bytes]:
             length = int(head[at + 16: stop_at if stop_at >= 0 else len(head)])
         if len(buf) < end + 4 + length:
             return count, buf
+        count.append(buf.startswith(_SDK_LINE))
         buf = buf[end + 4 + length:]
-        count += 1
 
 
 def serve(port: int, latency: float = 0.0) -> None:
@@ -180,15 +199,16 @@ def serve(port: int, latency: float = 0.0) -> None:
     listener.setblocking(False)
     selector.register(listener, selectors.EVENT_READ)
     pending: Dict[socket.socket, bytes] = {}
-    due: Deque[Tuple[float, socket.socket, int]] = collections.deque()
-    response, minted = _response(), time.monotonic()
+    due: Deque[Tuple[float, socket.socket, List[bool]]] = collections.deque()
+    response, sdk_response, minted = _response(), _response(SDK_BODY), time.monotonic()
 
-    def answer(sock: socket.socket, count: int) -> None:
+    def answer(sock: socket.socket, count: List[bool]) -> None:
         if sock.fileno() < 0:
             return
         sock.setblocking(True)
         try:
-            sock.sendall(response * count)
+            sock.sendall(response * len(count) if not any(count) else
+                         b"".join(sdk_response if sdk else response for sdk in count))
         except OSError:
             pass
         sock.setblocking(False)
@@ -196,7 +216,7 @@ def serve(port: int, latency: float = 0.0) -> None:
     while os.getppid() == parent and time.monotonic() - started < MAX_LIFETIME:
         now = time.monotonic()
         if now - minted > 1:
-            response, minted = _response(), now
+            response, sdk_response, minted = _response(), _response(SDK_BODY), now
         timeout = 1.0 if not due else max(0.0, due[0][0] - now)
         for key, _ in selector.select(timeout=timeout):
             sock = key.fileobj
