@@ -6,7 +6,8 @@ printing ``ok SEQ ID`` once each submit has returned (the event is on disk), the
 
 Environment (all optional): ``CHILD_LEASE`` (seconds, default 2), ``CHILD_TIMEOUT_MS`` (per attempt,
 default 500), ``CHILD_SWEEP`` (the outbox's dead-owner sweep interval, seconds), ``CHILD_NO_FCNTL=1``
-(run as on a platform without ``fcntl``: liveness unknown, leases alone decide).
+(run as on a platform without ``fcntl``: liveness unknown, leases alone decide), ``CHILD_HOLD=1``
+(``produce`` stays alive and idle after ``done``, until killed).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def main(argv: list) -> int:
             print(f"ok {seq} {event_id}", flush=True)
         publisher.flush(60)
         print("done", flush=True)
+        if os.environ.get("CHILD_HOLD") == "1":  # stay alive and idle (the lock held) until killed, 60 s at most
+            import time
+
+            time.sleep(60)
         return 0
     settled = publisher.flush(60)
     stats = publisher.stats()

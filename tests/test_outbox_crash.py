@@ -99,7 +99,7 @@ def test_rows_of_a_sigkilled_process_are_sent_again_within_two_seconds(stalling:
 def test_the_lock_file_of_a_process_killed_while_idle_is_removed(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     with OutpostServer(api_key=API_KEY) as server:
-        child = _child("produce", server.url, path, 1)
+        child = _child("produce", server.url, path, 1, CHILD_HOLD="1")
         try:
             assert child.stdout is not None
             assert child.stdout.readline().startswith("ok ") and child.stdout.readline() == "done\n"
