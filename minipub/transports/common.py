@@ -6,7 +6,7 @@ import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Mapping, Optional, Protocol, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypeVar
 from urllib.parse import urlsplit
 
 from .. import _fork
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale",
-           "Deadline", "Sealed", "header_block", "public_headers", "secret_head", "revealed_headers", "send_request",
+           "Deadline", "Sealed", "header_block", "send_request",
            "read_response", "readable", "idle_clean", "loaded_module", "READ_SIZE"]
 
 #: How much one read asks for.
@@ -215,25 +215,6 @@ def _header_text_ok(text: str) -> bool:
     return (text.isascii() or max(text) <= "\xff") and _BAD_HEADER_TEXT.isdisjoint(text)
 
 
-def public_headers(request: HTTPRequest) -> Mapping[str, str]:
-    """The headers that carry no credential: ``public_headers`` when the request keeps its
-    credentials apart (as Secrets, written by :func:`secret_head`), else every header."""
-    public: Optional[Mapping[str, str]] = getattr(request, "public_headers", None)
-    return request.headers if public is None else public
-
-
-def secret_head(request: HTTPRequest) -> bytes:
-    """The credential header lines, revealed: call it only inside the expression that writes them."""
-    reveal: Optional[Callable[[], bytes]] = getattr(request, "secret_head", None)
-    return b"" if reveal is None else reveal()
-
-
-def revealed_headers(request: HTTPRequest) -> Dict[str, str]:
-    """Every header, credentials revealed, for a library that takes one dict: only inside the call."""
-    reveal: Optional[Callable[[], Dict[str, str]]] = getattr(request, "reveal_headers", None)
-    return dict(request.headers) if reveal is None else reveal()
-
-
 def header_block(request: HTTPRequest) -> Sealed:
     """The request's credential-free header fields as head lines (``Name: value\\r\\n``), checked.
 
@@ -241,13 +222,13 @@ def header_block(request: HTTPRequest) -> Sealed:
     LF or NUL; else ``ValidationError`` naming the header (never its value). No local variable and
     no exception (``UnicodeEncodeError.object``) ever holds a value in clear.
     """
-    for name in public_headers(request):  # never bound to a local: it may hold the key (a plain HTTPRequest)
+    headers = request.public_headers  # no credential: those are Secrets apart (request.secret_head())
+    for name, value in headers.items():
         if not is_token(name):
             raise ValidationError(f"request header name {name[:40]!r} is not a valid HTTP token")
-        if not _header_text_ok(public_headers(request)[name]):
+        if not _header_text_ok(value):
             raise ValidationError(f"request header {name!r}: values must be latin-1 text without CR, LF or NUL")
-    return Sealed("".join([f"{name}: {value}\r\n" for name, value in public_headers(request).items()]).encode(
-        "latin-1"))
+    return Sealed("".join([f"{name}: {value}\r\n" for name, value in headers.items()]).encode("latin-1"))
 
 
 def readable(sock: socket.socket) -> bool:

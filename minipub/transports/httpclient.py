@@ -23,7 +23,6 @@ from .common import (
     header_block,
     map_os_error,
     read_response,
-    revealed_headers,
     send_request,
     split_origin,
 )
@@ -219,9 +218,9 @@ class HTTPClientTransport(PooledTransport[Connection]):
         conn.start(Attempt(deadline, self._max_body, reused=reused))
         try:
             if proxy is None:  # the credentials revealed only inside the call that writes them
-                conn.request(request.method, path, request.body, revealed_headers(request))
+                conn.request(request.method, path, request.body, request.reveal_headers())
             else:  # plain http through a proxy: absolute URL, proxy credentials
-                conn.request(request.method, request.url, request.body, {**revealed_headers(request), **(
+                conn.request(request.method, request.url, request.body, {**request.reveal_headers(), **(
                     {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {})})
             response = conn.getresponse()
         except _STALE as exc:

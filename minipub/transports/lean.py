@@ -26,9 +26,7 @@ from .common import (
     Stale,
     header_block,
     map_os_error,
-    public_headers,
     read_response,
-    secret_head,
     send_request,
 )
 from .h11parse import ResponseParser, parse_whole
@@ -163,12 +161,12 @@ class LeanTransport(PooledTransport[_Connection]):
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         # No local names the header values: frame-local capture (error reporters) sees no key.
-        fields = self._fields.get(tuple(public_headers(request).items()))
+        fields = self._fields.get(tuple(request.public_headers.items()))
         if fields is None:
             fields = header_block(request)
             if len(self._fields) >= FIELDS_CACHE:
                 self._fields.clear()
-            self._fields[tuple(public_headers(request).items())] = fields
+            self._fields[tuple(request.public_headers.items())] = fields
         return self._roundtrip(request, lambda origin, conn, target, reused, deadline: self._exchange(
             origin, conn, target, fields, request, reused, deadline))
 
@@ -182,7 +180,7 @@ class LeanTransport(PooledTransport[_Connection]):
             line = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}".encode("latin-1")
         except UnicodeEncodeError:
             raise ValidationError("the request URL and method must be ASCII (percent-encode the path)") from None
-        return Sealed(b"".join((line, fields.data, secret_head(request), length.encode(), b"\r\n", request.body)))
+        return Sealed(b"".join((line, fields.data, request.secret_head(), length.encode(), b"\r\n", request.body)))
 
     def _exchange(
         self, origin: Origin, conn: _Connection, target: str, fields: Sealed, request: HTTPRequest, reused: bool,

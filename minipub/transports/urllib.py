@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConnectError, MinipubError, TransportError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .common import Deadline, header_block, map_os_error, revealed_headers
+from .common import Deadline, header_block, map_os_error
 from .h11parse import framing
 from .httpclient import Attempt, BoundedHTTPConnection, BoundedHTTPSConnection, read_capped, reraise_clean
 from .proxy import parse_proxy, select_proxy
@@ -138,7 +138,7 @@ class UrllibTransport:
         header_block(request)  # the one header rule (a ValidationError naming the header, never its value)
         attempt = Attempt(Deadline(request.timeout), self._max_body)
         try:  # no local holds the urllib Request: its headers reveal the credentials
-            with self._opener.open(_Request(attempt, request.url, data=request.body, headers=revealed_headers(request),
+            with self._opener.open(_Request(attempt, request.url, data=request.body, headers=request.reveal_headers(),
                                             method=request.method), timeout=request.timeout) as response:
                 return self._read(response, response.status, response.headers)
         except urllib.error.HTTPError as error:
