@@ -221,17 +221,27 @@ start_outpost() {
     local log="$STATE/outpost/outpost.log"
     mkdir -p "$STATE/outpost"
     if alive "$STATE/outpost/outpost.pid" && healthy; then return; fi
-    if [ ! -f "$STATE/outpost/migrated-$VERSION" ]; then
-        say "applying Outpost's migrations"
-        # shellcheck disable=SC2046
-        run_bounded 120 "outpost migrate apply" "$log" -- $(outpost_env) "$BIN/outpost" migrate apply --yes
-        touch "$STATE/outpost/migrated-$VERSION"
-    fi
+    # Every start: Redis keeps no data across a restart (--save ""), so its migrations are applied again
+    # (the command is idempotent and quick; Outpost refuses to start with any pending).
+    say "applying Outpost's migrations"
+    # shellcheck disable=SC2046
+    run_bounded 120 "outpost migrate apply" "$log" -- $(outpost_env) "$BIN/outpost" migrate apply --yes
     say "starting outpost-server on 127.0.0.1:$API_PORT"
     # shellcheck disable=SC2046
     setsid $(outpost_env) "$BIN/outpost-server" >>"$log" 2>&1 </dev/null &
     echo $! >"$STATE/outpost/outpost.pid"
-    wait_for 90 "outpost-server /healthz" "$log" -- healthy
+    local deadline=$((SECONDS + 90))
+    until healthy; do
+        if ! alive "$STATE/outpost/outpost.pid"; then
+            tail_log "$log"
+            die "outpost-server exited before /healthz answered (log: $log)"
+        fi
+        if [ $SECONDS -ge $deadline ]; then
+            tail_log "$log"
+            die "outpost-server /healthz did not come up within 90s (log: $log)"
+        fi
+        sleep 0.25
+    done
 }
 
 print_env() {
