@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, TypeVar, Union, cast
 
 from . import _log
 from ._version import __version__
@@ -32,6 +32,8 @@ from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest, HTTP
 
 if TYPE_CHECKING:
     from .observe import Observer
+
+_T = TypeVar("_T")
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
 
@@ -198,12 +200,7 @@ class SDK:
         """A rotating key: on a 401, reload once per publish and repeat that attempt once."""
         if error.status_code != 401 or refreshed or self._auth is None:
             return False
-        try:
-            return bool(self._auth.refresh())
-        except MinipubError:
-            raise
-        except Exception as exc:
-            raise ConfigurationError(f"the auth provider's refresh() raised {type(exc).__name__}") from exc
+        return bool(_from_provider(self._auth.refresh, "refresh()"))
 
     def _publish(
         self,
@@ -287,17 +284,22 @@ class SDK:
 
 def _provided_key(auth: AuthProvider) -> Tuple[Secret, Secret]:
     """An auth provider's current key, checked, as Secrets; whatever goes wrong is a ConfigurationError."""
-    try:
-        key = auth.api_key()
-    except MinipubError:
-        raise
-    except Exception as exc:
-        raise ConfigurationError(f"the auth provider's api_key() raised {type(exc).__name__}") from exc
+    key = _from_provider(auth.api_key, "api_key()")
     problem = key_problem(key)
     if problem is None:
         return Secret(key), Secret("Bearer " + key)
     del key  # not in this frame's locals in the error's traceback
     raise ConfigurationError(f"the key from the auth provider ({type(auth).__name__}.api_key()) {problem}")
+
+
+def _from_provider(call: Callable[[], _T], what: str) -> _T:
+    """A call into an auth provider: its own failure (not minipub's) is a ConfigurationError naming the call."""
+    try:
+        return call()
+    except MinipubError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"the auth provider's {what} raised {type(exc).__name__}") from exc
 
 
 def _deadline_left(config: RetryConfig, clock: Callable[[], float]) -> Callable[[float], float]:
