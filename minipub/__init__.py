@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy rea
 if TYPE_CHECKING:  # every public name loads on first access: see __getattr__
     from typing import Any, Mapping, Optional
 
+    from typing_extensions import Unpack
+
     from . import errors
     from .client import SDK, Publish
     from .errors import (
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # every public name loads on first access: see __getattr__
         UnauthorizedError,
         ValidationError,
     )
+    from .fields import PublishOptions
     from .models import Event, PublishResponse
     from .outbox import DeadLetter, Outbox, OutboxEntry
     from .publisher import Publisher, PublisherStats
@@ -141,43 +144,16 @@ def reset_default_client() -> None:
         client.close()
 
 
-def publish(
-    topic: str,
-    data: Mapping[str, Any],
-    *,
-    tenant_id: str,
-    eligible_for_retry: bool = True,
-    destination_id: Optional[str] = None,
-    metadata: Optional[Mapping[str, str]] = None,
-    id: Optional[str] = None,
-    time: Any = None,
-    retries: Optional[RetryConfig] = None,
-    timeout_ms: Optional[float] = None,
-) -> PublishResponse:
-    """Publish one event with the shared client (``OUTPOST_API_KEY``, ``OUTPOST_API_BASE_URL``)."""
-    return default_client().publish.event(
-        tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
-        destination_id=destination_id, metadata=metadata, id=id, time=time, retries=retries,
-        timeout_ms=timeout_ms,
-    )
+def publish(topic: str, data: Mapping[str, Any], **fields: Unpack[PublishOptions]) -> PublishResponse:
+    """Publish one event with the shared client (``OUTPOST_API_KEY``, ``OUTPOST_API_BASE_URL``).
+
+    The keyword arguments are ``SDK.publish.event``'s (``minipub/fields.py``): ``tenant_id`` (required),
+    ``eligible_for_retry``, ``destination_id``, ``metadata``, ``id``, ``time``, ``retries``, ``timeout_ms``,
+    ``http_headers``.
+    """
+    return default_client().publish.event(topic=topic, data=data, **fields)
 
 
-async def publish_async(
-    topic: str,
-    data: Mapping[str, Any],
-    *,
-    tenant_id: str,
-    eligible_for_retry: bool = True,
-    destination_id: Optional[str] = None,
-    metadata: Optional[Mapping[str, str]] = None,
-    id: Optional[str] = None,
-    time: Any = None,
-    retries: Optional[RetryConfig] = None,
-    timeout_ms: Optional[float] = None,
-) -> PublishResponse:
+async def publish_async(topic: str, data: Mapping[str, Any], **fields: Unpack[PublishOptions]) -> PublishResponse:
     """:func:`publish`, awaitable: the same arguments, retries and errors, without blocking the event loop."""
-    return await default_client().publish.event_async(
-        tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
-        destination_id=destination_id, metadata=metadata, id=id, time=time, retries=retries,
-        timeout_ms=timeout_ms,
-    )
+    return await default_client().publish.event_async(topic=topic, data=data, **fields)

@@ -8,30 +8,34 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, TypeVar, Union
 
 from . import _log
+from ._sync import ready, run_sync
 from ._version import __version__
 from .auth import API_KEY_ENV, AuthProvider, StaticKey, key_problem, resolve_auth
-from .encoding import show
 from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
+from .fields import build, timeout_seconds
 from .models import PublishResponse
-from .request import PublishRequest, build_publish_request
+from .request import PublishRequest
 from .response import parse_publish_response
 from .retry import (
     DEFAULT_RETRY_CONFIG,
+    PER_CLIENT_BUDGET,
     RetryBudget,
     RetryConfig,
     RetryObserver,
-    call_with_retries,
-    call_with_retries_async,
+    RetryState,
+    retrying,
 )
 from .secret import Secret
 from .transports import DEFAULT_TRANSPORT, Transport, create_transport
-from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest, HTTPResponse
+from .transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
-    from .observe import Observer
+    from typing_extensions import Unpack
+
+    from .fields import EventCall
 
 _T = TypeVar("_T")
 
@@ -67,13 +71,6 @@ def check_server_url(url: object) -> str:
     return url.strip().rstrip("/")
 
 
-def _timeout_seconds(timeout_ms: Any, field: str) -> float:
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or not 0 < timeout_ms < 3_600_000:
-        raise ValidationError(
-            f"{field} must be a number of milliseconds between 0 and 3,600,000, got {show(timeout_ms)}")
-    return timeout_ms / 1000
-
-
 class SDK:
     """An Outpost client. Thread-safe; use as a context manager or call ``close()``.
 
@@ -99,7 +96,7 @@ class SDK:
         ssl_context: Any = None,
         proxy: Optional[str] = "env",
         max_response_bytes: int = DEFAULT_MAX_BODY,
-        retry_budget: Optional[RetryBudget] = None,
+        retry_budget: Optional[RetryBudget] = PER_CLIENT_BUDGET,
         clock: Callable[[], float] = _time.monotonic,
         sleep: Callable[[float], None] = _time.sleep,
         plugins: Optional[Iterable[object]] = None,
@@ -116,11 +113,14 @@ class SDK:
         if static is None and auth is None and self.plugins is not None:
             auth = self.plugins.auth(self.server_url)
         self._publish_url = self.server_url + "/publish"
-        self._timeout = _timeout_seconds(timeout_ms, "timeout_ms")
+        self._timeout = timeout_seconds(timeout_ms, "timeout_ms")
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
             raise ValidationError("retry_config must be a minipub.RetryConfig")
         self.retry_config = retry_config or DEFAULT_RETRY_CONFIG
-        self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
+        if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+            raise ValidationError("retry_budget must be a minipub.RetryBudget, or None for no budget")
+        #: The retry budget shared by this client's publishes, or None (no budget: only the policy limits retries).
+        self.retry_budget = RetryBudget() if retry_budget is PER_CLIENT_BUDGET else retry_budget
         self._clock = clock
         self._sleep = sleep
         if transport is None or isinstance(transport, str):
@@ -171,7 +171,105 @@ class SDK:
         """Close pooled connections."""
         self._transport.close()
 
-    # -- one attempt -----------------------------------------------------------------------
+    @property
+    def transport(self) -> Transport:
+        """The transport this client sends with (built-in, plugin, or the object passed)."""
+        return self._transport
+
+    @property
+    def timeout_ms(self) -> float:
+        """The per-attempt timeout, in milliseconds (``timeout_ms=`` of a publish overrides it)."""
+        return self._timeout * 1000
+
+    # -- the seam: a built request in, its answer out ---------------------------------------
+
+    def send(
+        self,
+        request: PublishRequest,
+        *,
+        retry_config: Optional[RetryConfig] = None,
+        timeout_ms: Optional[float] = None,
+        on_retry: Optional[RetryObserver] = None,
+        wait_for_budget: bool = False,
+    ) -> PublishResponse:
+        """Publish an already built request (``minipub.request.build_publish_request``) through the retry loop.
+
+        ``retry_config``/``timeout_ms`` default to the client's; ``on_retry(attempt, error, delay_or_None)``
+        sees each retry decision; ``wait_for_budget``: an empty retry budget delays a retry instead of
+        ending it (background workers).
+        """
+        config, timeout = self._options(request, retry_config, timeout_ms)
+        plugins = self.plugins
+        if plugins is None or not plugins.observed:  # no observability plugin: no hook call
+            return run_sync(self._attempts(request, config, timeout, ready(self._transport.send), on_retry,
+                                           wait_for_budget, ready(self._sleep)))
+        from .observe import observe_publish
+
+        return observe_publish(plugins, request, self._publish_url, self._transport.send, lambda observer: run_sync(
+            self._attempts(request, config, timeout, ready(observer.send), _both(observer.retry_decision, on_retry),
+                           wait_for_budget, ready(self._sleep))))
+
+    async def send_async(
+        self, request: PublishRequest, *, retry_config: Optional[RetryConfig] = None,
+        timeout_ms: Optional[float] = None,
+    ) -> PublishResponse:
+        """:meth:`send`, awaited: natively when the transport has ``send_async``, else in a worker
+        thread (``asyncio.to_thread``), as also when an observability plugin is installed: its hooks
+        wrap a blocking call."""
+        config, timeout = self._options(request, retry_config, timeout_ms)
+        native = getattr(self._transport, "send_async", None)
+        if not callable(native) or (self.plugins is not None and self.plugins.observed):
+            import asyncio
+
+            return await asyncio.to_thread(self.send, request, retry_config=retry_config, timeout_ms=timeout_ms)
+        import asyncio
+
+        return await self._attempts(request, config, timeout, native, None, False, asyncio.sleep)
+
+    def _options(self, request: PublishRequest, retry_config: Optional[RetryConfig],
+                 timeout_ms: Optional[float]) -> Tuple[RetryConfig, float]:
+        if type(request) is not PublishRequest:
+            raise ValidationError("request must be a minipub.request.PublishRequest, made by build_publish_request()")
+        if retry_config is not None and not isinstance(retry_config, RetryConfig):
+            raise ValidationError("retry_config must be a minipub.RetryConfig (or None for the client's)")
+        timeout = self._timeout if timeout_ms is None else timeout_seconds(timeout_ms, "timeout_ms")
+        return retry_config or self.retry_config, timeout
+
+    # -- one publish, written once for the sync and async paths -----------------------------
+
+    async def _attempts(
+        self,
+        request: PublishRequest,
+        config: RetryConfig,
+        timeout: float,
+        send: Callable[[HTTPRequest], Awaitable[HTTPResponse]],
+        on_retry: Optional[RetryObserver],
+        wait_for_budget: bool,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> PublishResponse:
+        """auth → send → classify, under the retry loop; on a 401 a rotating key is reloaded once per
+        publish and that attempt repeated once. Each attempt's timeout is cut to the publish's deadline."""
+        left = _deadline_left(config, self._clock)
+        refreshed = False
+
+        async def attempt(number: int) -> PublishResponse:
+            nonlocal refreshed
+            try:
+                return await self._attempt(request, left(timeout), send)
+            except UnauthorizedError as error:
+                if refreshed or not self._should_refresh(error):
+                    raise
+                refreshed = True
+                return await self._attempt(request, left(timeout), send)
+
+        state = RetryState(config, budget=self.retry_budget, clock=self._clock, on_retry_decision=on_retry,
+                           wait_for_budget=wait_for_budget)
+        return await retrying(attempt, state, sleep)
+
+    async def _attempt(self, request: PublishRequest, timeout: float,
+                       send: Callable[[HTTPRequest], Awaitable[HTTPResponse]]) -> PublishResponse:
+        http_request, key = self._http_request(request, timeout)
+        return parse_publish_response(await send(http_request), request.event_id, key)  # no local keeps the answer
 
     def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, Optional[Secret]]:
         """The HTTP request of one attempt, and the key (as a Secret: no local of any frame holds it)."""
@@ -186,100 +284,10 @@ class SDK:
             _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
         return http_request, key
 
-    def _send(
-        self, request: PublishRequest, timeout: float, send: Callable[[HTTPRequest], HTTPResponse]
-    ) -> PublishResponse:
-        http_request, key = self._http_request(request, timeout)
-        return parse_publish_response(send(http_request), request.event_id, key)  # no local keeps the raw answer
-
-    async def _send_async(self, transport: AsyncTransport, request: PublishRequest, timeout: float) -> PublishResponse:
-        http_request, key = self._http_request(request, timeout)
-        return parse_publish_response(await transport.send_async(http_request), request.event_id, key)
-
-    def _should_refresh(self, error: UnauthorizedError, refreshed: bool) -> bool:
-        """A rotating key: on a 401, reload once per publish and repeat that attempt once."""
-        if error.status_code != 401 or refreshed or self._auth is None:
+    def _should_refresh(self, error: UnauthorizedError) -> bool:
+        if error.status_code != 401 or self._auth is None:
             return False
         return bool(_from_provider(self._auth.refresh, "refresh()"))
-
-    def _publish(
-        self,
-        request: PublishRequest,
-        retries: Optional[RetryConfig],
-        timeout_ms: Optional[float],
-        on_retry: Optional[RetryObserver] = None,
-        wait_for_budget: bool = False,
-    ) -> PublishResponse:
-        """Publish a built request through the retry loop; ``on_retry`` sees each retry decision.
-        ``wait_for_budget``: an empty retry budget delays a retry instead of ending it (background workers)."""
-        config = retries or self.retry_config
-        timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
-        plugins = self.plugins
-        if plugins is None or not plugins.observed:  # no observability plugin: no hook call
-            return self._attempts(request, config, timeout, None, on_retry, wait_for_budget)
-        from .observe import observe_publish
-
-        return observe_publish(plugins, request, self._publish_url, self._transport.send,
-                               lambda observer: self._attempts(request, config, timeout, observer, on_retry,
-                                                               wait_for_budget))
-
-    def _observed(self) -> bool:
-        return self.plugins is not None and bool(self.plugins.observed)
-
-    def _attempts(
-        self,
-        request: PublishRequest,
-        config: RetryConfig,
-        timeout: float,
-        observer: Optional[Observer],
-        on_retry: Optional[RetryObserver],
-        wait_for_budget: bool = False,
-    ) -> PublishResponse:
-        send = self._transport.send if observer is None else observer.send
-        refreshed = False
-        left = _deadline_left(config, self._clock)
-
-        def attempt(number: int) -> PublishResponse:
-            nonlocal refreshed
-            try:
-                return self._send(request, left(timeout), send)
-            except UnauthorizedError as error:
-                if not self._should_refresh(error, refreshed):
-                    raise
-                refreshed = True
-                return self._send(request, left(timeout), send)
-
-        decided = _both(None if observer is None else observer.retry_decision, on_retry)
-        return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,
-                                 on_retry_decision=decided, wait_for_budget=wait_for_budget)
-
-    async def _publish_async(
-        self, request: PublishRequest, retries: Optional[RetryConfig], timeout_ms: Optional[float]
-    ) -> PublishResponse:
-        """:meth:`_publish` awaited: natively when the transport has ``send_async`` (and no observability
-        plugin needs the sync path's hooks), else in a worker thread."""
-        transport = self._transport
-        if self._observed() or not callable(getattr(transport, "send_async", None)):
-            import asyncio
-
-            return await asyncio.to_thread(self._publish, request, retries, timeout_ms)
-        native = cast(AsyncTransport, transport)
-        config = retries or self.retry_config
-        timeout = self._timeout if timeout_ms is None else _timeout_seconds(timeout_ms, "timeout_ms")
-        refreshed = False
-        left = _deadline_left(config, self._clock)
-
-        async def attempt(number: int) -> PublishResponse:
-            nonlocal refreshed
-            try:
-                return await self._send_async(native, request, left(timeout))
-            except UnauthorizedError as error:
-                if not self._should_refresh(error, refreshed):
-                    raise
-                refreshed = True
-                return await self._send_async(native, request, left(timeout))
-
-        return await call_with_retries_async(attempt, config, budget=self.retry_budget, clock=self._clock)
 
 
 def _provided_key(auth: AuthProvider) -> Tuple[Secret, Secret]:
@@ -305,9 +313,10 @@ def _from_provider(call: Callable[[], _T], what: str) -> _T:
 def _deadline_left(config: RetryConfig, clock: Callable[[], float]) -> Callable[[float], float]:
     """The timeout of each attempt: the per-attempt one, cut to what is left of the publish's
     deadline (``max_elapsed_time`` from now, with retries on), so the deadline bounds the whole publish."""
-    if config.strategy == "none":
+    deadline = config.deadline
+    if deadline is None:
         return lambda timeout: timeout
-    ends = clock() + config.backoff.max_elapsed_time / 1000
+    ends = clock() + deadline
 
     def left(timeout: float) -> float:
         return max(0.001, min(timeout, ends - clock()))
@@ -328,63 +337,21 @@ def _both(first: Optional[RetryObserver], second: Optional[RetryObserver]) -> Op
 
 
 class Publish:
-    """``sdk.publish``: the Outpost SDK's publish namespace."""
+    """``sdk.publish``: the Outpost SDK's publish namespace (its fields: ``minipub/fields.py``)."""
 
     def __init__(self, sdk: SDK) -> None:
         self._sdk = sdk
 
-    def event(
-        self,
-        *,
-        tenant_id: str,
-        topic: str,
-        data: Mapping[str, Any],
-        eligible_for_retry: bool = True,
-        destination_id: Optional[str] = None,
-        metadata: Optional[Mapping[str, str]] = None,
-        id: Optional[str] = None,
-        time: Any = None,
-        retries: Optional[RetryConfig] = None,
-        timeout_ms: Optional[float] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> PublishResponse:
+    def event(self, **fields: Unpack[EventCall]) -> PublishResponse:
         """Publish one event. The event id (yours or generated) is the same on every retry."""
-        request = _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, retries,
-                         http_headers)
-        return self._sdk._publish(request, retries, timeout_ms)
+        request, retries, timeout_ms = build(fields)
+        return self._sdk.send(request, retry_config=retries, timeout_ms=timeout_ms)
 
-    async def event_async(
-        self,
-        *,
-        tenant_id: str,
-        topic: str,
-        data: Mapping[str, Any],
-        eligible_for_retry: bool = True,
-        destination_id: Optional[str] = None,
-        metadata: Optional[Mapping[str, str]] = None,
-        id: Optional[str] = None,
-        time: Any = None,
-        retries: Optional[RetryConfig] = None,
-        timeout_ms: Optional[float] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> PublishResponse:
+    async def event_async(self, **fields: Unpack[EventCall]) -> PublishResponse:
         """:meth:`event`, awaitable: same arguments, retries and errors; never blocks the event loop.
 
         Without a native async transport the sync path runs in a worker thread (``asyncio.to_thread``);
         a cancelled await does not stop a publish already on the wire (its id makes a resend safe).
         """
-        request = _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, retries,
-                         http_headers)
-        return await self._sdk._publish_async(request, retries, timeout_ms)
-
-
-def _build(
-    tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, destination_id: Any, metadata: Any, id: Any,
-    time: Any, retries: Any, http_headers: Optional[Mapping[str, str]],
-) -> PublishRequest:
-    if retries is not None and not isinstance(retries, RetryConfig):
-        raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
-    return build_publish_request(
-        tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible_for_retry,
-        destination_id=destination_id, metadata=metadata, id=id, time=time, http_headers=http_headers,
-    )
+        request, retries, timeout_ms = build(fields)
+        return await self._sdk.send_async(request, retry_config=retries, timeout_ms=timeout_ms)

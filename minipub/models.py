@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ._record import Record
 
@@ -17,17 +17,14 @@ class PublishResponse(Record):
     Outpost's answer, so it cannot say whether Outpost deduplicated the event or where it went.
     """
 
-    __slots__ = ("destination_ids", "duplicate", "id")
     id: str
-    duplicate: Optional[bool]
-    destination_ids: Optional[Tuple[str, ...]]
+    duplicate: Optional[bool] = False
+    destination_ids: Optional[Tuple[str, ...]] = ()
 
-    def __init__(self, id: str, duplicate: Optional[bool] = False,
-                 destination_ids: Optional[Iterable[str]] = ()) -> None:
-        set_ = object.__setattr__  # on the path of every publish: no keyword dict, no loop
-        set_(self, "id", id)
-        set_(self, "duplicate", duplicate)
-        set_(self, "destination_ids", None if destination_ids is None else tuple(destination_ids))
+    def _check(self) -> None:
+        ids = self.destination_ids
+        if ids is not None and type(ids) is not tuple:  # any iterable of ids is accepted, kept as a tuple
+            object.__setattr__(self, "destination_ids", tuple(ids))
 
     @property
     def queued(self) -> bool:
@@ -38,14 +35,10 @@ class PublishResponse(Record):
 class Event(Record):
     """An event as submitted: its id, tenant, topic and the encoded request body (``data`` decodes it)."""
 
-    __slots__ = ("body", "id", "tenant_id", "topic")
     id: str
     tenant_id: str
     topic: str
     body: bytes
-
-    def __init__(self, id: str, tenant_id: str, topic: str, body: bytes) -> None:
-        self._init(id=id, tenant_id=tenant_id, topic=topic, body=body)
 
     @property
     def payload(self) -> Dict[str, Any]:

@@ -89,7 +89,6 @@ Outcome = Tuple[str, int, Optional[str], Optional[int], float]
 class OutboxEntry(Record):
     """A pending row: the event, how many rounds failed, when it is next due, who holds it."""
 
-    __slots__ = ("event", "first_sent_at", "id", "last_error", "lease_owner", "next_attempt_at", "rounds")
     id: int
     event: Event
     rounds: int
@@ -98,16 +97,11 @@ class OutboxEntry(Record):
     lease_owner: Optional[str]
     last_error: Optional[str]
 
-    def __init__(self, id: int, event: Event, rounds: int, next_attempt_at: float, first_sent_at: Optional[float],
-                 lease_owner: Optional[str], last_error: Optional[str]) -> None:
-        self._init(id=id, event=event, rounds=rounds, next_attempt_at=next_attempt_at, first_sent_at=first_sent_at,
-                   lease_owner=lease_owner, last_error=last_error)
 
 
 class DeadLetter(Record):
     """An event that failed for good: the error text, the HTTP status (if any), when it failed."""
 
-    __slots__ = ("error", "event", "failed_at", "first_sent_at", "id", "rounds", "status")
     id: int
     event: Event
     error: str
@@ -116,10 +110,6 @@ class DeadLetter(Record):
     first_sent_at: Optional[float]
     failed_at: float
 
-    def __init__(self, id: int, event: Event, error: str, status: Optional[int], rounds: int,
-                 first_sent_at: Optional[float], failed_at: float) -> None:
-        self._init(id=id, event=event, error=error, status=status, rounds=rounds, first_sent_at=first_sent_at,
-                   failed_at=failed_at)
 
 
 class ClaimedRow:
@@ -194,9 +184,9 @@ def _retries_column(value: Any) -> Optional[RetryConfig]:
 def _timeout_column(value: Any) -> Optional[float]:
     if value is None:
         return None
-    from .client import _timeout_seconds
+    from .fields import timeout_seconds
 
-    _timeout_seconds(value, "timeout_ms")
+    timeout_seconds(value, "timeout_ms")
     return float(value)
 
 

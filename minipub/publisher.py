@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Ma
 
 from . import _fork, _log
 from ._record import Record
-from .client import SDK, _build
+from .client import SDK
 from .errors import APIError, ConfigurationError, MinipubError, OutboxError, PublisherClosedError, QueueFullError
+from .fields import build
 from .models import Event, PublishResponse
 from .request import PublishRequest, new_event_id
 from .retry import BackoffStrategy, RetryConfig, backoff_ceiling, is_final
@@ -51,7 +52,6 @@ class PublisherStats(Record):
     ``queued``: events not settled yet (waiting, in flight, or due again later in the outbox).
     """
 
-    __slots__ = ("delivered", "duplicates", "failed", "queued", "retried", "submitted")
     submitted: int
     delivered: int
     duplicates: int
@@ -59,10 +59,6 @@ class PublisherStats(Record):
     failed: int
     queued: int
 
-    def __init__(self, submitted: int, delivered: int, duplicates: int, retried: int, failed: int,
-                 queued: int) -> None:
-        self._init(submitted=submitted, delivered=delivered, duplicates=duplicates, retried=retried, failed=failed,
-                   queued=queued)
 
 
 class _Job:
@@ -171,9 +167,9 @@ class Publisher:
             sdk = default_client()
         elif not isinstance(sdk, SDK):
             raise ConfigurationError("sdk must be a minipub.SDK (or None for minipub.default_client())")
-        if outbox is not None and lease_seconds <= sdk._timeout:
+        if outbox is not None and lease_seconds <= sdk.timeout_ms / 1000:
             raise ConfigurationError(
-                f"lease_seconds ({lease_seconds}) must exceed the per-attempt timeout ({sdk._timeout} s); "
+                f"lease_seconds ({lease_seconds}) must exceed the per-attempt timeout ({sdk.timeout_ms / 1000} s); "
                 "keep it well above one full publish (all retries)"
             )
         self._sdk = sdk
@@ -297,12 +293,10 @@ class Publisher:
         Bad input raises ``ValidationError`` here. With an outbox, returns once the event is
         committed to disk. ``block``/``block_timeout`` override the publisher's settings.
         """
-        request = _build(tenant_id, topic, data, eligible_for_retry, destination_id, metadata, id, time, retries,
-                         http_headers)
-        if timeout_ms is not None:
-            from .client import _timeout_seconds
-
-            _timeout_seconds(timeout_ms, "timeout_ms")
+        request, retries, timeout_ms = build({
+            "tenant_id": tenant_id, "topic": topic, "data": data, "eligible_for_retry": eligible_for_retry,
+            "destination_id": destination_id, "metadata": metadata, "id": id, "time": time, "retries": retries,
+            "timeout_ms": timeout_ms, "http_headers": http_headers})
         self._start()
         insert = self._enqueue(request, retries, timeout_ms, block, block_timeout)
         if insert is None:
@@ -542,8 +536,8 @@ class Publisher:
                 retried += 1
 
         try:
-            response: PublishResponse = self._sdk._publish(job.request, job.retries, job.timeout_ms, observe,
-                                                           wait_for_budget=True)
+            response: PublishResponse = self._sdk.send(job.request, retry_config=job.retries, timeout_ms=job.timeout_ms,
+                                                         on_retry=observe, wait_for_budget=True)
         except Exception as error:
             return None, error, retried
         return response, None, retried

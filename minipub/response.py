@@ -90,5 +90,5 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Secret
     return PublishResponse(
         id=answered_id if isinstance(answered_id, str) and answered_id else event_id,
         duplicate=duplicate if isinstance(duplicate, bool) else False,
-        destination_ids=destinations,
+        destination_ids=tuple(destinations),
     )

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable, Mapping, Optional, TypeVar
 
 from . import _fork, _log
 from ._record import Record
+from ._sync import ready, run_sync
 from .errors import (
     APIError,
     ConfigurationError,
@@ -29,12 +30,14 @@ __all__ = [
     "BackoffStrategy",
     "RetryConfig",
     "RetryBudget",
+    "PER_CLIENT_BUDGET",
     "DEFAULT_RETRY_CONFIG",
     "RETRY_STATUSES",
     "RETRY_AFTER_CAP",
     "retry_after_seconds",
     "backoff_ceiling",
     "RetryState",
+    "retrying",
     "call_with_retries",
     "call_with_retries_async",
     "is_final",
@@ -50,55 +53,60 @@ _CONNECTION_ERRORS = (ConnectError, TransportTimeout, ConnectionLostError)
 
 
 class BackoffStrategy(Record):
-    """Exponential backoff, in milliseconds (the Outpost SDK's positional order)."""
+    """Exponential backoff, in milliseconds (the Outpost SDK's positional order).
 
-    __slots__ = ("exponent", "initial_interval", "max_elapsed_time", "max_interval")
+    ``max_elapsed_time``: no retry starts later than this after the first attempt; None: no deadline.
+    """
+
     initial_interval: int
     max_interval: int
     exponent: float
-    max_elapsed_time: int
+    max_elapsed_time: Optional[int]
 
-    def __init__(self, initial_interval: int, max_interval: int, exponent: float, max_elapsed_time: int) -> None:
-        for name, value in (("initial_interval", initial_interval), ("max_interval", max_interval),
-                            ("exponent", exponent), ("max_elapsed_time", max_elapsed_time)):
+    def _check(self) -> None:
+        for name in ("initial_interval", "max_interval", "exponent", "max_elapsed_time"):
+            value = getattr(self, name)
+            if value is None and name == "max_elapsed_time":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValidationError(f"BackoffStrategy.{name} must be a number >= 0, got {value!r}")
-        if exponent < 1:
-            raise ValidationError(f"BackoffStrategy.exponent must be >= 1, got {exponent!r}")
-        self._init(initial_interval=initial_interval, max_interval=max_interval, exponent=exponent,
-                   max_elapsed_time=max_elapsed_time)
+                hint = " (or None: no deadline)" if name == "max_elapsed_time" else ""
+                raise ValidationError(f"BackoffStrategy.{name} must be a number >= 0{hint}, got {value!r}")
+        if self.exponent < 1:
+            raise ValidationError(f"BackoffStrategy.exponent must be >= 1, got {self.exponent!r}")
+
+
+#: 0.5 s doubling to 8 s at most (full jitter), no retry may start after 30 s.
+DEFAULT_BACKOFF = BackoffStrategy(500, 8000, 2.0, 30000)
 
 
 class RetryConfig(Record):
     """``strategy`` is ``"backoff"`` or ``"none"``; ``max_attempts`` counts the first attempt too."""
 
-    __slots__ = ("backoff", "max_attempts", "retry_connection_errors", "strategy")
     strategy: str
-    backoff: BackoffStrategy
-    retry_connection_errors: bool
-    max_attempts: Optional[int]
+    backoff: BackoffStrategy = DEFAULT_BACKOFF
+    retry_connection_errors: bool = True
+    max_attempts: Optional[int] = None
 
-    def __init__(
-        self,
-        strategy: str,
-        backoff: Optional[BackoffStrategy] = None,
-        retry_connection_errors: bool = True,
-        max_attempts: Optional[int] = None,
-    ) -> None:
-        if strategy not in ("backoff", "none"):
-            raise ValidationError(f"RetryConfig.strategy must be 'backoff' or 'none', got {strategy!r}")
-        if backoff is not None and not isinstance(backoff, BackoffStrategy):
+    def _check(self) -> None:
+        if self.strategy not in ("backoff", "none"):
+            raise ValidationError(f"RetryConfig.strategy must be 'backoff' or 'none', got {self.strategy!r}")
+        if self.backoff is None:  # the default, as the Outpost SDK spells it
+            object.__setattr__(self, "backoff", DEFAULT_BACKOFF)
+        if not isinstance(self.backoff, BackoffStrategy):
             raise ValidationError("RetryConfig.backoff must be a BackoffStrategy (or None for the default)")
-        if type(retry_connection_errors) is not bool:
+        if type(self.retry_connection_errors) is not bool:
             raise ValidationError("RetryConfig.retry_connection_errors must be True or False")
-        if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
-            raise ValidationError(f"RetryConfig.max_attempts must be an int >= 1 or None, got {max_attempts!r}")
-        self._init(strategy=strategy, backoff=backoff or DEFAULT_BACKOFF,
-                   retry_connection_errors=retry_connection_errors, max_attempts=max_attempts)
+        attempts = self.max_attempts
+        if attempts is not None and (type(attempts) is not int or attempts < 1):
+            raise ValidationError(f"RetryConfig.max_attempts must be an int >= 1 or None, got {attempts!r}")
+
+    @property
+    def deadline(self) -> Optional[float]:
+        """Seconds from the first attempt after which no retry starts (None: no deadline, or no retries)."""
+        elapsed = self.backoff.max_elapsed_time
+        return None if elapsed is None or self.strategy == "none" else elapsed / 1000
 
 
-#: 0.5 s doubling to 8 s at most (full jitter), no retry may start after 30 s.
-DEFAULT_BACKOFF = BackoffStrategy(500, 8000, 2.0, 30000)
 #: On by default and bounded: 3 attempts in all.
 DEFAULT_RETRY_CONFIG = RetryConfig("backoff", DEFAULT_BACKOFF, True, max_attempts=3)
 
@@ -176,6 +184,11 @@ class RetryBudget:
     def __repr__(self) -> str:
         return (f"RetryBudget(capacity={self.capacity}, refill={self.refill}, wait_rate={self.wait_rate}, "
                 f"tokens={self._tokens:.1f})")
+
+
+#: ``SDK(retry_budget=...)``'s default: each client makes a new ``RetryBudget()`` of its own
+#: (this instance is only the marker); ``retry_budget=None`` turns the budget off.
+PER_CLIENT_BUDGET = RetryBudget()
 
 
 #: ``retry-after-ms``: ASCII milliseconds, maybe with a fraction; ``Retry-After``: ASCII whole seconds.
@@ -264,7 +277,8 @@ class RetryState:
         self._clock = clock
         self._random = random
         self._observer = on_retry_decision
-        self._deadline = clock() + config.backoff.max_elapsed_time / 1000
+        deadline = config.deadline
+        self._deadline = float("inf") if deadline is None else clock() + deadline
         self.number = 1
 
     def failed(self, error: MinipubError) -> Optional[float]:
@@ -303,6 +317,26 @@ class RetryState:
             self._budget.deposit()
 
 
+async def retrying(attempt: Callable[[int], Awaitable[T]], state: RetryState,
+                   sleep: Callable[[float], Awaitable[None]]) -> T:
+    """The one retry loop: ``await attempt(n)`` for n = 1, 2, ... until it returns or ``state`` says stop.
+
+    Raises the last error when it is not retryable, attempts or budget run out, or the next wait
+    would end after the deadline. Written once: the sync path runs it with :func:`minipub._sync.run_sync`.
+    """
+    while True:
+        try:
+            result = await attempt(state.number)
+        except MinipubError as error:
+            delay = state.failed(error)
+            if delay is None:
+                raise
+            await sleep(delay)
+        else:
+            state.succeeded()
+            return result
+
+
 def call_with_retries(
     attempt: Callable[[int], T],
     config: RetryConfig,
@@ -314,27 +348,15 @@ def call_with_retries(
     on_retry_decision: Optional[RetryObserver] = None,
     wait_for_budget: bool = False,
 ) -> T:
-    """Call ``attempt(n)`` for n = 1, 2, ... until it returns or the policy says stop.
+    """Call ``attempt(n)`` for n = 1, 2, ... until it returns or the policy says stop (:func:`retrying`).
 
-    Raises the last error when it is not retryable, attempts or budget run out, or the next
-    wait would end after ``max_elapsed_time`` (never sleeping past the deadline).
     ``on_retry_decision(attempt, error, delay_or_None)`` sees every decision. With
     ``wait_for_budget``, an empty budget blocks until a token comes (:meth:`RetryBudget.acquire`,
     bounded by the deadline) instead of ending the retries: for background workers.
     """
     state = RetryState(config, budget=budget, clock=clock, random=random, on_retry_decision=on_retry_decision,
                        wait_for_budget=wait_for_budget)
-    while True:
-        try:
-            result = attempt(state.number)
-        except MinipubError as error:
-            delay = state.failed(error)
-            if delay is None:
-                raise
-            sleep(delay)
-        else:
-            state.succeeded()
-            return result
+    return run_sync(retrying(ready(attempt), state, ready(sleep)))
 
 
 async def call_with_retries_async(
@@ -347,24 +369,14 @@ async def call_with_retries_async(
     random: Optional[Callable[[], float]] = None,
     on_retry_decision: Optional[RetryObserver] = None,
 ) -> T:
-    """:func:`call_with_retries` for coroutines: the same policy (:class:`RetryState`), awaited sleeps
-    (``asyncio.sleep`` by default), so backoff never blocks the event loop."""
+    """:func:`call_with_retries` for coroutines: awaited sleeps (``asyncio.sleep`` by default), so
+    backoff never blocks the event loop."""
     if sleep is None:
         import asyncio
 
         sleep = asyncio.sleep
     state = RetryState(config, budget=budget, clock=clock, random=random, on_retry_decision=on_retry_decision)
-    while True:
-        try:
-            result = await attempt(state.number)
-        except MinipubError as error:
-            delay = state.failed(error)
-            if delay is None:
-                raise
-            await sleep(delay)
-        else:
-            state.succeeded()
-            return result
+    return await retrying(attempt, state, sleep)
 
 
 def is_final(error: BaseException) -> bool:

@@ -1,0 +1,131 @@
+"""The publish fields, declared once.
+
+The TypedDicts give ``minipub.publish``, ``SDK.publish.event``, their async forms and
+``Publisher.submit`` their keyword arguments for type checkers and IDEs (PEP 692 ``Unpack``);
+:data:`FIELDS` holds what runs: each field's default, whether a ``minipub bulk`` line may
+carry it, and what it means. :func:`build` checks a call's fields and builds its request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple, TypedDict
+
+from .errors import ValidationError
+from .request import PublishRequest, build_publish_request
+
+if TYPE_CHECKING:
+    from .request import TimeLike
+    from .retry import RetryConfig
+
+__all__ = ["EventFields", "PublishOptions", "EventCall", "FIELDS", "LINE_FIELDS", "REQUIRED", "build",
+           "timeout_seconds"]
+
+
+class _Tenant(TypedDict):
+    tenant_id: str
+
+
+class EventFields(_Tenant, total=False):
+    """The event's own fields besides ``topic`` and ``data`` (those are positional in ``publish``)."""
+
+    eligible_for_retry: bool
+    destination_id: Optional[str]
+    metadata: Optional[Mapping[str, str]]
+    id: Optional[str]
+    time: Optional[TimeLike]
+
+
+class PublishOptions(EventFields, total=False):
+    """:class:`EventFields` and how this one publish is sent."""
+
+    retries: Optional[RetryConfig]
+    timeout_ms: Optional[float]
+    http_headers: Optional[Mapping[str, str]]
+
+
+class _TopicAndData(TypedDict):
+    topic: str
+    data: Mapping[str, Any]
+
+
+class EventCall(PublishOptions, _TopicAndData):
+    """``SDK.publish.event``'s arguments: all keywords, as in the Outpost SDK."""
+
+
+class _Field(NamedTuple):
+    name: str
+    default: Any
+    on_a_line: bool
+    doc: str
+
+
+#: Marks a field without a default.
+REQUIRED: Any = object()
+
+#: Every publish field, in the order the docs list them.
+FIELDS: Tuple[_Field, ...] = (
+    _Field("tenant_id", REQUIRED, True, "the tenant the event belongs to"),
+    _Field("topic", REQUIRED, True, "the event's topic"),
+    _Field("data", REQUIRED, True, "the event's JSON object"),
+    _Field("eligible_for_retry", True, True, "whether Outpost retries failed deliveries"),
+    _Field("destination_id", None, True, "deliver to this destination only"),
+    _Field("metadata", None, True, "str to str, forwarded with the event"),
+    _Field("id", None, True, "the event id (a UUID4 is generated when left out); the same on every retry"),
+    _Field("time", None, True, "an aware datetime or an RFC 3339 str"),
+    _Field("retries", None, False, "a RetryConfig for this publish (the Outpost SDK's name); the client's if None"),
+    _Field("timeout_ms", None, False, "the per-attempt timeout in milliseconds; the client's if None"),
+    _Field("http_headers", None, False, "extra request headers"),
+)
+_DEFAULTS: Dict[str, Any] = {field.name: field.default for field in FIELDS}
+_EVENT = tuple(field.name for field in FIELDS if field.on_a_line)
+#: The fields a ``minipub bulk`` NDJSON line may carry: the event's own.
+LINE_FIELDS = _EVENT
+#: The fields a line or a call must have.
+REQUIRED_FIELDS = tuple(field.name for field in FIELDS if field.default is REQUIRED)
+
+
+def build(fields: Mapping[str, Any]) -> Tuple[PublishRequest, Optional[RetryConfig], Optional[float]]:
+    """A call's fields checked and its request built: (request, its retry config, its timeout_ms).
+
+    Anything wrong (an unknown or missing field, a bad value) is a ValidationError naming the field.
+    """
+    if fields.keys() - _DEFAULTS.keys():
+        raise ValidationError(_unknown(fields))
+    values = {**_DEFAULTS, **fields}
+    for name in REQUIRED_FIELDS:
+        if values[name] is REQUIRED:
+            raise ValidationError(f"{name} is required")
+    retries = values["retries"]
+    if retries is not None and type(retries).__name__ != "RetryConfig":
+        _check_retry_config(retries)
+    timeout_ms = values["timeout_ms"]
+    if timeout_ms is not None:
+        timeout_seconds(timeout_ms, "timeout_ms")
+    request = build_publish_request(**{name: values[name] for name in _EVENT}, http_headers=values["http_headers"])
+    return request, retries, timeout_ms
+
+
+def _check_retry_config(retries: Any) -> None:
+    from .retry import RetryConfig
+
+    if not isinstance(retries, RetryConfig):
+        raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
+
+
+def _unknown(fields: Mapping[str, Any]) -> str:
+    from difflib import get_close_matches
+
+    names = sorted(str(name) for name in fields.keys() - _DEFAULTS.keys())
+    hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+             for name in names for close in [get_close_matches(name, _DEFAULTS, n=1)]]
+    return f"unknown publish argument {', '.join(hints)}; the arguments are {', '.join(_DEFAULTS)}"
+
+
+def timeout_seconds(timeout_ms: Any, field: str) -> float:
+    """A timeout in milliseconds, checked, as seconds."""
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or not 0 < timeout_ms < 3_600_000:
+        from .encoding import show
+
+        raise ValidationError(
+            f"{field} must be a number of milliseconds between 0 and 3,600,000, got {show(timeout_ms)}")
+    return timeout_ms / 1000
