@@ -11,69 +11,40 @@ import _thread
 from ._version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
-if TYPE_CHECKING:  # every public name loads on first access: see __getattr__
+if TYPE_CHECKING:  # every public name loads on first access (_LAZY, __getattr__); tests/test_modules.py keeps
+    # these imports, which give type checkers the names, equal to _LAZY
     from typing import Any, Mapping, Optional
 
     from typing_extensions import Unpack
 
-    from . import errors
-    from .client import SDK, Publish
-    from .errors import (
-        APIError,
-        BadRequestError,
-        ConfigurationError,
-        InternalServerError,
-        MinipubError,
-        NotFoundError,
-        OutboxError,
-        PublisherClosedError,
-        QueueFullError,
-        RateLimitedError,
-        TimeoutErrorT,
-        TransportError,
-        UnauthorizedError,
-        ValidationError,
-    )
+    from . import errors as errors
+    from .client import SDK as SDK
+    from .client import Publish as Publish
+    from .errors import APIError as APIError
+    from .errors import BadRequestError as BadRequestError
+    from .errors import ConfigurationError as ConfigurationError
+    from .errors import InternalServerError as InternalServerError
+    from .errors import MinipubError as MinipubError
+    from .errors import NotFoundError as NotFoundError
+    from .errors import OutboxError as OutboxError
+    from .errors import PublisherClosedError as PublisherClosedError
+    from .errors import QueueFullError as QueueFullError
+    from .errors import RateLimitedError as RateLimitedError
+    from .errors import TimeoutErrorT as TimeoutErrorT
+    from .errors import TransportError as TransportError
+    from .errors import UnauthorizedError as UnauthorizedError
+    from .errors import ValidationError as ValidationError
     from .fields import PublishOptions
-    from .models import Event, PublishResponse
-    from .outbox import DeadLetter, Outbox, OutboxEntry
-    from .publisher import Publisher, PublisherStats
-    from .retry import BackoffStrategy, RetryBudget, RetryConfig
-
-__all__ = [
-    "__version__",
-    "publish",
-    "publish_async",
-    "default_client",
-    "reset_default_client",
-    "SDK",
-    "Publish",
-    "PublishResponse",
-    "Publisher",
-    "PublisherStats",
-    "Event",
-    "Outbox",
-    "OutboxEntry",
-    "DeadLetter",
-    "RetryConfig",
-    "BackoffStrategy",
-    "RetryBudget",
-    "errors",
-    "MinipubError",
-    "ValidationError",
-    "ConfigurationError",
-    "APIError",
-    "NotFoundError",
-    "UnauthorizedError",
-    "TimeoutErrorT",
-    "RateLimitedError",
-    "BadRequestError",
-    "InternalServerError",
-    "TransportError",
-    "QueueFullError",
-    "PublisherClosedError",
-    "OutboxError",
-]
+    from .models import Event as Event
+    from .models import PublishResponse as PublishResponse
+    from .outbox import DeadLetter as DeadLetter
+    from .outbox import Outbox as Outbox
+    from .outbox import OutboxEntry as OutboxEntry
+    from .publisher import Publisher as Publisher
+    from .publisher import PublisherStats as PublisherStats
+    from .retry import BackoffStrategy as BackoffStrategy
+    from .retry import RetryBudget as RetryBudget
+    from .retry import RetryConfig as RetryConfig
 
 #: Where each public name lives. Modules load on first access, so ``import minipub`` stays cheap:
 #: no typing, re, threading, json or datetime until a client is made; no threads, sqlite3 or asyncio
@@ -99,6 +70,9 @@ _LAZY = {
         "errors",
     ),
 }
+
+
+__all__ = ["__version__", "publish", "publish_async", "default_client", "reset_default_client", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

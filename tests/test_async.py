@@ -119,7 +119,7 @@ def test_publish_returns_the_servers_answer(make: Any, server: OutpostServer, mo
     (event,) = server.events
     assert event["id"] == "evt_1" and event["metadata"] == {"source": "crm"}
     if mode == "async-native":
-        assert sdk._transport.async_sends == 1
+        assert sdk.transport.async_sends == 1
 
 
 def test_bad_input_raises_before_the_network(make: Any, server: OutpostServer) -> None:

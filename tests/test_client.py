@@ -340,7 +340,7 @@ def test_key_never_shows(server: OutpostServer, sleeps: Sleeps, caplog: pytest.L
                      body=json.dumps({"message": f"key {API_KEY} is wrong"}))
     texts: List[str] = []
     with SDK(API_KEY, server_url=server.url, sleep=sleeps) as sdk:
-        texts += [repr(sdk), str(sdk), repr(sdk.publish), repr(sdk._auth)]
+        texts += [repr(sdk), str(sdk), repr(sdk.publish), repr(sdk.auth)]
         try:
             publish(sdk)
         except UnauthorizedError as error:
@@ -382,3 +382,39 @@ def test_bad_input_fails_naming_the_field_before_any_request(server: OutpostServ
             assert field == "time" and server.events[0]["time"] == "2023-12-31T00:00:01+00:00"
             return
     assert server.requests == []
+
+
+# -- "off" is None: no retry budget, no deadline ---------------------------------------------------
+
+
+def test_no_budget_lets_every_retry_the_policy_allows(server: OutpostServer, sleeps: Sleeps) -> None:
+    """With the default budget (10 tokens) a storm of 503s stops early; with ``retry_budget=None`` only
+    ``max_attempts`` stops it."""
+    config = RetryConfig("backoff", BackoffStrategy(1, 1, 1.0, 60_000), True, max_attempts=15)
+    for budget, attempts in ((minipub.retry.PER_CLIENT_BUDGET, 11), (None, 15)):
+        server.clear()
+        server.fail_next(503, times=15)
+        with SDK(API_KEY, server_url=server.url, retry_config=config, retry_budget=budget, sleep=sleeps) as sdk:
+            assert (sdk.retry_budget is None) is (budget is None)
+            with pytest.raises(minipub.InternalServerError):
+                publish(sdk)
+        assert len(server.requests) == attempts
+
+
+def test_no_deadline_retries_past_the_default_thirty_seconds(server: OutpostServer) -> None:
+    """``max_elapsed_time=None``: a clock 40 s on between attempts still retries (30 s would stop it)."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += 40.0
+
+    for elapsed, succeeds in ((30_000, False), (None, True)):
+        server.clear()
+        server.fail_next(503, times=2)
+        config = RetryConfig("backoff", BackoffStrategy(1, 1, 1.0, elapsed), True, max_attempts=3)
+        with SDK(API_KEY, server_url=server.url, retry_config=config, clock=lambda: now[0], sleep=sleep) as sdk:
+            if succeeds:
+                assert publish(sdk).id
+            else:
+                with pytest.raises(minipub.InternalServerError):
+                    publish(sdk)

@@ -46,6 +46,43 @@ def test_any_input_either_encodes_faithfully_or_raises_validation_error(
         assert datetime.fromisoformat(body["time"].replace("Z", "+00:00")) == time
 
 
+names = st.text(min_size=1, max_size=20).filter(str.strip)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+aware = st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=45))]))
+
+
+@given(tenant_id=names, topic=names, eligible=st.booleans(), destination=st.none() | names,
+       metadata=st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+       event_id=st.none() | names, time=st.none() | aware,
+       data=st.dictionaries(st.text(max_size=8), json_values, max_size=4))
+def test_every_valid_input_encodes_faithfully(
+    tenant_id: str, topic: str, eligible: bool, destination: Optional[str], metadata: Optional[Dict[str, str]],
+    event_id: Optional[str], time: Optional[datetime], data: Dict[str, Any],
+) -> None:
+    """Generated to be valid, so every example reaches the comparison (no input is refused here)."""
+    request = build_publish_request(
+        tenant_id=tenant_id, topic=topic, data=data, eligible_for_retry=eligible, destination_id=destination,
+        metadata=metadata, id=event_id, time=time,
+    )
+    body = json.loads(request.body)
+    expected = {"id": event_id or request.event_id, "tenant_id": tenant_id, "topic": topic,
+                "eligible_for_retry": eligible, "data": data}
+    if destination is not None:
+        expected["destination_id"] = destination
+    if metadata is not None:
+        expected["metadata"] = metadata
+    if time is not None:
+        expected["time"] = body["time"]
+        assert datetime.fromisoformat(body["time"].replace("Z", "+00:00")) == time
+    assert body == expected
+    assert (request.event_id, request.tenant_id, request.topic) == (expected["id"], tenant_id, topic)
+
+
 @given(st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-7, minutes=-30))])))
 def test_aware_datetimes_are_sent_as_rfc3339(when: datetime) -> None:
     body = json.loads(build_publish_request(tenant_id="t", topic="x", data={}, time=when).body)
