@@ -8,8 +8,9 @@ carry it, and what it means. :func:`build` checks a call's fields and builds its
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple, TypedDict
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, TypedDict
 
+from ._record import Record
 from .errors import ValidationError
 from .request import PublishRequest, build_publish_request
 
@@ -52,15 +53,20 @@ class EventCall(PublishOptions, _TopicAndData):
     """``SDK.publish.event``'s arguments: all keywords, as in the Outpost SDK."""
 
 
-class _Field(NamedTuple):
+class _Field(Record):
     name: str
     default: Any
     on_a_line: bool
     doc: str
 
 
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
 #: Marks a field without a default.
-REQUIRED: Any = object()
+REQUIRED: Any = _Required()
 
 #: Every publish field, in the order the docs list them.
 FIELDS: Tuple[_Field, ...] = (
