@@ -147,6 +147,9 @@ class SDK:
             self._transport.close()
             raise
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
+        # the sync path's send and sleep as the one publish path awaits them (made once: see _sync.py)
+        self._send_now = ready(self._transport.send)
+        self._sleep_now = ready(self._sleep)
         self.publish = Publish(self)
 
     def __repr__(self) -> str:
@@ -198,16 +201,21 @@ class SDK:
         sees each retry decision; ``wait_for_budget``: an empty retry budget delays a retry instead of
         ending it (background workers).
         """
-        config, timeout = self._options(request, retry_config, timeout_ms)
+        _check_request(request, retry_config)
+        return self._publish(request, retry_config, timeout_ms, on_retry, wait_for_budget)
+
+    def _publish(self, request: PublishRequest, retry_config: Optional[RetryConfig], timeout_ms: Optional[float],
+                 on_retry: Optional[RetryObserver] = None, wait_for_budget: bool = False) -> PublishResponse:
+        config, timeout = self._resolve(retry_config, timeout_ms)
         plugins = self.plugins
         if plugins is None or not plugins.observed:  # no observability plugin: no hook call
-            return run_sync(self._attempts(request, config, timeout, ready(self._transport.send), on_retry,
-                                           wait_for_budget, ready(self._sleep)))
+            return run_sync(self._attempts(request, config, timeout, self._send_now, on_retry, wait_for_budget,
+                                           self._sleep_now))
         from .observe import observe_publish
 
         return observe_publish(plugins, request, self._publish_url, self._transport.send, lambda observer: run_sync(
             self._attempts(request, config, timeout, ready(observer.send), _both(observer.retry_decision, on_retry),
-                           wait_for_budget, ready(self._sleep))))
+                           wait_for_budget, self._sleep_now)))
 
     async def send_async(
         self, request: PublishRequest, *, retry_config: Optional[RetryConfig] = None,
@@ -216,22 +224,21 @@ class SDK:
         """:meth:`send`, awaited: natively when the transport has ``send_async``, else in a worker
         thread (``asyncio.to_thread``), as also when an observability plugin is installed: its hooks
         wrap a blocking call."""
-        config, timeout = self._options(request, retry_config, timeout_ms)
-        native = getattr(self._transport, "send_async", None)
-        if not callable(native) or (self.plugins is not None and self.plugins.observed):
-            import asyncio
+        _check_request(request, retry_config)
+        return await self._publish_async(request, retry_config, timeout_ms)
 
-            return await asyncio.to_thread(self.send, request, retry_config=retry_config, timeout_ms=timeout_ms)
+    async def _publish_async(self, request: PublishRequest, retry_config: Optional[RetryConfig],
+                             timeout_ms: Optional[float]) -> PublishResponse:
+        native = getattr(self._transport, "send_async", None)
         import asyncio
 
+        if not callable(native) or (self.plugins is not None and self.plugins.observed):
+            return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms)
+        config, timeout = self._resolve(retry_config, timeout_ms)
         return await self._attempts(request, config, timeout, native, None, False, asyncio.sleep)
 
-    def _options(self, request: PublishRequest, retry_config: Optional[RetryConfig],
-                 timeout_ms: Optional[float]) -> Tuple[RetryConfig, float]:
-        if type(request) is not PublishRequest:
-            raise ValidationError("request must be a minipub.request.PublishRequest, made by build_publish_request()")
-        if retry_config is not None and not isinstance(retry_config, RetryConfig):
-            raise ValidationError("retry_config must be a minipub.RetryConfig (or None for the client's)")
+    def _resolve(self, retry_config: Optional[RetryConfig], timeout_ms: Optional[float]) -> Tuple[RetryConfig, float]:
+        """A publish's retry config and per-attempt timeout (seconds): its own, else the client's."""
         timeout = self._timeout if timeout_ms is None else timeout_seconds(timeout_ms, "timeout_ms")
         return retry_config or self.retry_config, timeout
 
@@ -249,27 +256,22 @@ class SDK:
     ) -> PublishResponse:
         """auth → send → classify, under the retry loop; on a 401 a rotating key is reloaded once per
         publish and that attempt repeated once. Each attempt's timeout is cut to the publish's deadline."""
-        left = _deadline_left(config, self._clock)
+        state = RetryState(config, budget=self.retry_budget, clock=self._clock, on_retry_decision=on_retry,
+                           wait_for_budget=wait_for_budget)
         refreshed = False
 
         async def attempt(number: int) -> PublishResponse:
             nonlocal refreshed
-            try:
-                return await self._attempt(request, left(timeout), send)
-            except UnauthorizedError as error:
-                if refreshed or not self._should_refresh(error):
-                    raise
-                refreshed = True
-                return await self._attempt(request, left(timeout), send)
+            while True:
+                http_request, key = self._http_request(request, state.attempt_timeout(timeout))
+                try:  # no local keeps the raw answer
+                    return parse_publish_response(await send(http_request), request.event_id, key)
+                except UnauthorizedError as error:
+                    if refreshed or not self._should_refresh(error):
+                        raise
+                    refreshed = True  # the same attempt once more, with the reloaded key
 
-        state = RetryState(config, budget=self.retry_budget, clock=self._clock, on_retry_decision=on_retry,
-                           wait_for_budget=wait_for_budget)
         return await retrying(attempt, state, sleep)
-
-    async def _attempt(self, request: PublishRequest, timeout: float,
-                       send: Callable[[HTTPRequest], Awaitable[HTTPResponse]]) -> PublishResponse:
-        http_request, key = self._http_request(request, timeout)
-        return parse_publish_response(await send(http_request), request.event_id, key)  # no local keeps the answer
 
     def _http_request(self, request: PublishRequest, timeout: float) -> Tuple[HTTPRequest, Optional[Secret]]:
         """The HTTP request of one attempt, and the key (as a Secret: no local of any frame holds it)."""
@@ -310,18 +312,12 @@ def _from_provider(call: Callable[[], _T], what: str) -> _T:
         raise ConfigurationError(f"the auth provider's {what} raised {type(exc).__name__}") from exc
 
 
-def _deadline_left(config: RetryConfig, clock: Callable[[], float]) -> Callable[[float], float]:
-    """The timeout of each attempt: the per-attempt one, cut to what is left of the publish's
-    deadline (``max_elapsed_time`` from now, with retries on), so the deadline bounds the whole publish."""
-    deadline = config.deadline
-    if deadline is None:
-        return lambda timeout: timeout
-    ends = clock() + deadline
-
-    def left(timeout: float) -> float:
-        return max(0.001, min(timeout, ends - clock()))
-
-    return left
+def _check_request(request: PublishRequest, retry_config: Optional[RetryConfig]) -> None:
+    """What ``send`` is handed, checked (``Publish.event`` builds its request itself: ``fields.build``)."""
+    if type(request) is not PublishRequest:
+        raise ValidationError("request must be a minipub.request.PublishRequest, made by build_publish_request()")
+    if retry_config is not None and not isinstance(retry_config, RetryConfig):
+        raise ValidationError("retry_config must be a minipub.RetryConfig (or None for the client's)")
 
 
 def _both(first: Optional[RetryObserver], second: Optional[RetryObserver]) -> Optional[RetryObserver]:
@@ -345,7 +341,7 @@ class Publish:
     def event(self, **fields: Unpack[EventCall]) -> PublishResponse:
         """Publish one event. The event id (yours or generated) is the same on every retry."""
         request, retries, timeout_ms = build(fields)
-        return self._sdk.send(request, retry_config=retries, timeout_ms=timeout_ms)
+        return self._sdk._publish(request, retries, timeout_ms)
 
     async def event_async(self, **fields: Unpack[EventCall]) -> PublishResponse:
         """:meth:`event`, awaitable: same arguments, retries and errors; never blocks the event loop.
@@ -354,4 +350,4 @@ class Publish:
         a cancelled await does not stop a publish already on the wire (its id makes a resend safe).
         """
         request, retries, timeout_ms = build(fields)
-        return await self._sdk.send_async(request, retry_config=retries, timeout_ms=timeout_ms)
+        return await self._sdk._publish_async(request, retries, timeout_ms)

@@ -83,38 +83,42 @@ FIELDS: Tuple[_Field, ...] = (
     _Field("http_headers", None, False, "extra request headers"),
 )
 _DEFAULTS: Dict[str, Any] = {field.name: field.default for field in FIELDS}
-_EVENT = tuple(field.name for field in FIELDS if field.on_a_line)
+_NAMES = frozenset(_DEFAULTS)
 #: The fields a ``minipub bulk`` NDJSON line may carry: the event's own.
-LINE_FIELDS = _EVENT
+LINE_FIELDS = tuple(field.name for field in FIELDS if field.on_a_line)
 #: The fields a line or a call must have.
 REQUIRED_FIELDS = tuple(field.name for field in FIELDS if field.default is REQUIRED)
+_REQUIRED = frozenset(REQUIRED_FIELDS)
+#: How this one publish is sent, not part of the request (``http_headers`` is).
+_SEND_OPTIONS = frozenset({"retries", "timeout_ms"})
 
 
 def build(fields: Mapping[str, Any]) -> Tuple[PublishRequest, Optional[RetryConfig], Optional[float]]:
     """A call's fields checked and its request built: (request, its retry config, its timeout_ms).
 
     Anything wrong (an unknown or missing field, a bad value) is a ValidationError naming the field.
+    The event fields' defaults are ``build_publish_request``'s (tests/test_fields.py keeps them
+    equal to :data:`FIELDS`).
     """
-    if fields.keys() - _DEFAULTS.keys():
+    if not _NAMES.issuperset(fields):
         raise ValidationError(_unknown(fields))
-    values = {**_DEFAULTS, **fields}
-    for name in REQUIRED_FIELDS:
-        if values[name] is REQUIRED:
-            raise ValidationError(f"{name} is required")
-    retries = values["retries"]
-    if retries is not None and type(retries).__name__ != "RetryConfig":
-        _check_retry_config(retries)
-    timeout_ms = values["timeout_ms"]
-    if timeout_ms is not None:
-        timeout_seconds(timeout_ms, "timeout_ms")
-    request = build_publish_request(**{name: values[name] for name in _EVENT}, http_headers=values["http_headers"])
-    return request, retries, timeout_ms
+    if not _REQUIRED.issubset(fields):
+        raise ValidationError(f"{next(name for name in REQUIRED_FIELDS if name not in fields)} is required")
+    retries = fields.get("retries")
+    timeout_ms = fields.get("timeout_ms")
+    if retries is not None or timeout_ms is not None or "retries" in fields or "timeout_ms" in fields:
+        if retries is not None:
+            _check_retry_config(retries)
+        if timeout_ms is not None:
+            timeout_seconds(timeout_ms, "timeout_ms")
+        fields = {name: value for name, value in fields.items() if name not in _SEND_OPTIONS}
+    return build_publish_request(**fields), retries, timeout_ms
 
 
 def _check_retry_config(retries: Any) -> None:
     from .retry import RetryConfig
 
-    if not isinstance(retries, RetryConfig):
+    if type(retries) is not RetryConfig and not isinstance(retries, RetryConfig):
         raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
 
 

@@ -170,6 +170,9 @@ def _reason(error: MinipubError) -> str:
 RetryObserver = Callable[[int, MinipubError, Optional[float]], None]
 
 
+_NO_DEADLINE = float("inf")
+
+
 class RetryState:
     """The retry policy of one call, fed one failure at a time (shared by the sync and async loops).
 
@@ -198,8 +201,14 @@ class RetryState:
         self._random = random
         self._observer = on_retry_decision
         deadline = config.deadline
-        self._deadline = float("inf") if deadline is None else clock() + deadline
+        self._deadline = _NO_DEADLINE if deadline is None else clock() + deadline
         self.number = 1
+
+    def attempt_timeout(self, timeout: float) -> float:
+        """The attempt's timeout cut to what is left of the deadline, so the deadline bounds the whole call."""
+        if self._deadline is _NO_DEADLINE:
+            return timeout
+        return max(0.001, min(timeout, self._deadline - self._clock()))
 
     def failed(self, error: MinipubError) -> Optional[float]:
         """Seconds to wait before the next attempt, or None: raise ``error``."""
