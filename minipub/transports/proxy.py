@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Mapping, NamedTuple, Optional
+from typing import Mapping, Optional
 from urllib.parse import unquote, urlsplit
 
+from .._record import Record
 from ..errors import ConfigurationError
 
 __all__ = ["Proxy", "proxy_for", "parse_proxy", "select_proxy"]
 
 
-class Proxy(NamedTuple):
+class Proxy(Record):
     """Where to connect instead of the origin, and the header that authenticates to it."""
 
     host: str
