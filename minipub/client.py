@@ -28,10 +28,10 @@ from .retry import (
 )
 from .secret import Secret
 from .transports import DEFAULT_TRANSPORT, Transport, create_transport
-from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest, HTTPResponse
+from .transports.base import DEFAULT_MAX_BODY, AsyncTransport, HTTPRequest
 
 if TYPE_CHECKING:
-    from .observe import Observer
+    from .hooks.observed import Observer
 
 _T = TypeVar("_T")
 
@@ -104,13 +104,13 @@ class SDK:
         sleep: Callable[[float], None] = _time.sleep,
         plugins: Optional[Iterable[object]] = None,
     ) -> None:
-        from .plugins import load_plugins
+        from .hooks.manager import load_plugins
 
         try:  # the key is held as a Secret from here on; no frame of a traceback shows it
             static = None if admin_api_key is None else StaticKey(admin_api_key)
         finally:
             admin_api_key = None
-        #: The client's plugins (``minipub.plugins.Plugins``), or None: then no hook is ever called.
+        #: The client's plugins (``minipub.hooks.manager.Plugins``), or None: then no hook is ever called.
         self.plugins = load_plugins(plugins)
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
         if static is None and auth is None and self.plugins is not None:
@@ -186,11 +186,11 @@ class SDK:
             _log.log("DEBUG", "sending %r (event id %s)", http_request, request.event_id)
         return http_request, key
 
-    def _send(
-        self, request: PublishRequest, timeout: float, send: Callable[[HTTPRequest], HTTPResponse]
-    ) -> PublishResponse:
+    def _send(self, request: PublishRequest, timeout: float, observer: Optional[Observer]) -> PublishResponse:
         http_request, key = self._http_request(request, timeout)
-        return parse_publish_response(send(http_request), request.event_id, key)  # no local keeps the raw answer
+        return parse_publish_response(  # no local keeps the raw answer
+            self._transport.send(http_request) if observer is None else observer.send(http_request, key),
+            request.event_id, key)
 
     async def _send_async(self, transport: AsyncTransport, request: PublishRequest, timeout: float) -> PublishResponse:
         http_request, key = self._http_request(request, timeout)
@@ -217,7 +217,7 @@ class SDK:
         plugins = self.plugins
         if plugins is None or not plugins.observed:  # no observability plugin: no hook call
             return self._attempts(request, config, timeout, None, on_retry, wait_for_budget)
-        from .observe import observe_publish
+        from .hooks.observed import observe_publish
 
         return observe_publish(plugins, request, self._publish_url, self._transport.send,
                                lambda observer: self._attempts(request, config, timeout, observer, on_retry,
@@ -235,19 +235,18 @@ class SDK:
         on_retry: Optional[RetryObserver],
         wait_for_budget: bool = False,
     ) -> PublishResponse:
-        send = self._transport.send if observer is None else observer.send
         refreshed = False
         left = _deadline_left(config, self._clock)
 
         def attempt(number: int) -> PublishResponse:
             nonlocal refreshed
             try:
-                return self._send(request, left(timeout), send)
+                return self._send(request, left(timeout), observer)
             except UnauthorizedError as error:
                 if not self._should_refresh(error, refreshed):
                     raise
                 refreshed = True
-                return self._send(request, left(timeout), send)
+                return self._send(request, left(timeout), observer)
 
         decided = _both(None if observer is None else observer.retry_decision, on_retry)
         return call_with_retries(attempt, config, budget=self.retry_budget, clock=self._clock, sleep=self._sleep,

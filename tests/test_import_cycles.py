@@ -101,7 +101,7 @@ def find_cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
                 on_path.discard(path.pop())
                 stack.pop()
             elif target in on_path:
-                cycle = path[path.index(target):] + [target]
+                cycle = [*path[path.index(target):], target]
                 if not any(set(cycle) <= set(known) for known in cycles):
                     cycles.append(cycle)
             elif target not in done:
