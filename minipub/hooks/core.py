@@ -6,21 +6,23 @@ is given; pluggy runs every wrapper around this implementation, which runs it on
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, List
 
-from .specs import AttemptInfo, PublishInfo, hookimpl
+from .specs import hookimpl
 
-__all__ = ["NAME", "minipub_publish", "minipub_attempt"]
-
-#: The name it is registered under (not listed among a client's plugins).
-NAME = "minipub.core"
-
+if TYPE_CHECKING:
+    from .specs import AttemptInfo, PublishInfo
 
 @hookimpl(trylast=True)
-def minipub_publish(publish: PublishInfo) -> Any:
+def minipub_publish(publish: PublishInfo) -> object:
     return publish._execute()
 
 
 @hookimpl(trylast=True)
-def minipub_attempt(attempt: AttemptInfo) -> Any:
+def minipub_attempt(attempt: AttemptInfo) -> object:
     return attempt._execute()
+
+
+def __dir__() -> List[str]:
+    # pluggy looks at every name ``dir()`` gives at each registration (~3 us a name): only these two.
+    return ["minipub_publish", "minipub_attempt"]

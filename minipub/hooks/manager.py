@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Plugins", "load_plugins", "INSTALL_HINT"]
 
 INSTALL_HINT = 'pip install "minipub[plugins]"'
+_CORE_NAME = "minipub.core"  # the core's call (``core.py``), registered when a wrapper hook has a plugin
 
 _lock = threading.Lock()
 _shared: Optional[Tuple[List[Tuple[str, object]], Plugins]] = None
@@ -82,9 +83,7 @@ class Plugins:
 
         self._specs = specs
         self.manager: pluggy.PluginManager = pluggy.PluginManager(specs.PROJECT)
-        self.manager.add_hookspecs(specs)
-        self._core = core
-        self.manager.register(core, name=core.NAME)
+        self.manager.add_hookspecs(specs.SPECS)
         replaced = {_plugin_name(plugin) for plugin in explicit}
         for name, plugin in automatic:
             if name not in replaced:
@@ -97,8 +96,9 @@ class Plugins:
                 name = f"{_label(plugin)}#{number}"
             self._register(plugin, name)
         self.hook = self.manager.hook
-        self.observed: FrozenSet[str] = frozenset(
-            hook for hook in specs.OBSERVE_HOOKS if any(impl.plugin is not core for impl in self._impls(hook)))
+        self.observed: FrozenSet[str] = frozenset(hook for hook in specs.OBSERVE_HOOKS if self._impls(hook))
+        if any(specs.HOOK_KINDS[hook] == "wrapper" for hook in self.observed):  # else never called: not registered
+            self.manager.register(core, name=_CORE_NAME)
 
     def _impls(self, hook: str) -> List[pluggy.HookImpl]:
         caller: pluggy.HookCaller = getattr(self.manager.hook, hook)
@@ -131,7 +131,7 @@ class Plugins:
     @property
     def names(self) -> List[str]:
         """Registered plugin names, the first asked first."""
-        return [name for name, plugin in reversed(self.manager.list_name_plugin()) if plugin is not self._core]
+        return [name for name, _ in reversed(self.manager.list_name_plugin()) if name != _CORE_NAME]
 
     def __repr__(self) -> str:
         return f"Plugins({self.names!r})"
