@@ -410,16 +410,6 @@ def test_badly_written_plugins_are_refused_with_their_name() -> None:
         def minipub_attempt(self, attempt: Any) -> None:
             return None
 
-    class OldStyle:
-        @hookimpl(hookwrapper=True)
-        def minipub_publish(self) -> Any:
-            yield
-
-    class WrappedTransport:
-        @hookimpl(wrapper=True)
-        def minipub_transport(self) -> Any:
-            return (yield)
-
     class Typo:
         @hookimpl
         def minipub_atempt(self) -> None:
@@ -432,16 +422,235 @@ def test_badly_written_plugins_are_refused_with_their_name() -> None:
 
     with pytest.raises(PluginError, match=r"Plain'.*minipub_attempt must be a wrapper"):
         SDK(API_KEY, plugins=[Plain()])
-    with pytest.raises(PluginError, match=r"OldStyle'.*minipub_publish must be a wrapper: @hookimpl.wrapper=True"):
-        SDK(API_KEY, plugins=[OldStyle()])
-    with pytest.raises(PluginError, match=r"WrappedTransport'.*minipub_transport must be a plain @hookimpl"):
-        SDK(API_KEY, plugins=[WrappedTransport()])
     with pytest.raises(PluginError, match=r"Typo' cannot be registered.*minipub_atempt"):
         SDK(API_KEY, plugins=[Typo()])
     with pytest.raises(PluginError, match=r"(?s)BadArgument. cannot be registered.*transport_name"):
         SDK(API_KEY, plugins=[BadArgument()])
     with pytest.raises(ConfigurationError, match="list of plugin objects"):
         SDK(API_KEY, plugins="minipub_httpx")  # type: ignore[arg-type]
+
+
+# -- pluggy calls the hooks ---------------------------------------------------------------------
+
+
+class Canned:
+    """A test double transport: a fixed answer, counting what it sends."""
+
+    def __init__(self, response: Optional[HTTPResponse] = None) -> None:
+        self.response = response or HTTPResponse(202, {"content-type": "application/json"}, b'{"duplicate":false}')
+        self.sent: List[HTTPRequest] = []
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        self.sent.append(request)
+        return self.response
+
+    def close(self) -> None:
+        pass
+
+
+def asking(label: str, asked: List[str], answer: bool, **marks: Any) -> object:
+    """A transport plugin marked with ``marks`` (tryfirst, trylast) that records being asked."""
+
+    class Asked:
+        def __repr__(self) -> str:
+            return label
+
+        @hookimpl(**marks)
+        def minipub_transport(self, name: Optional[str]) -> Optional[Canned]:
+            asked.append(label)
+            return Canned() if answer and name is None else None
+
+    return Asked()
+
+
+def test_pluggy_orders_the_transport_hook_and_stops_at_the_first_result() -> None:
+    asked: List[str] = []
+    plugins = [asking("last", asked, True, trylast=True), asking("first", asked, False, tryfirst=True),
+               asking("early", asked, True), asking("late", asked, False)]
+    with SDK(API_KEY, plugins=plugins) as sdk:
+        assert isinstance(sdk._transport, Canned)
+    # tryfirst, then the last registered first; "early" answers, so "last" (trylast) is never asked
+    assert asked == ["first", "late", "early"]
+
+
+def test_every_hook_call_goes_through_pluggy(server: OutpostServer, sleeps: Sleeps) -> None:
+    """pluggy's own hook-call monitoring sees each call: minipub does not call the implementations itself."""
+    calls: List[str] = []
+    server.fail_next(503)
+    with SDK(API_KEY, server_url=server.url, plugins=[Recorder()], retry_config=RETRY, sleep=sleeps) as sdk:
+        assert sdk.plugins is not None
+        undo = sdk.plugins.manager.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append(name),
+                                                           lambda outcome, name, impls, kwargs: None)
+        publish(sdk)
+        undo()
+    assert calls == ["minipub_publish", "minipub_attempt", "minipub_retry_decision", "minipub_attempt"]
+
+
+def test_old_and_new_style_wrappers_nest_as_pluggy_orders_them(server: OutpostServer) -> None:
+    order: List[Any] = []
+
+    class Outer:
+        @hookimpl(wrapper=True, tryfirst=True)
+        def minipub_publish(self) -> Any:
+            order.append("outer in")
+            try:
+                return (yield)
+            finally:
+                order.append("outer out")
+
+    class Old:
+        @hookimpl(hookwrapper=True)
+        def minipub_publish(self, publish: Any) -> Any:
+            order.append("old in")
+            outcome = yield
+            order.append(("old out", outcome.get_result().id == publish.response.id))
+            outcome.force_result(None)  # what a wrapper forces is ignored: the caller gets the publish's outcome
+
+    class Inner:
+        @hookimpl(wrapper=True, trylast=True)
+        def minipub_publish(self) -> Any:
+            order.append("inner in")
+            response = yield
+            order.append("inner out")
+            return response
+
+    with SDK(API_KEY, server_url=server.url, plugins=[Inner(), Outer(), Old()]) as sdk, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        response = publish(sdk)
+    assert response.id == server.events[0]["id"]
+    assert order == ["outer in", "old in", "inner in", "inner out", ("old out", True), "outer out"]
+
+
+class ExplodingOld:
+    """An old-style wrapper that raises, or forces another outcome, at the moment named by ``where``."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @hookimpl(hookwrapper=True)
+    def minipub_attempt(self) -> Any:
+        if self.where == "before":
+            raise RuntimeError("boom before")
+        outcome = yield
+        if self.where == "force":
+            outcome.force_exception(TransportError("forced"))
+        if self.where == "after":
+            outcome.get_result()
+            raise RuntimeError("boom after")
+
+
+@pytest.mark.parametrize("where", ["before", "after", "force"])
+def test_a_failing_old_style_wrapper_never_changes_a_publish(server: OutpostServer, where: str) -> None:
+    outer, inner = Recorder(), Recorder()
+    with SDK(API_KEY, server_url=server.url, plugins=[inner, ExplodingOld(where), outer]) as sdk, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = publish(sdk)
+    assert [e["id"] for e in server.events] == [response.id]
+    messages = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+    assert messages == ([] if where == "force" else
+                        [f"minipub plugin 'tests.test_plugins.ExplodingOld' raised in hook minipub_attempt: "
+                         f"RuntimeError: boom {where}"])
+    for recorder in (outer, inner):
+        assert [e[:4] for e in recorder.events if e[0] == "attempt"] == [("attempt", 1, False, 202)]
+
+
+class Wrapped:
+    """A transport around another one (what a wrapper of the transport hook may return)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        response: HTTPResponse = self.inner.send(request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_wrapper_of_the_transport_hook_may_wrap_the_transport_and_is_named_when_it_fails(
+    server: OutpostServer,
+) -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def minipub_transport(self) -> Any:
+            transport = yield
+            return Wrapped(transport)
+
+    class OldWrapping:
+        @hookimpl(hookwrapper=True)
+        def minipub_transport(self) -> Any:
+            outcome = yield
+            outcome.force_result(Wrapped(outcome.get_result()))
+
+    with SDK(API_KEY, server_url=server.url, plugins=[TransportPlugin(claim_default=True), Wrapping(),
+                                                      OldWrapping()]) as sdk:
+        transport = sdk._transport
+        assert isinstance(transport, Wrapped) and isinstance(transport.inner, Wrapped)
+        assert isinstance(transport.inner.inner, CountingTransport)
+        publish(sdk)
+    assert len(server.events) == 1
+
+    class Breaking:
+        @hookimpl(wrapper=True)
+        def minipub_transport(self) -> Any:
+            yield
+            raise OSError("no gateway")
+
+    class Forcing:
+        @hookimpl(hookwrapper=True)
+        def minipub_transport(self) -> Any:
+            outcome = yield
+            outcome.force_result("not a transport")
+
+    with pytest.raises(PluginError, match=r"Breaking' raised in hook minipub_transport: OSError: no gateway") as info:
+        SDK(API_KEY, plugins=[TransportPlugin(claim_default=True), Breaking()])
+    assert info.value.plugin.endswith("<locals>.Breaking") and info.value.hook == "minipub_transport"
+    with pytest.raises(PluginError, match=r"Forcing'.*minipub_transport returned str, not a transport") as info:
+        SDK(API_KEY, plugins=[Forcing()])
+    assert info.value.plugin.endswith("<locals>.Forcing")
+
+
+def test_attempt_hooks_see_the_key_redacted_from_headers_and_a_capped_body(server: OutpostServer) -> None:
+    """The adversary: a server echoing the key in a header and at the cut end of a body capped mid-key."""
+    seen: List[str] = []
+
+    class Reading:
+        @hookimpl(wrapper=True)
+        def minipub_attempt(self) -> Any:
+            response = yield
+            seen.append(repr(response.headers) + response.body.decode("utf-8", "replace"))
+            return response
+
+    cap = 200
+    body = "x" * (cap - len(API_KEY) // 2) + API_KEY
+    for echo in ({"x-echo": API_KEY}, {"x-echo": f"Bearer {API_KEY}"}):
+        server.fail_next(400, headers={**echo, "content-type": "text/plain"}, body=body)
+        with SDK(API_KEY, server_url=server.url, plugins=[Reading()], retry_config=NO_RETRY,
+                 max_response_bytes=cap) as sdk, pytest.raises(Exception):
+            publish(sdk)
+        server.fail_next(400, headers=echo, body=f"whole {API_KEY} echo")
+        with SDK(API_KEY, server_url=server.url, plugins=[Reading()], retry_config=NO_RETRY) as sdk, \
+                pytest.raises(Exception):
+            publish(sdk)
+    assert len(seen) == 4
+    for text in seen:
+        assert API_KEY not in text and API_KEY[: len(API_KEY) // 2] not in text and "***" in text
+
+
+def test_the_hook_table_is_read_from_the_specifications() -> None:
+    import pluggy
+
+    from minipub import hookspecs
+    from minipub.hooks import specs
+
+    manager = pluggy.PluginManager(specs.PROJECT)
+    manager.add_hookspecs(hookspecs)  # the old import path still holds every specification
+    for name, kind in specs.HOOK_KINDS.items():
+        assert getattr(manager.hook, name).spec.opts["firstresult"] == (kind != "each")
+        assert f":func:`{name}`" in str(specs.__doc__) and kind in specs.KINDS
+    assert set(specs.HOOK_KINDS) == {name for name in vars(specs) if name.startswith("minipub_")}
 
 
 # -- entry points -------------------------------------------------------------------------------
