@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minipub import SDK, BackoffStrategy, RetryConfig
 from minipub.auth import StaticKey
 from minipub.errors import (
+    APIError,
     ConfigurationError,
     InternalServerError,
     PluginError,
@@ -628,11 +634,11 @@ def test_attempt_hooks_see_the_key_redacted_from_headers_and_a_capped_body(serve
     for echo in ({"x-echo": API_KEY}, {"x-echo": f"Bearer {API_KEY}"}):
         server.fail_next(400, headers={**echo, "content-type": "text/plain"}, body=body)
         with SDK(API_KEY, server_url=server.url, plugins=[Reading()], retry_config=NO_RETRY,
-                 max_response_bytes=cap) as sdk, pytest.raises(Exception):
+                 max_response_bytes=cap) as sdk, pytest.raises(APIError):
             publish(sdk)
         server.fail_next(400, headers=echo, body=f"whole {API_KEY} echo")
         with SDK(API_KEY, server_url=server.url, plugins=[Reading()], retry_config=NO_RETRY) as sdk, \
-                pytest.raises(Exception):
+                pytest.raises(APIError):
             publish(sdk)
     assert len(seen) == 4
     for text in seen:
@@ -732,6 +738,92 @@ def test_a_broken_entry_point_is_named(distributions: Any, monkeypatch: pytest.M
     assert (info.value.plugin, info.value.hook) == ("broken", "load")
     monkeypatch.setenv("MINIPUB_DISABLE_PLUGIN_AUTOLOAD", "1")
     SDK(API_KEY).close()
+
+
+# The distributions a sys.path can hold, several of whose names normalise alike (``g.w``, ``G-w``).
+DIST_NAMES = st.sampled_from(["gw", "Gw", "g.w", "g_w", "G__w", "other"])
+ENTRY_VALUES = st.sampled_from(["mod", "mod:obj", "pkg.mod:obj.attr", "mod [extra]", " mod : obj "])
+SECTIONS = st.lists(st.tuples(st.sampled_from(["minipub", "minipub.x", "console_scripts", " minipub "]),
+                              st.lists(st.tuples(st.sampled_from(["a", "b", " c "]), ENTRY_VALUES), max_size=3)),
+                    max_size=3)
+DISTS = st.lists(st.tuples(st.integers(0, 1), DIST_NAMES, st.sampled_from(["1.0", "2"]),
+                           st.sampled_from([".dist-info", ".egg-info"]), SECTIONS, st.booleans(), st.booleans()),
+                 max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dists=DISTS)
+def test_entry_points_read_from_the_directories_are_the_ones_importlib_metadata_reads(dists: List[Any]) -> None:
+    from minipub.hooks.entrypoints import from_directories, from_metadata
+
+    with tempfile.TemporaryDirectory() as root:
+        folders = [Path(root, "first"), Path(root, "second")]
+        for folder in folders:
+            folder.mkdir()
+        for number, (folder, name, version, suffix, sections, commented, has_file) in enumerate(dists):
+            info = folders[folder] / f"{name}-{version}{suffix}"
+            if info.exists():
+                continue
+            info.mkdir()
+            (info / ("METADATA" if suffix == ".dist-info" else "PKG-INFO")).write_text(
+                f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+            lines = [f"# dist {number}"] if commented else []
+            for section, entries in sections:
+                lines += [f"[{section}]", *(f"{key} = {value}" for key, value in entries), ""]
+            if has_file:
+                (info / "entry_points.txt").write_text("\n".join(lines))
+        saved = sys.path[:]
+        sys.path[:] = [str(folder) for folder in folders]
+        try:
+            direct = from_directories()
+            assert direct is not None
+            assert [(e.name, e.value) for e in direct] == [(e.name, e.value) for e in from_metadata()]
+        finally:
+            sys.path[:] = saved
+
+
+def test_a_zip_on_sys_path_is_read_through_importlib_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from minipub.hooks.entrypoints import entry_points, from_directories
+
+    archive = tmp_path / "plugins.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("zipped_plugin-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: zipped-plugin\n"
+                                                                "Version: 1.0\n")
+        zipped.writestr("zipped_plugin-1.0.dist-info/entry_points.txt", "[minipub]\nzipped = zipped_plugin\n")
+    monkeypatch.setattr(sys, "path", [str(archive), *sys.path])
+    assert from_directories() is None  # not a directory: importlib.metadata reads it
+    assert [(e.name, e.value, e.describe()) for e in entry_points()] == [
+        ("zipped", "zipped_plugin", "zipped = zipped_plugin from zipped-plugin 1.0")]
+
+
+FIRST_SDK = r"""
+import sys
+sys.path[:0] = sys.argv[3:]
+import minipub
+with minipub.SDK(sys.argv[1], server_url=sys.argv[2]) as sdk:
+    assert sdk.plugins is not None and sdk.plugins.names == ["gateway"], sdk.plugins
+    assert sdk._transport.label == "automatic"
+    print(sdk.publish.event(tenant_id="acme", topic="t", data={}).id)
+print(sorted(m for m in sys.modules if m.startswith("importlib.metadata")))
+"""
+
+
+def test_the_first_sdk_finds_installed_plugins_without_importlib_metadata(server: OutpostServer, tmp_path: Path) -> None:
+    import pluggy
+
+    (tmp_path / "pluggy").symlink_to(Path(pluggy.__file__).parent)
+    (tmp_path / "gateway_plugin.py").write_text(textwrap.dedent(GATEWAY))
+    info = tmp_path / "gateway_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gateway-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\ngw = gateway_plugin:main\n\n"
+                                           "[minipub]\ngateway = gateway_plugin:plugin\n")
+    env = {k: v for k, v in os.environ.items() if k != "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"}
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", FIRST_SDK, API_KEY, server.url, str(ROOT),
+                             str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    event_id, modules = result.stdout.strip().splitlines()
+    assert [e["id"] for e in server.events] == [event_id] and modules == "[]"
 
 
 # -- without pluggy -----------------------------------------------------------------------------

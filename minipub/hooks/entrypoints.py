@@ -21,12 +21,16 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..errors import PluginError
 
-__all__ = ["ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "EntryPoint", "autoloaded", "reset_autoload", "pluggy_installed"]
+__all__ = ["ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "EntryPoint", "entry_points", "from_directories", "from_metadata",
+           "autoloaded", "reset_autoload", "pluggy_installed"]
 
 ENTRY_POINT_GROUP = "minipub"
 AUTOLOAD_ENV = "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"
 #: importlib.metadata's reading of an entry point's value: ``module[:attr.attr] [extras]``.
 _VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+
+#: importlib.metadata keeps the first distribution of each name from Python 3.10 on (3.9 reads every copy).
+_UNIQUE = sys.version_info >= (3, 10)
 
 _lock = threading.Lock()
 _loaded: Optional[List[Tuple[str, object]]] = None
@@ -98,7 +102,7 @@ def _group(text: str) -> List[Tuple[str, str]]:
     return pairs
 
 
-def _direct() -> Optional[List[EntryPoint]]:
+def from_directories() -> Optional[List[EntryPoint]]:
     """The entry points, read from the directories on ``sys.path``; None when importlib.metadata must read them."""
     from importlib.machinery import PathFinder
 
@@ -122,7 +126,7 @@ def _direct() -> Optional[List[EntryPoint]]:
             if not low.endswith((".dist-info", ".egg-info")):
                 continue
             dist_name = re.sub(r"[-_.]+", "_", low.rpartition(".")[0].partition("-")[0])
-            if dist_name in seen:  # the same distribution further along sys.path: the first one wins
+            if dist_name in seen and _UNIQUE:  # the same distribution further along sys.path: the first one wins
                 continue
             seen.add(dist_name)
             directory = os.path.join(root, child)
@@ -136,19 +140,20 @@ def _direct() -> Optional[List[EntryPoint]]:
     return found
 
 
-def _metadata() -> List[EntryPoint]:
-    from importlib.metadata import entry_points
+def from_metadata() -> List[EntryPoint]:
+    """The entry points as importlib.metadata reads them."""
+    import importlib.metadata
 
-    every = entry_points()
+    every = importlib.metadata.entry_points()
     group = every.select(group=ENTRY_POINT_GROUP) if hasattr(every, "select") else every.get(ENTRY_POINT_GROUP, ())
     return [EntryPoint(ep.name, ep.value, getattr(ep, "dist", None)) for ep in group]
 
 
 def entry_points() -> List[EntryPoint]:
     """The group's entry points, one per name (the first found wins)."""
-    found = _direct()
+    found = from_directories()
     unique: Dict[str, EntryPoint] = {}
-    for entry_point in _metadata() if found is None else found:
+    for entry_point in from_metadata() if found is None else found:
         unique.setdefault(entry_point.name, entry_point)
     return list(unique.values())
 
