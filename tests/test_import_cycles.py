@@ -18,23 +18,21 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
-
-import pytest
+from typing import Dict, FrozenSet, Iterator, List, Set, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "minipub"
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def modules() -> Dict[str, Path]:
-    return {module_name(path): path for path in sorted((ROOT / PACKAGE).rglob("*.py"))}
+def modules(root: Path = ROOT) -> Dict[str, Path]:
+    return {module_name(path, root): path for path in sorted((root / PACKAGE).rglob("*.py"))}
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -86,45 +84,79 @@ def edges(known: Dict[str, Path]) -> Dict[str, Dict[str, bool]]:
     return graph
 
 
-def find_cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
-    """One cycle (``[a, b, ..., a]``) per strongly connected part of the graph that has one, else []."""
-    cycles: List[List[str]] = []
-    done: Set[str] = set()
-    for start in sorted(graph):
-        if start in done:
-            continue
-        path, stack, on_path = [start], [iter(sorted(graph[start]))], {start}
-        while stack:  # iterative depth-first search from ``start``
-            target = next(stack[-1], None)
-            if target is None:
-                done.add(path[-1])
-                on_path.discard(path.pop())
-                stack.pop()
-            elif target in on_path:
-                cycle = [*path[path.index(target):], target]
-                if not any(set(cycle) <= set(known) for known in cycles):
-                    cycles.append(cycle)
-            elif target not in done:
-                path.append(target)
-                on_path.add(target)
-                stack.append(iter(sorted(graph.get(target, ()))))
-    return cycles
+def _reachable(graph: Dict[str, Set[str]], start: str) -> Set[str]:
+    seen: Set[str] = set()
+    stack = list(graph.get(start, ()))
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.get(node, ()))
+    return seen
 
 
-def runtime_graph() -> Dict[str, Set[str]]:
+def _path(graph: Dict[str, Set[str]], group: FrozenSet[str]) -> List[str]:
+    """The shortest cycle through the group's first module, staying inside the group (breadth first)."""
+    start = min(group)
+    came_from: Dict[str, str] = {}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for target in sorted(graph[node] & group):
+            if target == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(came_from[path[-1]])
+                return [*reversed(path), start]
+            if target not in came_from:
+                came_from[target] = node
+                queue.append(target)
+    raise AssertionError(f"no cycle in {sorted(group)}")
+
+
+def find_cycles(graph: Dict[str, Set[str]]) -> Dict[FrozenSet[str], List[str]]:
+    """Each group of modules that import one another (directly or not), with one cycle through it."""
+    reach = {node: _reachable(graph, node) for node in graph}
+    groups = {frozenset({node} | {other for other in reach[node] if node in reach[other]})
+              for node in graph if node in reach[node]}
+    return {group: _path(graph, group) for group in sorted(groups, key=min)}
+
+
+def runtime_graph(root: Path = ROOT) -> Dict[str, Set[str]]:
     return {name: {t for t, typing_only in targets.items() if not typing_only}
-            for name, targets in edges(modules()).items()}
+            for name, targets in edges(modules(root)).items()}
 
 
-def full_graph() -> Dict[str, Set[str]]:
-    return {name: set(targets) for name, targets in edges(modules()).items()}
+def full_graph(root: Path = ROOT) -> Dict[str, Set[str]]:
+    return {name: set(targets) for name, targets in edges(modules(root)).items()}
 
 
-@pytest.mark.parametrize("kind, graph", [("runtime", runtime_graph), ("with TYPE_CHECKING", full_graph)])
-def test_no_import_cycle(kind: str, graph: object) -> None:
-    assert callable(graph)
-    cycles = find_cycles(graph())
-    assert cycles == [], f"import cycles ({kind} imports): " + "; ".join(" -> ".join(c) for c in cycles)
+#: Cycles through modules the hooks change does not own, each reported to its owner: under
+#: TYPE_CHECKING only (no import at run time can deadlock on them). Each must still exist (delete
+#: its line once it is fixed), and no other may appear.
+KNOWN_TYPING_CYCLES = {
+    # publisher.py imports default_client from the package; __init__.py names Publisher for type checkers
+    frozenset({"minipub", "minipub.publisher"}),
+    # testing/_http.py types its handler against OutpostServer; server.py imports the handler
+    frozenset({"minipub.testing.server", "minipub.testing._http"}),
+}
+
+
+def _described(cycles: Dict[FrozenSet[str], List[str]]) -> str:
+    return "; ".join(" -> ".join(path) for path in cycles.values())
+
+
+def test_no_import_cycle_at_run_time() -> None:
+    cycles = find_cycles(runtime_graph())
+    assert cycles == {}, f"import cycles (imports that run): {_described(cycles)}"
+
+
+def test_no_import_cycle_with_type_checking_imports_but_the_known_ones() -> None:
+    cycles = find_cycles(full_graph())
+    new = {group: path for group, path in cycles.items() if group not in KNOWN_TYPING_CYCLES}
+    assert new == {}, f"import cycles (TYPE_CHECKING imports included): {_described(new)}"
+    fixed = KNOWN_TYPING_CYCLES - set(cycles)
+    assert not fixed, f"fixed, remove from KNOWN_TYPING_CYCLES: {[sorted(group) for group in fixed]}"
 
 
 # -- the checker itself -----------------------------------------------------------------------------
@@ -139,15 +171,9 @@ def test_the_checker_finds_a_cycle_through_a_lazy_or_typing_import(tmp_path: Pat
     (package / "sub" / "__init__.py").write_text("")
     (package / "sub" / "b.py").write_text("def f():\n    from ..c import C\n    return C\n")
     (package / "c.py").write_text("import os\nfrom . import a\nC = a.A\n")
-    global ROOT
-    saved, ROOT = ROOT, tmp_path
-    try:
-        known = modules()
-        graph = edges(known)
-        assert graph["minipub.a"] == {"minipub.sub.b": True}
-        assert graph["minipub.sub.b"] == {"minipub.c": False}
-        assert graph["minipub.c"] == {"minipub.a": False}
-        assert find_cycles(runtime_graph()) == []  # the typing-only edge breaks it at run time
-        assert find_cycles(full_graph()) == [["minipub.a", "minipub.sub.b", "minipub.c", "minipub.a"]]
-    finally:
-        ROOT = saved
+    graph = edges(modules(tmp_path))
+    assert graph["minipub.a"] == {"minipub.sub.b": True}
+    assert graph["minipub.sub.b"] == {"minipub.c": False}
+    assert graph["minipub.c"] == {"minipub.a": False}
+    assert find_cycles(runtime_graph(tmp_path)) == {}  # the typing-only edge breaks it at run time
+    assert list(find_cycles(full_graph(tmp_path)).values()) == [["minipub.a", "minipub.sub.b", "minipub.c", "minipub.a"]]
