@@ -13,6 +13,7 @@ pluggy keeps the wrapper kind it read from the marker (plain, ``wrapper=True``,
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Generator, Optional, Tuple
 
@@ -96,11 +97,11 @@ def guard(impl: pluggy.HookImpl, hook: str, kind: str, returns: Optional[_Return
     """The function pluggy calls for ``impl`` (same arguments, same wrapper kind)."""
     function: Callable[..., Any] = impl.function
     rule = _Rule(impl.plugin_name, hook, kind != "first", returns)
-    if impl.hookwrapper:
-        return _old_style(function, rule)
-    if impl.wrapper:
-        return _new_style(function, rule)
+    make = _old_style if impl.hookwrapper else _new_style if impl.wrapper else _plain
+    return functools.wraps(function)(make(function, rule))  # ``__wrapped__``: what the plugin wrote
 
+
+def _plain(function: Callable[..., Any], rule: _Rule) -> Callable[..., Any]:
     def plain(*args: Any, **kwargs: Any) -> Any:
         try:
             result = function(*args, **kwargs)

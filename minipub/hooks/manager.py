@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import ConfigurationError, PluginError
 from .entrypoints import AUTOLOAD_ENV, autoloaded, pluggy_installed
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..auth import AuthProvider
     from ..transports.base import Transport
 
-__all__ = ["Plugins", "load_plugins", "INSTALL_HINT"]
+__all__ = ["Plugins", "Implementation", "load_plugins", "INSTALL_HINT"]
 
 INSTALL_HINT = 'pip install "minipub[plugins]"'
 _CORE_NAME = "minipub.core"  # the core's call (``core.py``), registered when a wrapper hook has a plugin
@@ -52,6 +52,13 @@ def load_plugins(explicit: Optional[Iterable[object]]) -> Optional[Plugins]:
         if _shared is None or _shared[0] is not automatic:
             _shared = (automatic, Plugins(automatic, ()))
         return _shared[1]
+
+
+class Implementation(NamedTuple):
+    """One plugin's implementation of a hook."""
+
+    plugin: str
+    function: Callable[..., Any]
 
 
 def _plugin_name(plugin: object) -> Optional[str]:
@@ -127,6 +134,13 @@ class Plugins:
         for hook, kind, impl in mine:
             # pluggy keeps calling this HookImpl, in its place; only the function it calls is guarded.
             setattr(impl, "function", guard(impl, hook, kind, self._specs.RETURNS.get(hook)))  # noqa: B010
+
+    @property
+    def impls(self) -> Dict[str, List[Implementation]]:
+        """Each hook's implementations (plugin name, function as written), the first called first."""
+        return {hook: [Implementation(impl.plugin_name, getattr(impl.function, "__wrapped__", impl.function))
+                       for impl in reversed(self._impls(hook)) if impl.plugin_name != _CORE_NAME]
+                for hook in self._specs.HOOK_KINDS}
 
     @property
     def names(self) -> List[str]:
