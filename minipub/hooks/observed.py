@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Observer", "observe_publish"]
 
+#: What hooks see of a credential header.
+_SHOWN = Secret("***")
+
 
 def _redacted(response: HTTPResponse, key: Optional[Secret]) -> HTTPResponse:
     """The response with any echo of the key replaced (a copy only when needed; ``minipub.secret``)."""
@@ -60,7 +63,8 @@ class Observer:
             response = self._send(request)
             publish.status = response.status
             return response
-        seen = HTTPRequest(request.method, request.url, request.redacted_headers(), request.body, request.timeout)
+        seen = HTTPRequest.split(request.method, request.url, dict(request.public_headers),
+                                 dict.fromkeys(request.secret_headers, _SHOWN), request.body, request.timeout)
         before = {name.lower() for name in (*request.public_headers, *request.secret_headers)}
         sent: List[HTTPResponse] = []
 
