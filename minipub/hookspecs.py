@@ -1,17 +1,14 @@
 """Every hook a minipub plugin can implement: ``from minipub.hookspecs import hookimpl``.
 
-The specifications, their kinds and what they see are in :mod:`minipub.hooks.specs` (the page
-a plugin author reads); this is the import path plugins use. It imports pluggy.
+The specifications, their kinds and what they see (``PublishInfo``, ``AttemptInfo``) are in
+:mod:`minipub.hooks.specs`, the page a plugin author reads; this is the import path plugins use.
+It imports pluggy.
 """
 
 from __future__ import annotations
 
 from .hooks.specs import (
-    HOOK_KINDS,
-    KINDS,
     PROJECT,
-    AttemptInfo,
-    PublishInfo,
     hookimpl,
     hookspec,
     minipub_attempt,
@@ -20,6 +17,8 @@ from .hooks.specs import (
     minipub_retry_decision,
     minipub_transport,
 )
+from .hooks.specs import AttemptInfo as AttemptInfo  # for plugins' type annotations
+from .hooks.specs import PublishInfo as PublishInfo
 
 __all__ = [
     "PROJECT",
@@ -30,8 +29,4 @@ __all__ = [
     "minipub_publish",
     "minipub_attempt",
     "minipub_retry_decision",
-    "PublishInfo",
-    "AttemptInfo",
-    "KINDS",
-    "HOOK_KINDS",
 ]
