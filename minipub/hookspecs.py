@@ -7,26 +7,9 @@ It imports pluggy.
 
 from __future__ import annotations
 
-from .hooks.specs import (
-    PROJECT,
-    hookimpl,
-    hookspec,
-    minipub_attempt,
-    minipub_auth,
-    minipub_publish,
-    minipub_retry_decision,
-    minipub_transport,
-)
+from .hooks import specs as _specs
+from .hooks.specs import *  # noqa: F403  (the specifications, hookimpl, hookspec, PROJECT)
 from .hooks.specs import AttemptInfo as AttemptInfo  # for plugins' type annotations
 from .hooks.specs import PublishInfo as PublishInfo
 
-__all__ = [
-    "PROJECT",
-    "hookspec",
-    "hookimpl",
-    "minipub_transport",
-    "minipub_auth",
-    "minipub_publish",
-    "minipub_attempt",
-    "minipub_retry_decision",
-]
+__all__ = _specs.__all__

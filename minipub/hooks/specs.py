@@ -65,23 +65,9 @@ if TYPE_CHECKING:
     from ..models import PublishResponse
     from ..transports.base import HTTPRequest, HTTPResponse, Transport
 
-__all__ = [
-    "PROJECT",
-    "hookspec",
-    "hookimpl",
-    "minipub_transport",
-    "minipub_auth",
-    "minipub_publish",
-    "minipub_attempt",
-    "minipub_retry_decision",
-    "PublishInfo",
-    "AttemptInfo",
-    "KINDS",
-    "HOOK_KINDS",
-    "OBSERVE_HOOKS",
-    "RETURNS",
-    "SPECS",
-]
+#: What plugins import (``minipub.hookspecs`` re-exports it); the rest serves the manager.
+__all__ = ["PROJECT", "hookspec", "hookimpl", "minipub_transport", "minipub_auth", "minipub_publish",
+           "minipub_attempt", "minipub_retry_decision"]
 
 #: The pluggy project name, and the entry-point group plugins are found in.
 PROJECT = "minipub"
