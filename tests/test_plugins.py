@@ -617,6 +617,17 @@ def test_a_wrapper_of_the_transport_hook_may_wrap_the_transport_and_is_named_whe
         SDK(API_KEY, plugins=[Forcing()])
     assert info.value.plugin.endswith("<locals>.Forcing")
 
+    class Reading:
+        @hookimpl(hookwrapper=True)
+        def minipub_transport(self) -> Any:
+            outcome = yield
+            outcome.get_result()  # raises the inner plugin's error: still the inner plugin's
+
+    for wrapper in (Reading(), Wrapping(), OldWrapping()):
+        with pytest.raises(PluginError) as info:
+            SDK(API_KEY, plugins=[BrokenTransportPlugin(), wrapper])
+        assert info.value.plugin == "tests.test_plugins.BrokenTransportPlugin", wrapper
+
 
 def test_attempt_hooks_see_the_key_redacted_from_headers_and_a_capped_body(server: OutpostServer) -> None:
     """The adversary: a server echoing the key in a header and at the cut end of a body capped mid-key."""

@@ -71,8 +71,10 @@ class _Rule:
             self.failed(exc)
         return None
 
-    def leave(self, wrapper: Optional[_Gen], send: Any, error: Optional[BaseException]) -> Tuple[bool, Any]:
-        """Resume a wrapper with the result (``send``) or ``error``: (it ended well, what it returned)."""
+    def leave(self, wrapper: Optional[_Gen], send: Any, error: Optional[BaseException],
+              passed_on: Optional[BaseException] = None) -> Tuple[bool, Any]:
+        """Resume a wrapper with the result (``send``) or ``error``: (it ended well, what it returned).
+        The error it is given (or ``passed_on``, an old-style outcome's), raised again, is not its own failure."""
         if wrapper is None:
             return False, None
         try:
@@ -83,10 +85,10 @@ class _Rule:
         except StopIteration as stop:
             return True, stop.value
         except Exception as exc:
-            if exc is not error:
+            if exc is not (error or passed_on):
                 self.failed(exc)
             elif not self.observing:
-                raise  # the error it was given, passed on: not its own failure
+                raise
             return False, None
         wrapper.close()
         self.failed(RuntimeError(_TWO_YIELDS))
@@ -138,10 +140,10 @@ def _old_style(function: Callable[..., _Gen], rule: _Rule) -> Callable[..., _Gen
         wrapper = rule.enter(function(*args, **kwargs))
         outcome = yield
         if rule.observing:  # a copy: what the wrapper forces on it changes nothing
-            rule.leave(wrapper, pluggy.Result.from_call(outcome.get_result), None)
+            rule.leave(wrapper, pluggy.Result.from_call(outcome.get_result), None, outcome.exception)
             return
         try:
-            rule.leave(wrapper, outcome, None)
+            rule.leave(wrapper, outcome, None, outcome.exception)
             if outcome.exception is None:
                 rule.checked(outcome.get_result())
         except PluginError as exc:
