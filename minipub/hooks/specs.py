@@ -185,7 +185,8 @@ def minipub_attempt(request: HTTPRequest, attempt: AttemptInfo, publish: Publish
 
     :param request: a copy of the request with credential headers shown as ``***``. Headers
         a wrapper *adds* before yielding are sent with the request; existing headers, and
-        credential headers, cannot be changed.
+        credential headers (``Authorization``, ``Cookie``, ``Proxy-Authorization``, any value
+        given as a ``Secret``), cannot be changed or added.
     :param attempt: ``number`` (1 for the first HTTP request of the publish, counting every
         request sent), ``refreshed`` (True when this request repeats the previous one after a
         401 and a key refresh); after the yield ``response`` (``HTTPResponse``, the key
