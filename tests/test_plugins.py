@@ -219,6 +219,7 @@ class Recorder:
         request.headers["traceparent"] = f"00-{'1' * 32}-{'2' * 16}-01"
         request.headers["Content-Type"] = "text/evil"  # existing headers cannot be changed
         request.headers["Authorization"] = "Bearer hijacked"
+        request.headers["Cookie"] = "session=planted"  # nor can credentials be added
         try:
             response = yield
             self.texts += [repr(response), response.body.decode(), json.dumps(response.headers)]
@@ -251,7 +252,7 @@ def test_observability_hooks_see_every_step_redacted(server: OutpostServer, slee
     ]
     for request in server.requests:  # the wrapper's new header is sent; nothing else changed
         assert request.headers["traceparent"].startswith("00-111")
-        assert request.headers["content-type"] == "application/json"
+        assert request.headers["content-type"] == "application/json" and "cookie" not in request.headers
     assert [r.headers["authorization"] for r in server.requests] == ["Bearer ***"] * 3  # the server redacts
     assert len(server.events) == 1 and provider.refreshes == 1
     for text in recorder.texts:
