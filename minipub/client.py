@@ -101,13 +101,13 @@ class SDK:
         sleep: Callable[[float], None] = _time.sleep,
         plugins: Optional[Iterable[object]] = None,
     ) -> None:
-        from .plugins import load_plugins
+        from .hooks.manager import load_plugins
 
         try:  # the key is held as a Secret from here on; no frame of a traceback shows it
             static = None if admin_api_key is None else StaticKey(admin_api_key)
         finally:
             admin_api_key = None
-        #: The client's plugins (``minipub.plugins.Plugins``), or None: then no hook is ever called.
+        #: The client's plugins (``minipub.hooks.manager.Plugins``), or None: then no hook is ever called.
         self.plugins = load_plugins(plugins)
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
         if static is None and auth is None and self.plugins is not None:
@@ -148,7 +148,7 @@ class SDK:
             raise
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
         # the sync path's send and sleep as the one publish path awaits them (made once: see _sync.py)
-        self._send_now = ready(self._transport.send)
+        self._send_now = _keyless(self._transport.send)
         self._sleep_now = ready(self._sleep)
         self.publish = Publish(self)
 
@@ -211,7 +211,7 @@ class SDK:
         if plugins is None or not plugins.observed:  # no observability plugin: no hook call
             return run_sync(self._attempts(request, config, timeout, self._send_now, on_retry, wait_for_budget,
                                            self._sleep_now))
-        from .observe import observe_publish
+        from .hooks.observed import observe_publish
 
         return observe_publish(plugins, request, self._publish_url, self._transport.send, lambda observer: run_sync(
             self._attempts(request, config, timeout, ready(observer.send), _both(observer.retry_decision, on_retry),
@@ -235,7 +235,7 @@ class SDK:
         if not callable(native) or (self.plugins is not None and self.plugins.observed):
             return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms)
         config, timeout = self._resolve(retry_config, timeout_ms)
-        return await self._attempts(request, config, timeout, native, None, False, asyncio.sleep)
+        return await self._attempts(request, config, timeout, _keyless_async(native), None, False, asyncio.sleep)
 
     def _resolve(self, retry_config: Optional[RetryConfig], timeout_ms: Optional[float]) -> Tuple[RetryConfig, float]:
         """A publish's retry config and per-attempt timeout (seconds): its own, else the client's."""
@@ -249,7 +249,7 @@ class SDK:
         request: PublishRequest,
         config: RetryConfig,
         timeout: float,
-        send: Callable[[HTTPRequest], Awaitable[HTTPResponse]],
+        send: Callable[[HTTPRequest, Optional[Secret]], Awaitable[HTTPResponse]],
         on_retry: Optional[RetryObserver],
         wait_for_budget: bool,
         sleep: Callable[[float], Awaitable[None]],
@@ -265,7 +265,7 @@ class SDK:
             while True:
                 http_request, key = self._http_request(request, state.attempt_timeout(timeout))
                 try:  # no local keeps the raw answer
-                    return parse_publish_response(await send(http_request), request.event_id, key)
+                    return parse_publish_response(await send(http_request, key), request.event_id, key)
                 except UnauthorizedError as error:
                     if refreshed or not self._should_refresh(error):
                         raise
@@ -310,6 +310,24 @@ def _from_provider(call: Callable[[], _T], what: str) -> _T:
         raise
     except Exception as exc:
         raise ConfigurationError(f"the auth provider's {what} raised {type(exc).__name__}") from exc
+
+
+def _keyless(send: Callable[[HTTPRequest], HTTPResponse]) -> Callable[[HTTPRequest, Optional[Secret]],
+                                                                   Awaitable[HTTPResponse]]:
+    """A transport's ``send`` as the publish path awaits it (the key is for observability hooks' redaction)."""
+
+    async def sent(request: HTTPRequest, key: Optional[Secret]) -> HTTPResponse:
+        return send(request)
+
+    return sent
+
+
+def _keyless_async(send: Callable[[HTTPRequest], Awaitable[HTTPResponse]]) -> Callable[
+        [HTTPRequest, Optional[Secret]], Awaitable[HTTPResponse]]:
+    async def sent(request: HTTPRequest, key: Optional[Secret]) -> HTTPResponse:
+        return await send(request)
+
+    return sent
 
 
 def _check_request(request: PublishRequest, retry_config: Optional[RetryConfig]) -> None:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minipub import SDK, BackoffStrategy, RetryConfig
 from minipub.auth import StaticKey
 from minipub.errors import (
+    APIError,
     ConfigurationError,
     InternalServerError,
     PluginError,
@@ -93,17 +99,17 @@ def test_transport_selected_by_name(server: OutpostServer) -> None:
 def test_a_plugin_can_claim_the_default_and_builtins_stay_selectable(server: OutpostServer) -> None:
     claiming = TransportPlugin(claim_default=True)
     with SDK(API_KEY, server_url=server.url, plugins=[claiming]) as sdk:
-        assert isinstance(sdk._transport, CountingTransport)
+        assert isinstance(sdk.transport, CountingTransport)
     with SDK(API_KEY, server_url=server.url, plugins=[claiming], transport="http.client") as sdk:
-        assert isinstance(sdk._transport, HTTPClientTransport)
+        assert isinstance(sdk.transport, HTTPClientTransport)
     with SDK(API_KEY, server_url=server.url, plugins=[TransportPlugin()]) as sdk:  # claims nothing
-        assert isinstance(sdk._transport, LeanTransport)  # the built-in default
+        assert isinstance(sdk.transport, LeanTransport)  # the built-in default
 
 
 def test_explicit_plugins_are_asked_first() -> None:
     first, second = TransportPlugin(claim_default=True), TransportPlugin(claim_default=True)
     with SDK(API_KEY, plugins=[first, second]) as sdk:
-        assert sdk._transport is (second.built + first.built)[0]
+        assert sdk.transport is (second.built + first.built)[0]
         assert sdk.plugins is not None and len(sdk.plugins.names) == 2
 
 
@@ -163,15 +169,15 @@ def test_auth_precedence(server: OutpostServer, monkeypatch: pytest.MonkeyPatch)
     plugin = AuthPlugin(StaticKey("plugin-key"))
     explicit = StaticKey("auth-key")
     with SDK("arg-key", plugins=[plugin], auth=explicit, server_url=server.url) as sdk:
-        assert sdk._auth.api_key() == "arg-key"
+        assert sdk.auth.api_key() == "arg-key"
     with SDK(plugins=[plugin], auth=explicit, server_url=server.url) as sdk:
-        assert sdk._auth is explicit
+        assert sdk.auth is explicit
     assert plugin.asked == []  # not asked when the caller chose
     with SDK(plugins=[plugin], server_url=server.url) as sdk:
-        assert sdk._auth.api_key() == "plugin-key"
+        assert sdk.auth.api_key() == "plugin-key"
     assert plugin.asked == [server.url]
     with SDK(plugins=[AuthPlugin(None)], server_url=server.url) as sdk:  # not configured: the environment
-        assert sdk._auth.api_key() == "env-key"
+        assert sdk.auth.api_key() == "env-key"
 
 
 def test_auth_plugin_key_is_asked_every_attempt_and_refreshed_once_on_401(server: OutpostServer) -> None:
@@ -213,6 +219,7 @@ class Recorder:
         request.headers["traceparent"] = f"00-{'1' * 32}-{'2' * 16}-01"
         request.headers["Content-Type"] = "text/evil"  # existing headers cannot be changed
         request.headers["Authorization"] = "Bearer hijacked"
+        request.headers["Cookie"] = "session=planted"  # nor can credentials be added
         try:
             response = yield
             self.texts += [repr(response), response.body.decode(), json.dumps(response.headers)]
@@ -245,7 +252,7 @@ def test_observability_hooks_see_every_step_redacted(server: OutpostServer, slee
     ]
     for request in server.requests:  # the wrapper's new header is sent; nothing else changed
         assert request.headers["traceparent"].startswith("00-111")
-        assert request.headers["content-type"] == "application/json"
+        assert request.headers["content-type"] == "application/json" and "cookie" not in request.headers
     assert [r.headers["authorization"] for r in server.requests] == ["Bearer ***"] * 3  # the server redacts
     assert len(server.events) == 1 and provider.refreshes == 1
     for text in recorder.texts:
@@ -410,16 +417,6 @@ def test_badly_written_plugins_are_refused_with_their_name() -> None:
         def minipub_attempt(self, attempt: Any) -> None:
             return None
 
-    class OldStyle:
-        @hookimpl(hookwrapper=True)
-        def minipub_publish(self) -> Any:
-            yield
-
-    class WrappedTransport:
-        @hookimpl(wrapper=True)
-        def minipub_transport(self) -> Any:
-            return (yield)
-
     class Typo:
         @hookimpl
         def minipub_atempt(self) -> None:
@@ -432,16 +429,246 @@ def test_badly_written_plugins_are_refused_with_their_name() -> None:
 
     with pytest.raises(PluginError, match=r"Plain'.*minipub_attempt must be a wrapper"):
         SDK(API_KEY, plugins=[Plain()])
-    with pytest.raises(PluginError, match=r"OldStyle'.*minipub_publish must be a wrapper: @hookimpl.wrapper=True"):
-        SDK(API_KEY, plugins=[OldStyle()])
-    with pytest.raises(PluginError, match=r"WrappedTransport'.*minipub_transport must be a plain @hookimpl"):
-        SDK(API_KEY, plugins=[WrappedTransport()])
     with pytest.raises(PluginError, match=r"Typo' cannot be registered.*minipub_atempt"):
         SDK(API_KEY, plugins=[Typo()])
     with pytest.raises(PluginError, match=r"(?s)BadArgument. cannot be registered.*transport_name"):
         SDK(API_KEY, plugins=[BadArgument()])
     with pytest.raises(ConfigurationError, match="list of plugin objects"):
         SDK(API_KEY, plugins="minipub_httpx")  # type: ignore[arg-type]
+
+
+# -- pluggy calls the hooks ---------------------------------------------------------------------
+
+
+class Canned:
+    """A test double transport: a fixed answer, counting what it sends."""
+
+    def __init__(self, response: Optional[HTTPResponse] = None) -> None:
+        self.response = response or HTTPResponse(202, {"content-type": "application/json"}, b'{"duplicate":false}')
+        self.sent: List[HTTPRequest] = []
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        self.sent.append(request)
+        return self.response
+
+    def close(self) -> None:
+        pass
+
+
+def asking(label: str, asked: List[str], answer: bool, **marks: Any) -> object:
+    """A transport plugin marked with ``marks`` (tryfirst, trylast) that records being asked."""
+
+    class Asked:
+        def __repr__(self) -> str:
+            return label
+
+        @hookimpl(**marks)
+        def minipub_transport(self, name: Optional[str]) -> Optional[Canned]:
+            asked.append(label)
+            return Canned() if answer and name is None else None
+
+    return Asked()
+
+
+def test_pluggy_orders_the_transport_hook_and_stops_at_the_first_result() -> None:
+    asked: List[str] = []
+    plugins = [asking("last", asked, True, trylast=True), asking("first", asked, False, tryfirst=True),
+               asking("early", asked, True), asking("late", asked, False)]
+    with SDK(API_KEY, plugins=plugins) as sdk:
+        assert isinstance(sdk.transport, Canned)
+    # tryfirst, then the last registered first; "early" answers, so "last" (trylast) is never asked
+    assert asked == ["first", "late", "early"]
+
+
+def test_every_hook_call_goes_through_pluggy(server: OutpostServer, sleeps: Sleeps) -> None:
+    """pluggy's own hook-call monitoring sees each call: minipub does not call the implementations itself."""
+    calls: List[str] = []
+    server.fail_next(503)
+    with SDK(API_KEY, server_url=server.url, plugins=[Recorder()], retry_config=RETRY, sleep=sleeps) as sdk:
+        assert sdk.plugins is not None
+        undo = sdk.plugins.manager.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append(name),
+                                                           lambda outcome, name, impls, kwargs: None)
+        publish(sdk)
+        undo()
+    assert calls == ["minipub_publish", "minipub_attempt", "minipub_retry_decision", "minipub_attempt"]
+
+
+def test_old_and_new_style_wrappers_nest_as_pluggy_orders_them(server: OutpostServer) -> None:
+    order: List[Any] = []
+
+    class Outer:
+        @hookimpl(wrapper=True, tryfirst=True)
+        def minipub_publish(self) -> Any:
+            order.append("outer in")
+            try:
+                return (yield)
+            finally:
+                order.append("outer out")
+
+    class Old:
+        @hookimpl(hookwrapper=True)
+        def minipub_publish(self, publish: Any) -> Any:
+            order.append("old in")
+            outcome = yield
+            order.append(("old out", outcome.get_result().id == publish.response.id))
+            outcome.force_result(None)  # what a wrapper forces is ignored: the caller gets the publish's outcome
+
+    class Inner:
+        @hookimpl(wrapper=True, trylast=True)
+        def minipub_publish(self) -> Any:
+            order.append("inner in")
+            response = yield
+            order.append("inner out")
+            return response
+
+    with SDK(API_KEY, server_url=server.url, plugins=[Inner(), Outer(), Old()]) as sdk, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        response = publish(sdk)
+    assert response.id == server.events[0]["id"]
+    assert order == ["outer in", "old in", "inner in", "inner out", ("old out", True), "outer out"]
+
+
+class ExplodingOld:
+    """An old-style wrapper that raises, or forces another outcome, at the moment named by ``where``."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @hookimpl(hookwrapper=True)
+    def minipub_attempt(self) -> Any:
+        if self.where == "before":
+            raise RuntimeError("boom before")
+        outcome = yield
+        if self.where == "force":
+            outcome.force_exception(TransportError("forced"))
+        if self.where == "after":
+            outcome.get_result()
+            raise RuntimeError("boom after")
+
+
+@pytest.mark.parametrize("where", ["before", "after", "force"])
+def test_a_failing_old_style_wrapper_never_changes_a_publish(server: OutpostServer, where: str) -> None:
+    outer, inner = Recorder(), Recorder()
+    with SDK(API_KEY, server_url=server.url, plugins=[inner, ExplodingOld(where), outer]) as sdk, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = publish(sdk)
+    assert [e["id"] for e in server.events] == [response.id]
+    messages = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+    assert messages == ([] if where == "force" else
+                        [f"minipub plugin 'tests.test_plugins.ExplodingOld' raised in hook minipub_attempt: "
+                         f"RuntimeError: boom {where}"])
+    for recorder in (outer, inner):
+        assert [e[:4] for e in recorder.events if e[0] == "attempt"] == [("attempt", 1, False, 202)]
+
+
+class Wrapped:
+    """A transport around another one (what a wrapper of the transport hook may return)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        response: HTTPResponse = self.inner.send(request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_wrapper_of_the_transport_hook_may_wrap_the_transport_and_is_named_when_it_fails(
+    server: OutpostServer,
+) -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def minipub_transport(self) -> Any:
+            transport = yield
+            return Wrapped(transport)
+
+    class OldWrapping:
+        @hookimpl(hookwrapper=True)
+        def minipub_transport(self) -> Any:
+            outcome = yield
+            outcome.force_result(Wrapped(outcome.get_result()))
+
+    with SDK(API_KEY, server_url=server.url, plugins=[TransportPlugin(claim_default=True), Wrapping(),
+                                                      OldWrapping()]) as sdk:
+        transport = sdk.transport
+        assert isinstance(transport, Wrapped) and isinstance(transport.inner, Wrapped)
+        assert isinstance(transport.inner.inner, CountingTransport)
+        publish(sdk)
+    assert len(server.events) == 1
+
+    class Breaking:
+        @hookimpl(wrapper=True)
+        def minipub_transport(self) -> Any:
+            yield
+            raise OSError("no gateway")
+
+    class Forcing:
+        @hookimpl(hookwrapper=True)
+        def minipub_transport(self) -> Any:
+            outcome = yield
+            outcome.force_result("not a transport")
+
+    with pytest.raises(PluginError, match=r"Breaking' raised in hook minipub_transport: OSError: no gateway") as info:
+        SDK(API_KEY, plugins=[TransportPlugin(claim_default=True), Breaking()])
+    assert info.value.plugin.endswith("<locals>.Breaking") and info.value.hook == "minipub_transport"
+    with pytest.raises(PluginError, match=r"Forcing'.*minipub_transport returned str, not a transport") as info:
+        SDK(API_KEY, plugins=[Forcing()])
+    assert info.value.plugin.endswith("<locals>.Forcing")
+
+    class Reading:
+        @hookimpl(hookwrapper=True)
+        def minipub_transport(self) -> Any:
+            outcome = yield
+            outcome.get_result()  # raises the inner plugin's error: still the inner plugin's
+
+    for wrapper in (Reading(), Wrapping(), OldWrapping()):
+        with pytest.raises(PluginError) as info:
+            SDK(API_KEY, plugins=[BrokenTransportPlugin(), wrapper])
+        assert info.value.plugin == "tests.test_plugins.BrokenTransportPlugin", wrapper
+
+
+def test_attempt_hooks_see_the_key_redacted_from_headers_and_a_capped_body(server: OutpostServer) -> None:
+    """The adversary: a server echoing the key in a header and at the cut end of a body capped mid-key."""
+    seen: List[str] = []
+
+    class Reading:
+        @hookimpl(wrapper=True)
+        def minipub_attempt(self) -> Any:
+            response = yield
+            seen.append(repr(response.headers) + response.body.decode("utf-8", "replace"))
+            return response
+
+    cap = 200
+    body = "x" * (cap - len(API_KEY) // 2) + API_KEY
+    for echo in ({"x-echo": API_KEY}, {"x-echo": f"Bearer {API_KEY}"}):
+        server.fail_next(400, headers={**echo, "content-type": "text/plain"}, body=body)
+        with SDK(API_KEY, server_url=server.url, plugins=[Reading()], retry_config=NO_RETRY,
+                 max_response_bytes=cap) as sdk, pytest.raises(APIError):
+            publish(sdk)
+        server.fail_next(400, headers=echo, body=f"whole {API_KEY} echo")
+        with SDK(API_KEY, server_url=server.url, plugins=[Reading()], retry_config=NO_RETRY) as sdk, \
+                pytest.raises(APIError):
+            publish(sdk)
+    assert len(seen) == 4
+    for text in seen:
+        assert API_KEY not in text and API_KEY[: len(API_KEY) // 2] not in text and "***" in text
+
+
+def test_the_hook_table_is_read_from_the_specifications() -> None:
+    import pluggy
+
+    from minipub import hookspecs
+    from minipub.hooks import specs
+
+    manager = pluggy.PluginManager(specs.PROJECT)
+    manager.add_hookspecs(hookspecs)  # the old import path still holds every specification
+    for name, kind in specs.HOOK_KINDS.items():
+        assert getattr(manager.hook, name).spec.opts["firstresult"] == (kind != "each")
+        assert f":func:`{name}`" in str(specs.__doc__) and kind in specs.KINDS
+    assert set(specs.HOOK_KINDS) == {name for name in vars(specs) if name.startswith("minipub_")}
 
 
 # -- entry points -------------------------------------------------------------------------------
@@ -499,19 +726,19 @@ def test_entry_points_are_loaded_once_and_can_be_disabled(
     module = distributions("gateway", GATEWAY)
     with SDK(API_KEY, server_url=server.url) as sdk:
         assert sdk.plugins is not None and sdk.plugins.names == ["gateway"]
-        assert sdk._transport.label == "automatic"  # type: ignore[attr-defined]
+        assert sdk.transport.label == "automatic"  # type: ignore[attr-defined]
         publish(sdk)
     for path in tmp_path.glob("*.dist-info"):  # uninstalled: still loaded (once per process)
         (path / "entry_points.txt").unlink()
     with SDK(API_KEY, server_url=server.url) as sdk:
-        assert sdk._transport.label == "automatic"  # type: ignore[attr-defined]
+        assert sdk.transport.label == "automatic"  # type: ignore[attr-defined]
     explicit = sys.modules[module].Gateway("explicit")  # same name: replaces the entry point's
     with SDK(API_KEY, server_url=server.url, plugins=[explicit]) as sdk:
         assert sdk.plugins is not None and sdk.plugins.names == ["gateway"]
-        assert sdk._transport.label == "explicit"  # type: ignore[attr-defined]
+        assert sdk.transport.label == "explicit"  # type: ignore[attr-defined]
     monkeypatch.setenv("MINIPUB_DISABLE_PLUGIN_AUTOLOAD", "1")
     with SDK(API_KEY, server_url=server.url) as sdk:
-        assert sdk.plugins is None and isinstance(sdk._transport, LeanTransport)  # the built-in default
+        assert sdk.plugins is None and isinstance(sdk.transport, LeanTransport)  # the built-in default
     assert len(server.events) == 1
 
 
@@ -523,6 +750,97 @@ def test_a_broken_entry_point_is_named(distributions: Any, monkeypatch: pytest.M
     assert (info.value.plugin, info.value.hook) == ("broken", "load")
     monkeypatch.setenv("MINIPUB_DISABLE_PLUGIN_AUTOLOAD", "1")
     SDK(API_KEY).close()
+
+
+# The distributions a sys.path can hold, several of whose names normalise alike (``g.w``, ``G-w``), with
+# entry_points.txt files every Python reads alike (3.9 reads them with configparser: no section or name twice).
+DIST_NAMES = st.sampled_from(["gw", "Gw", "g.w", "g_w", "G__w", "other"])
+ENTRY_VALUES = st.sampled_from(["mod", "mod:obj", "pkg.mod:obj.attr", "mod [extra]", " mod : obj "])
+ENTRIES = st.lists(st.tuples(st.sampled_from(["a", "b", "c "]), ENTRY_VALUES), max_size=3,
+                   unique_by=lambda entry: entry[0].strip())
+SECTIONS = st.lists(st.tuples(st.sampled_from(["minipub", "minipub.x", "console_scripts", " minipub "]), ENTRIES),
+                    max_size=3, unique_by=lambda section: section[0])
+DISTS = st.lists(st.tuples(st.integers(0, 1), DIST_NAMES, st.sampled_from(["1.0", "2"]),
+                           st.sampled_from([".dist-info", ".egg-info"]), SECTIONS, st.booleans(), st.booleans()),
+                 max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dists=DISTS)
+def test_entry_points_read_from_the_directories_are_the_ones_importlib_metadata_reads(dists: List[Any]) -> None:
+    from minipub.hooks.entrypoints import from_directories, from_metadata
+
+    with tempfile.TemporaryDirectory() as root:
+        folders = [Path(root, "first"), Path(root, "second")]
+        for folder in folders:
+            folder.mkdir()
+        for number, (folder, name, version, suffix, sections, commented, has_file) in enumerate(dists):
+            info = folders[folder] / f"{name}-{version}{suffix}"
+            if info.exists():
+                continue
+            info.mkdir()
+            (info / ("METADATA" if suffix == ".dist-info" else "PKG-INFO")).write_text(
+                f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+            lines = [f"# dist {number}"] if commented else []
+            for section, entries in sections:
+                lines += [f"[{section}]", *(f"{key} = {value}" for key, value in entries), ""]
+            if has_file:
+                (info / "entry_points.txt").write_text("\n".join(lines))
+        saved = sys.path[:]
+        sys.path[:] = [str(folder) for folder in folders]
+        try:
+            direct = from_directories()
+            assert direct is not None
+            assert [(e.name, e.value) for e in direct] == [(e.name, e.value) for e in from_metadata()]
+        finally:
+            sys.path[:] = saved
+
+
+def test_a_zip_on_sys_path_is_read_through_importlib_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from minipub.hooks.entrypoints import entry_points, from_directories
+
+    archive = tmp_path / "plugins.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("zipped_plugin-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: zipped-plugin\n"
+                                                                "Version: 1.0\n")
+        zipped.writestr("zipped_plugin-1.0.dist-info/entry_points.txt", "[minipub]\nzipped = zipped_plugin\n")
+    monkeypatch.setattr(sys, "path", [str(archive), *sys.path])
+    assert from_directories() is None  # not a directory: importlib.metadata reads it
+    (found,) = entry_points()
+    assert (found.name, found.value) == ("zipped", "zipped_plugin")
+    # importlib.metadata names the distribution from Python 3.10 on
+    assert found.describe() == "zipped = zipped_plugin" + (" from zipped-plugin 1.0" if sys.version_info >= (3, 10)
+                                                           else "")
+
+
+FIRST_SDK = r"""
+import sys
+sys.path[:0] = sys.argv[3:]
+import minipub
+with minipub.SDK(sys.argv[1], server_url=sys.argv[2]) as sdk:
+    assert sdk.plugins is not None and sdk.plugins.names == ["gateway"], sdk.plugins
+    assert sdk.transport.label == "automatic"
+    print(sdk.publish.event(tenant_id="acme", topic="t", data={}).id)
+print(sorted(m for m in sys.modules if m.startswith("importlib.metadata")))
+"""
+
+
+def test_the_first_sdk_finds_installed_plugins_without_importlib_metadata(server: OutpostServer, tmp_path: Path) -> None:
+    import pluggy
+
+    (tmp_path / "pluggy").symlink_to(Path(pluggy.__file__).parent)
+    (tmp_path / "gateway_plugin.py").write_text(textwrap.dedent(GATEWAY))
+    info = tmp_path / "gateway_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gateway-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\ngw = gateway_plugin:main\n\n"
+                                           "[minipub]\ngateway = gateway_plugin:plugin\n")
+    env = {k: v for k, v in os.environ.items() if k != "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"}
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", FIRST_SDK, API_KEY, server.url, str(ROOT),
+                             str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    event_id, modules = result.stdout.strip().splitlines()
+    assert [e["id"] for e in server.events] == [event_id] and modules == "[]"
 
 
 # -- without pluggy -----------------------------------------------------------------------------
@@ -541,7 +859,7 @@ from minipub.errors import ConfigurationError
 from minipub.transports.lean import LeanTransport
 
 with minipub.SDK(sys.argv[1], server_url=sys.argv[2]) as sdk:
-    assert sdk.plugins is None and isinstance(sdk._transport, LeanTransport)
+    assert sdk.plugins is None and isinstance(sdk.transport, LeanTransport)
     print(sdk.publish.event(tenant_id="acme", topic="no.pluggy", data={}).id)
 try:
     minipub.SDK(sys.argv[1], plugins=[object()])
