@@ -39,9 +39,11 @@ def get(sdk: SDK, path: str, *, authenticated: bool = True, key: Optional[Creden
         key = key or credentials(sdk)
         headers["Authorization"] = key[1]
     response = sdk.transport.send(HTTPRequest("GET", sdk.server_url + path, headers, b"", sdk.timeout_ms / 1000))
-    if response.status not in accept:
-        raise error_from_response(response, None if key is None else key[0])
-    return response
+    if response.status in accept:
+        return response
+    error = error_from_response(response, None if key is None else key[0])
+    del response  # the raw body may echo the key: no frame local keeps it in a traceback
+    raise error
 
 
 def credentials(sdk: SDK) -> Credentials:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import List, Optional, Tuple
 
-from .._version import __version__
+from .. import __version__
 from . import bulk, demo, outbox, ping, publish, serve
 from .common import EXIT_CODES, Command, command_parser, describe, exit_code_for
 
