@@ -149,6 +149,11 @@ class HttpxTransport:
         return f"HttpxTransport({source}, http2={self.http2}, max_body={self._max_body})"
 
     @property
+    def max_body(self) -> int:
+        """The response body cap, in bytes (more is cut off and the connection dropped)."""
+        return self._max_body
+
+    @property
     def open_clients(self) -> int:
         """How many ``httpx.Client`` this transport made and has open (``send``)."""
         return len(self._clients)
