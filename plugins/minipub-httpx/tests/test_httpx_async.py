@@ -172,6 +172,38 @@ def test_a_5xx_is_retried_with_the_same_event_id(server: OutpostServer) -> None:
         asyncio.run(publish(sdk))
 
 
+def test_a_cancelled_publish_closes_its_connection() -> None:
+    seen: List[bytes] = []
+
+    def waits_for_the_client(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.sock.settimeout(5.0)
+            try:
+                seen.append(peer.sock.recv(1))  # b"": the client closed the connection
+            except OSError:
+                seen.append(b"timeout")
+
+    with RawServer(waits_for_the_client) as hostile, SDK(API_KEY, server_url=hostile.url("/api/v1"),
+                                                         transport=HttpxTransport(), retry_config=NO_RETRY) as sdk:
+        async def main() -> None:
+            task = asyncio.ensure_future(publish(sdk))
+            while not hostile.requests:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            for _ in range(200):  # still on the loop (its client open): the cancel closed the connection
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            assert transport.open_async_clients == 1
+
+        transport = sdk.transport
+        assert isinstance(transport, HttpxTransport)
+        asyncio.run(main())
+    assert seen == [b""]
+
+
 # -- one client per loop, closed with it ------------------------------------------------------
 
 
