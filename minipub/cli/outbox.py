@@ -113,7 +113,7 @@ def _replay(args: argparse.Namespace, outbox: Outbox) -> int:
         publisher = Publisher(sdk, workers=args.concurrency, outbox=args.path, on_error=on_error, exit_timeout=1.0)
         settled = False
         try:
-            while not (settled or gate.stopped_by or time.monotonic() > deadline):
+            while not (settled or gate.stopped_by is not None or time.monotonic() > deadline):
                 settled = publisher.flush(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
         finally:
             if not settled:

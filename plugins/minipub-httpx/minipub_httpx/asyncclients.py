@@ -48,9 +48,8 @@ async def _keeper(clients: Dict[_Key, httpx.AsyncClient]) -> AsyncIterator[None]
 
 
 async def _aclose_all(clients: Dict[_Key, httpx.AsyncClient]) -> None:
-    closing = list(clients.values())
-    clients.clear()
-    for client in closing:
+    while clients:  # one at a time: a cancelled closer leaves the rest to the keeper
+        _, client = clients.popitem()
         await client.aclose()
 
 
