@@ -20,7 +20,7 @@ import httpcore
 from minipub.transports.common import Deadline, Sealed, send_request
 from minipub.transports.h11parse import MAX_HEAD
 
-__all__ = ["Attempt", "BoundedBackend", "current"]
+__all__ = ["Attempt", "BoundedBackend", "current", "install_backend"]
 
 
 class Attempt:
@@ -124,3 +124,14 @@ class BoundedBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+def install_backend(transport: Any, backend: Any) -> None:
+    """Put ``backend`` under an ``httpx.(Async)HTTPTransport``'s connection pool (httpcore has no
+    public way to pass one through httpx)."""
+    pool = getattr(transport, "_pool", None)
+    if pool is None or not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpx we do not know
+        from minipub.errors import ConfigurationError
+
+        raise ConfigurationError("this httpx/httpcore cannot take minipub's bounded network backend")
+    pool._network_backend = backend

@@ -8,7 +8,7 @@ whole attempt (with the transport's own clients: ``bounded.py``), the header rul
 replaced by one resend, and every failure is one of ``minipub.errors``' transport errors.
 
 ``send_async`` (``await sdk.publish.event_async(...)``) keeps the same rules with an
-``httpx.AsyncClient`` (``asyncclients.py``): one per running event loop, closed with it.
+``httpx.AsyncClient`` (``asyncsend.py``): one per running event loop, closed with it.
 """
 
 from __future__ import annotations
@@ -20,84 +20,22 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import httpx
 
-from minipub.errors import (
-    ConfigurationError,
-    ConnectError,
-    ConnectionLostError,
-    ProtocolError,
-    TLSError,
-    TransportError,
-    TransportTimeout,
-)
+from minipub.errors import ConfigurationError, ConnectError
 from minipub.transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from minipub.transports.common import header_block
 from minipub.transports.proxy import Proxy, parse_proxy, select_proxy
 
-from .asyncbounded import BoundedAsyncBackend
 from .asyncclients import LoopClients
-from .bounded import Attempt, BoundedBackend, current
+from .asyncsend import AsyncSending
+from .bounded import Attempt, BoundedBackend, current, install_backend
+from .errors import map_httpx_error, mapped, resend_fresh
 
 __all__ = ["HttpxTransport", "map_httpx_error"]
 
-_MAX_MESSAGE = 300
-_LOST = ("disconnected", "peer closed", "incomplete", "connection closed", "connectionterminated")
 _ProxyKey = Optional[Tuple[str, int, Optional[str]]]
 
 
-def _ssl_cause(exc: BaseException) -> Optional[ssl.SSLError]:
-    seen = 0
-    cause: Optional[BaseException] = exc
-    while cause is not None and seen < 10:
-        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    return None
-
-
-def _tls_error(cause: ssl.SSLError) -> TLSError:
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return TLSError(f"TLS certificate verification failed: {cause.verify_message}")
-    return TLSError(f"TLS error: {cause.reason or type(cause).__name__}")
-
-
-def _forget_frames(exc: BaseException) -> None:
-    """Drop the frames of ``exc`` and of everything chained to it: httpx's and httpcore's frames
-    hold the request headers (the key), which error reporters would record as frame locals."""
-    seen = 0
-    pending: List[Optional[BaseException]] = [exc]
-    while pending and seen < 50:
-        current_exc = pending.pop()
-        if current_exc is None:
-            continue
-        seen += 1
-        current_exc.with_traceback(None)
-        pending.extend([current_exc.__cause__, current_exc.__context__])
-
-
-def map_httpx_error(exc: Exception) -> TransportError:
-    """An httpx failure as minipub's transport error (the message never carries headers)."""
-    text = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportTimeout("connect timed out" if isinstance(exc, httpx.ConnectTimeout)
-                                else f"timed out ({type(exc).__name__})")
-    tls = _ssl_cause(exc)
-    if tls is not None:
-        return _tls_error(tls)
-    if isinstance(exc, (httpx.ProxyError, httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL)):
-        return ConnectError(f"could not connect: {text}")
-    if isinstance(exc, httpx.RemoteProtocolError):
-        if any(marker in str(exc).lower() for marker in _LOST):
-            return ConnectionLostError(f"connection lost: {text}")
-        return ProtocolError(f"invalid HTTP response: {text}")
-    if isinstance(exc, httpx.LocalProtocolError):
-        return ProtocolError(f"the request could not be sent as HTTP: {text}")
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError)):
-        return ConnectionLostError(f"connection lost: {text}")
-    return TransportError(f"request failed: {text}")
-
-
-class HttpxTransport:
+class HttpxTransport(AsyncSending):
     """Sends through httpx. Without ``client``, it makes its own clients (one per proxy in use).
 
     ``client``: your ``httpx.Client`` (proxies, CA bundle, limits, HTTP/2, mounts are yours; the
@@ -142,7 +80,7 @@ class HttpxTransport:
         self._clients: Dict[_ProxyKey, httpx.Client] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self._async_clients = LoopClients(self._make_async_client)
+        self._async_clients = LoopClients(self._make_async_client)  # send_async's (asyncsend.py)
 
     def __repr__(self) -> str:
         source = "own clients" if self._own else "caller's client"
@@ -203,23 +141,8 @@ class HttpxTransport:
         limits = httpx.Limits(max_keepalive_connections=self._pool_size)
         transport = httpx.HTTPTransport(verify=self._context(), http2=self.http2, proxy=self._httpx_proxy(proxy),
                                         limits=limits, trust_env=False)
-        pool = getattr(transport, "_pool", None)
-        if pool is None or not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpx we do not know
-            raise ConfigurationError("this httpx/httpcore cannot take minipub's bounded network backend")
-        pool._network_backend = BoundedBackend()  # every socket operation keeps to the attempt's deadline
+        install_backend(transport, BoundedBackend())  # every socket operation keeps to the attempt's deadline
         return httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=None)
-
-    def _make_async_client(self, proxy: Optional[Proxy]) -> httpx.AsyncClient:
-        # The whole attempt runs under one asyncio deadline (send_async), whose cancellation closes
-        # the connection it was using; the backend keeps the head cap and hears early answers.
-        limits = httpx.Limits(max_keepalive_connections=self._pool_size)
-        transport = httpx.AsyncHTTPTransport(verify=self._context(), http2=self.http2,
-                                             proxy=self._httpx_proxy(proxy), limits=limits, trust_env=False)
-        pool = getattr(transport, "_pool", None)
-        if pool is None or not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpx we do not know
-            raise ConfigurationError("this httpx/httpcore cannot take minipub's bounded network backend")
-        pool._network_backend = BoundedAsyncBackend()  # the head cap, and answers heard during an upload
-        return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False, headers=None)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -261,13 +184,13 @@ class HttpxTransport:
                                                      extensions={"timeout": timeout, "trace": trace}),
                                        stream=True, follow_redirects=False)
             except (httpx.HTTPError, RuntimeError) as exc:
-                if _resend(exc, resend, connected):
+                if resend_fresh(exc, resend, connected):
                     continue  # an idle pooled connection the server had closed: once more, fresh
-                raise _mapped(exc) from None
+                raise mapped(exc) from None
             try:
                 body, truncated = self._read(response)
             except httpx.HTTPError as exc:
-                raise _mapped(exc) from None
+                raise mapped(exc) from None
             finally:
                 response.close()
             return HTTPResponse(response.status_code, dict(response.headers.items()), body, truncated)
@@ -276,68 +199,6 @@ class HttpxTransport:
     def _read(self, response: httpx.Response) -> Tuple[bytes, bool]:
         body = bytearray()  # one buffer: a body of 1-byte chunks costs its size, not a list of objects
         for chunk in response.iter_raw():
-            body += chunk
-            if len(body) > self._max_body:
-                return bytes(body[: self._max_body]), True
-        return bytes(body), False
-
-    # -- sending, awaited ----------------------------------------------------------------------
-
-    async def send_async(self, request: HTTPRequest) -> HTTPResponse:
-        """:meth:`send` on the running event loop, through this loop's ``httpx.AsyncClient``.
-
-        ``request.timeout`` bounds the whole attempt (connect, upload, answer, body): one deadline,
-        whose cancellation closes the connection. With a caller's (sync) ``client``, :meth:`send`
-        runs in a worker thread.
-        """
-        import asyncio
-
-        url = self._url(request)
-        if self._user_client is not None:
-            return await asyncio.to_thread(self.send, request)
-        key, proxy = self._proxy_key(url)
-        client = await self._async_clients.get(key, proxy)
-        token = current.set(Attempt(request.timeout))  # the head cap's count (asyncbounded.py)
-        try:
-            return await asyncio.wait_for(self._send_async(client, url, request), max(request.timeout, 0.001))
-        except asyncio.TimeoutError:
-            raise TransportTimeout(f"timed out (the attempt's {request.timeout:g} s ran out)") from None
-        finally:
-            current.reset(token)
-
-    async def _send_async(self, client: httpx.AsyncClient, url: httpx.URL, request: HTTPRequest) -> HTTPResponse:
-        timeout = httpx.Timeout(request.timeout).as_dict()
-        for resend in (False, True):
-            connected: List[str] = []
-
-            async def trace(event: str, info: Dict[str, Any], connected: List[str] = connected) -> None:
-                attempt = current.get()
-                if attempt is not None:
-                    attempt.trace(event, info)
-                if "connect_tcp" in event:
-                    connected.append(event)
-
-            try:
-                response = await client.send(httpx.Request(request.method, url, headers=request.headers,
-                                                           content=request.body,
-                                                           extensions={"timeout": timeout, "trace": trace}),
-                                             stream=True, follow_redirects=False)
-            except (httpx.HTTPError, RuntimeError, OSError) as exc:
-                if _resend(exc, resend, connected):
-                    continue
-                raise _mapped(exc) from None
-            try:
-                body, truncated = await self._read_async(response)
-            except (httpx.HTTPError, OSError) as exc:
-                raise _mapped(exc) from None
-            finally:
-                await response.aclose()
-            return HTTPResponse(response.status_code, dict(response.headers.items()), body, truncated)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _read_async(self, response: httpx.Response) -> Tuple[bytes, bool]:
-        body = bytearray()
-        async for chunk in response.aiter_raw():
             body += chunk
             if len(body) > self._max_body:
                 return bytes(body[: self._max_body]), True
@@ -357,26 +218,3 @@ class HttpxTransport:
         for client in clients:
             client.close()
         self._async_clients.close()
-
-    async def aclose(self) -> None:
-        """:meth:`close`, awaited: the running loop's async clients are closed before it returns."""
-        self.close()
-        await self._async_clients.aclose_running()
-
-
-def _resend(exc: Exception, resend: bool, connected: List[str]) -> bool:
-    """Whether a failed send goes once more on a fresh connection: the first try, on a pooled
-    connection (no new one was opened) that turned out closed."""
-    return (not resend and not connected and isinstance(exc, httpx.HTTPError)
-            and isinstance(map_httpx_error(exc), ConnectionLostError))
-
-
-def _mapped(exc: Exception) -> TransportError:
-    """A failure of httpx (or of a closed caller's client) as minipub's, its frames dropped."""
-    _forget_frames(exc)
-    if isinstance(exc, RuntimeError):  # the caller's client was closed
-        return ConnectError(f"the httpx client cannot send: {exc}")
-    if isinstance(exc, OSError):  # not mapped by httpcore (a TLS alert after the handshake, say)
-        tls = _ssl_cause(exc)
-        return _tls_error(tls) if tls is not None else ConnectionLostError(f"connection lost: {type(exc).__name__}")
-    return map_httpx_error(exc)
