@@ -16,8 +16,6 @@ from typing import Any, Iterable, Optional
 
 import httpcore
 
-from minipub.transports.h11parse import MAX_HEAD
-
 from .bounded import current
 
 __all__ = ["BoundedAsyncBackend", "LISTEN_ABOVE"]
@@ -49,12 +47,8 @@ class BoundedAsyncStream(httpcore.AsyncNetworkStream):
             except ssl.SSLError as exc:
                 raise httpcore.ReadError(f"TLS error: {exc.reason or type(exc).__name__}") from exc
         attempt = current.get()
-        if attempt is not None and attempt.in_head:
-            attempt.head_bytes += len(data)
-            if attempt.head_bytes > MAX_HEAD:
-                raise httpcore.RemoteProtocolError(
-                    f"invalid HTTP response: the response head is larger than {MAX_HEAD} bytes "
-                    "(interim responses included)")
+        if attempt is not None:
+            attempt.count(data)
         return data
 
     async def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:

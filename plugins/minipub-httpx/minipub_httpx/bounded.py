@@ -33,6 +33,15 @@ class Attempt:
         self.head_bytes = 0
         self.in_head = False
 
+    def count(self, data: bytes) -> None:
+        """Bytes read: while a head is awaited, at most ``MAX_HEAD`` in all (interim responses included)."""
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                raise httpcore.RemoteProtocolError(
+                    f"invalid HTTP response: the response head is larger than {MAX_HEAD} bytes "
+                    "(interim responses included)")
+
     def trace(self, event: str, info: Any) -> None:
         """httpcore's trace hook: which phase the attempt is in."""
         if event.endswith("receive_response_headers.started"):
@@ -68,12 +77,8 @@ class BoundedStream(httpcore.NetworkStream):
         else:
             data = self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
         attempt = current.get()
-        if attempt is not None and attempt.in_head:
-            attempt.head_bytes += len(data)
-            if attempt.head_bytes > MAX_HEAD:
-                raise httpcore.RemoteProtocolError(
-                    f"invalid HTTP response: the response head is larger than {MAX_HEAD} bytes "
-                    "(interim responses included)")
+        if attempt is not None:
+            attempt.count(data)
         return data
 
     def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
