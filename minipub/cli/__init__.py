@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from .._version import __version__
+from .. import __version__
 from . import bulk, demo, outbox, ping, publish, serve
-from .common import EXIT_CODES, describe, exit_code_for
+from .common import EXIT_CODES, Command, command_parser, describe, exit_code_for
 
 __all__ = ["main", "build_parser", "EXIT_CODES"]
 
-COMMANDS = (publish, bulk, serve, ping, outbox, demo)
+COMMANDS: Tuple[Command, ...] = (publish, bulk, serve, ping, outbox, demo)
 
 EPILOG = """\
 configuration, resolved as the SDK does: --api-key, then an auth plugin (minipub-secretfile:
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log each retry (the minipub logger at INFO) on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(commands)
+        command_parser(commands, command)
     return parser
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Protocol, Tuple, Type
 from urllib.parse import urlsplit
 
 from ..auth import API_KEY_ENV, AuthProvider, check_key
@@ -23,7 +24,7 @@ from ..errors import (
     UnauthorizedError,
     ValidationError,
 )
-from ..retry import BackoffStrategy, RetryBudget, RetryConfig
+from ..retry import BackoffStrategy, RetryConfig
 
 __all__ = [
     "EXIT_OK",
@@ -42,14 +43,18 @@ __all__ = [
     "configuration_wrong",
     "printable",
     "command_parser",
+    "Command",
     "add_connection_flags",
     "add_retry_flags",
     "check_flags",
     "add_transport_flag",
+    "add_sending_flags",
     "make_sdk",
     "retry_config",
     "read_source",
+    "json_object",
     "positive",
+    "between",
 ]
 
 EXIT_OK = 0
@@ -144,19 +149,29 @@ def printable(text: str) -> str:
 # -- parsers -----------------------------------------------------------------------------
 
 
+class Command(Protocol):
+    """A command module: its name, one-line summary and ``--help`` example, its arguments, ``run``."""
+
+    NAME: str
+    SUMMARY: str
+    EXAMPLE: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
 def command_parser(
     commands: argparse._SubParsersAction,  # type: ignore[type-arg]
-    name: str,
-    summary: str,
-    example: str,
-    run: Callable[[argparse.Namespace], int],
+    command: Command,
 ) -> argparse.ArgumentParser:
-    """A sub-command whose ``--help`` ends with an example; ``run(args)`` returns the exit code."""
+    """A sub-command whose ``--help`` ends with its example; ``command.run(args)`` returns the exit code."""
     parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=summary, description=summary, epilog="example:\n" + example,
+        command.NAME, help=command.SUMMARY, description=command.SUMMARY, epilog="example:\n" + command.EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=command.run)
+    command.add_arguments(parser)
     return parser
 
 
@@ -195,6 +210,14 @@ def add_retry_flags(parser: argparse.ArgumentParser, *, max_time: Optional[float
                        help="longest wait between two attempts (default: 8)")
 
 
+def add_sending_flags(parser: argparse.ArgumentParser, *, max_time: Optional[float], attempts: Optional[int],
+                      max_time_help: str = "start no retry after this long") -> None:
+    """What a command that publishes takes: the connection flags, ``--transport`` and the retry flags."""
+    add_connection_flags(parser)
+    add_transport_flag(parser)
+    add_retry_flags(parser, max_time=max_time, attempts=attempts, max_time_help=max_time_help)
+
+
 def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     """An argparse ``type=``: ``kind(text)``, which must be greater than 0."""
     def convert(text: str) -> float:
@@ -210,6 +233,20 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return convert
 
 
+def between(low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse ``type=``: a float from ``low`` to ``high``; else "'TEXT' is not WHAT"."""
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")  # out of every range
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return convert
+
+
 # -- configuration -----------------------------------------------------------------------
 
 
@@ -220,40 +257,42 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def retry_config(args: argparse.Namespace) -> RetryConfig:
-    """The retry policy the retry flags describe."""
-    deadline_ms = 3_600_000 * 24 if args.max_time is None else args.max_time * 1000
+    """The retry policy the retry flags describe (no ``--max-time``: no deadline)."""
+    deadline_ms = None if args.max_time is None else args.max_time * 1000
     backoff = BackoffStrategy(args.backoff * 1000, max(args.backoff, args.backoff_max) * 1000, 2.0, deadline_ms)
     return RetryConfig("backoff", backoff, True, max_attempts=args.max_attempts)
 
 
 def make_sdk(
     args: argparse.Namespace,
-    retry_budget: Optional[RetryBudget] = None,
     *,
     wrap_auth: Optional[Callable[[AuthProvider], AuthProvider]] = None,
     sleep: Optional[Callable[[float], None]] = None,
+    **options: Any,
 ) -> SDK:
-    """A client configured by the connection flags (and the retry flags when the command has them).
+    """A client configured by the connection flags (and the retry flags when the command has them);
+    ``options`` are more ``SDK`` arguments (``retry_budget=None``: no budget).
 
-    The key and the base URL are resolved by ``SDK`` itself, the library's one rule: ``--api-key``,
-    then an auth plugin (e.g. minipub-secretfile's ``OUTPOST_API_KEY_FILE``), then ``OUTPOST_API_KEY``;
-    ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost. ``wrap_auth`` puts an
-    object between the client and the provider so resolved (``bulk`` stops its attempts there);
-    ``sleep`` replaces the retry loop's waits.
+    The key, the base URL and the transport are resolved once, by ``SDK`` itself (the library's one
+    rule: ``--api-key``, then an auth plugin such as minipub-secretfile's ``OUTPOST_API_KEY_FILE``,
+    then ``OUTPOST_API_KEY``; ``--base-url``, then ``OUTPOST_API_BASE_URL``, then managed Outpost).
+    ``wrap_auth`` puts an object between the client and the provider so resolved (``bulk`` stops its
+    attempts there) and ``sleep`` replaces the retry loop's waits: a client on the same parts, read
+    back through ``SDK.auth``, ``server_url``, ``transport``, ``timeout_ms``, ``retry_config``, ``retry_budget``.
     """
     check_flags(args)
-    retries = retry_config(args) if hasattr(args, "max_time") else None
+    if hasattr(args, "max_time"):
+        options["retry_config"] = retry_config(args)
     # A named transport (``--transport``) decides whether it needs the key (a queue transport does not).
-    options: Dict[str, Any] = {"timeout_ms": args.timeout * 1000, "retry_config": retries,
-                               "retry_budget": retry_budget, "transport": getattr(args, "transport", None)}
-    sdk = SDK(args.api_key, server_url=args.base_url, **options)
+    sdk = SDK(args.api_key, server_url=args.base_url, timeout_ms=args.timeout * 1000,
+              transport=getattr(args, "transport", None), **options)
     args.server_url = sdk.server_url  # for the error line (describe)
     if wrap_auth is None and sleep is None:
         return sdk
-    with sdk:
-        auth = sdk.auth
-        return SDK(auth=None if auth is None else (wrap_auth or _same)(auth), server_url=sdk.server_url,
-                   sleep=sleep or time.sleep, **options)
+    auth = sdk.auth  # the transport passes to the new client, which closes it
+    return SDK(auth=None if auth is None else (wrap_auth or _same)(auth), server_url=sdk.server_url,
+               transport=sdk.transport, timeout_ms=sdk.timeout_ms, retry_config=sdk.retry_config,
+               retry_budget=sdk.retry_budget, sleep=sleep or time.sleep)
 
 
 def _same(provider: AuthProvider) -> AuthProvider:
@@ -270,3 +309,14 @@ def read_source(source: str, what: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError(f"cannot read {what} {source!r}: {reason}") from None
+
+
+def json_object(text: str, error: Type[MinipubError], invalid: str, not_an_object: str) -> Dict[str, Any]:
+    """``text`` parsed as a JSON object; else ``error("INVALID (why)")`` or ``error("NOT_AN_OBJECT, got TYPE")``."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise error(f"{invalid} ({exc})") from None
+    if not isinstance(value, dict):
+        raise error(f"{not_an_object}, got {type(value).__name__}")
+    return value

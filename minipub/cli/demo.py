@@ -10,13 +10,15 @@ import sys
 from ..auth import API_KEY_ENV
 from ..client import SDK
 from ..errors import ConfigurationError
-from .common import EXIT_OK, command_parser
+from .common import EXIT_OK
 
+NAME = "demo"
+SUMMARY = "Publish one event (to an embedded server when no key is set)."
 EXAMPLE = "  python -m minipub demo"
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    command_parser(commands, "demo", "Publish one event (to an embedded server when no key is set).", EXAMPLE, run)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """None besides ``--help``."""
 
 
 def _demo(sdk: SDK) -> int:

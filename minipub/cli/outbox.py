@@ -9,28 +9,27 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from ..errors import PublisherClosedError
 from ..retry import is_final
 from .common import (
     EXIT_OK,
     EXIT_REJECTED,
     UsageError,
-    add_connection_flags,
-    add_retry_flags,
-    add_transport_flag,
-    command_parser,
-    configuration_wrong,
+    add_sending_flags,
     describe,
-    exit_code_for,
     make_sdk,
     positive,
     printable,
     undelivered_exit_code,
 )
-from .gate import Gate, Stopped, keep_pending
+from .gate import Gate, keep_pending
 
+if TYPE_CHECKING:
+    from .. import Event, Outbox
+
+NAME = "outbox"
+SUMMARY = "Inspect an outbox, retry its dead letters, or purge them."
 EXAMPLE = """\
   minipub outbox events.outbox.db                  # pending events and dead letters
   minipub outbox events.outbox.db replay           # send the dead letters (and anything pending) again
@@ -39,9 +38,7 @@ EXAMPLE = """\
 ACTIONS = ("list", "replay", "purge-dead")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = command_parser(commands, "outbox", "Inspect an outbox, retry its dead letters, or purge them.",
-                            EXAMPLE, run)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="the outbox file (a Publisher's or bulk's --outbox)")
     parser.add_argument("action", nargs="?", choices=ACTIONS, default="list",
                         help="list (default): pending events and dead letters; replay: send the dead letters "
@@ -52,10 +49,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="list at most N of each (default: 20)")
     parser.add_argument("--json", action="store_true", help="list as JSON lines")
     parser.add_argument("--concurrency", type=positive(int), default=4, metavar="N", help="replay: events in flight")
-    add_connection_flags(parser)
-    add_transport_flag(parser)
-    add_retry_flags(parser, max_time=60.0, attempts=None,
-                    max_time_help="replay: stop after this long; what is not delivered stays pending")
+    add_sending_flags(parser, max_time=60.0, attempts=None,
+                      max_time_help="replay: stop after this long; what is not delivered stays pending")
 
 
 def _when(timestamp: Optional[float]) -> str:
@@ -64,7 +59,7 @@ def _when(timestamp: Optional[float]) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _list(outbox: Any, limit: int, as_json: bool) -> int:
+def _list(outbox: Outbox, limit: int, as_json: bool) -> int:
     pending, dead = outbox.pending(limit), outbox.dead_letters(limit)
     counts = (outbox.pending_count(), outbox.dead_letter_count())
     if as_json:
@@ -95,24 +90,17 @@ def _list(outbox: Any, limit: int, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _replay(args: argparse.Namespace, outbox: Any) -> int:
-    from ..publisher import Publisher
+def _replay(args: argparse.Namespace, outbox: Outbox) -> int:
+    from .. import Publisher
 
     failures: List[Tuple[str, BaseException]] = []
     lock = threading.Lock()
     gate = Gate()
-    stopped: List[BaseException] = []  # the answer that says the configuration is wrong
-    held: Set[str] = set()  # events it failed: pending again afterwards
 
-    def on_error(event: Any, error: BaseException) -> None:
-        with lock:
-            if configuration_wrong(error):
-                gate.close()  # before this worker takes another event
-                stopped[:1] = stopped[:1] or [error]
-            if stopped and (configuration_wrong(error) or isinstance(error, (Stopped, PublisherClosedError))):
-                held.add(event.id)
-                return
-            failures.append((event.id, error))
+    def on_error(event: Event, error: BaseException) -> None:
+        if not gate.holds(event.id, error):  # held: a wrong configuration failed it, pending again afterwards
+            with lock:
+                failures.append((event.id, error))
 
     with make_sdk(args, wrap_auth=gate.wrap, sleep=gate.sleep) as sdk:
         # Moved before the publisher starts: a starting publisher replays (and flush waits for)
@@ -125,22 +113,20 @@ def _replay(args: argparse.Namespace, outbox: Any) -> int:
         publisher = Publisher(sdk, workers=args.concurrency, outbox=args.path, on_error=on_error, exit_timeout=1.0)
         settled = False
         try:
-            while not (settled or stopped or time.monotonic() > deadline):
+            while not (settled or gate.stopped_by is not None or time.monotonic() > deadline):
                 settled = publisher.flush(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
         finally:
             if not settled:
                 gate.close()  # --max-time or a wrong configuration: no attempt starts after this
             publisher.close(timeout=30.0 if settled else 0.0)
         stats = publisher.stats()
-    if stopped:
-        pending = keep_pending(args.path, held)
+    if gate.stopped_by is not None:
+        pending = keep_pending(args.path, gate.held)
         print(f"minipub outbox: stopped at the first answer that every event would get: "
-              f"{describe(stopped[0], args.server_url)}", file=sys.stderr)
+              f"{describe(gate.stopped_by, args.server_url)}", file=sys.stderr)
         print(f"minipub outbox: {stats.delivered:,} delivered before it; {pending:,} event(s) stay pending "
               "(none became a dead letter for it); fix the configuration and replay again", file=sys.stderr)
-        code = exit_code_for(stopped[0])
-        assert code is not None
-        return code
+        return gate.exit_code()
     for event_id, error in failures:
         print(f"minipub outbox: {printable(event_id)}: {describe(error, args.server_url)}", file=sys.stderr)
     print(f"minipub outbox: {stats.delivered:,} delivered ({stats.duplicates:,} already known to Outpost), "
@@ -152,7 +138,7 @@ def _replay(args: argparse.Namespace, outbox: Any) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..outbox import Outbox
+    from .. import Outbox
 
     if not os.path.isfile(args.path):
         raise UsageError(f"no outbox at {args.path!r}")

@@ -10,16 +10,20 @@ import argparse
 import json
 import socket
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ..client import USER_AGENT
-from ..errors import APIError, ConfigurationError, ConnectError, MinipubError
-from ..response import error_from_response
-from ..transports import create_transport
-from ..transports.base import HTTPRequest, HTTPResponse, Transport
-from .common import EXIT_OK, add_connection_flags, command_parser, make_sdk, printable
+from ..errors import APIError, ConnectError, MinipubError
+from ..reads import Credentials, credentials, get
+from ..transports.base import HTTPResponse
+from .common import EXIT_OK, add_connection_flags, make_sdk, printable
 
+if TYPE_CHECKING:
+    from .. import SDK
+
+NAME = "ping"
+SUMMARY = ("Check the base URL (DNS, TCP, TLS, GET /healthz) and that the key is accepted (GET /topics); "
+           "publishes nothing.")
 EXAMPLE = """\
   OUTPOST_API_KEY=... OUTPOST_API_BASE_URL=http://localhost:3333/api/v1 minipub ping
   minipub ping --base-url https://api.outpost.hookdeck.com/2025-07-01 --timeout 3"""
@@ -27,12 +31,7 @@ EXAMPLE = """\
 _Sockaddr = Tuple[Any, ...]
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = command_parser(
-        commands, "ping",
-        "Check the base URL (DNS, TCP, TLS, GET /healthz) and that the key is accepted (GET /topics); "
-        "publishes nothing.", EXAMPLE, run,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_connection_flags(parser)
 
 
@@ -84,13 +83,6 @@ def _handshake(sock: socket.socket, host: str) -> str:
         raise map_os_error(exc, connecting=True) from None
 
 
-def _get(transport: Transport, url: str, timeout: float, key: Optional[str] = None) -> HTTPResponse:
-    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-    if key is not None:
-        headers["Authorization"] = "Bearer " + key
-    return transport.send(HTTPRequest("GET", url, headers, b"", timeout))
-
-
 def _json(response: HTTPResponse) -> Any:
     try:
         return json.loads(response.body)
@@ -99,14 +91,14 @@ def _json(response: HTTPResponse) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    with make_sdk(args) as sdk:  # the key, base URL and transport exactly as a publish resolves them
+        return _checks(sdk, credentials(sdk), args.timeout)
+
+
+def _checks(sdk: SDK, key: Credentials, timeout: float) -> int:
     from ..transports.proxy import proxy_for
 
-    with make_sdk(args) as sdk:  # the key and base URL exactly as a publish would resolve them
-        url = sdk.server_url
-        if sdk.auth is None:  # only a transport that sends no HTTP leaves it out, and ping sends HTTP
-            raise ConfigurationError("ping needs the Outpost admin API key")
-        key = sdk.auth.api_key()
-    timeout: float = args.timeout
+    url = sdk.server_url
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -129,23 +121,16 @@ def run(args: argparse.Namespace) -> int:
     def tls() -> str:
         return _handshake(sockets[0], host)
 
-    transport = create_transport("http.client", proxy="env" if proxy else None)
-
     def healthz() -> str:
-        response = _get(transport, url + "/healthz", timeout)
+        response = get(sdk, "/healthz", authenticated=False, key=key, accept=(200, 404))
         if response.status == 404:
             return "GET /healthz: not served (managed Outpost has none), skipped"
-        if response.status != 200:
-            raise error_from_response(response, key)
         body = _json(response)
         status = body.get("status") if isinstance(body, dict) else None
         return f"GET /healthz: HTTP 200, {status or 'no status'}"
 
     def authenticated() -> str:
-        response = _get(transport, url + "/topics", timeout, key)
-        if response.status != 200:
-            raise error_from_response(response, key)  # its message names the fix (errors.CONFIGURATION_HINTS)
-        topics = _json(response)
+        topics = _json(get(sdk, "/topics", key=key))  # another status raises, its message naming the fix
         if topics is None:  # Outpost without TOPICS answers null: every topic is accepted
             return "GET /topics: key accepted, no topics configured (any topic is accepted)"
         if not isinstance(topics, list):
@@ -165,6 +150,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sock in sockets:
             sock.close()
-        transport.close()
     print("ok: reachable and the key is accepted")
     return EXIT_OK

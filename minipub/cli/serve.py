@@ -9,10 +9,12 @@ import threading
 from types import FrameType
 from typing import Optional, TextIO, cast
 
-from ..auth import API_KEY_ENV, check_key
+from ..auth import API_KEY_ENV
 from ..errors import ConfigurationError
-from .common import EXIT_OK, UsageError, command_parser, printable
+from .common import EXIT_OK, UsageError, between, check_flags, printable
 
+NAME = "serve"
+SUMMARY = "Run an Outpost-compatible API (POST /publish, GET /healthz, GET /topics) and print each accepted event."
 EXAMPLE = """\
   OUTPOST_API_KEY=dev-key minipub serve --port 3333 --fail-rate 0.2
   # elsewhere:
@@ -20,32 +22,7 @@ EXAMPLE = """\
       minipub publish user.created --tenant acme --data '{"user_id": "usr_123"}'"""
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 3600.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 3600")
-    return value
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = command_parser(
-        commands, "serve",
-        "Run an Outpost-compatible API (POST /publish, GET /healthz, GET /topics) and print each accepted event.",
-        EXAMPLE, run,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3333, help="port (default: 3333; 0 picks a free one)")
     parser.add_argument("--prefix", default="/api/v1", help="the base path (default: /api/v1)")
@@ -53,10 +30,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help=f"the admin key to accept (default: an auth plugin's, else ${API_KEY_ENV})")
     parser.add_argument("--topic", action="append", dest="topics", metavar="TOPIC",
                         help="a configured topic (repeatable); then other topics are rejected with 422")
-    parser.add_argument("--fail-rate", type=_rate, default=0.0, metavar="RATE",
+    rate = between(0.0, 1.0, "a number between 0 and 1")
+    seconds = between(0.0, 3600.0, "a number of seconds between 0 and 3600")
+    parser.add_argument("--fail-rate", type=rate, default=0.0, metavar="RATE",
                         help="share of publish requests answered by a random retryable failure: 503, 429 "
                              "with Retry-After, a dropped connection (before or after accepting the event)")
-    parser.add_argument("--retry-after", type=_seconds, default=1.0, metavar="SECONDS",
+    parser.add_argument("--retry-after", type=seconds, default=1.0, metavar="SECONDS",
                         help="the wait an injected 429 asks for (Retry-After rounded up, and retry-after-ms; "
                              "default: 1)")
     parser.add_argument("--seed", type=int, help="seed for the failure draws (repeatable runs)")
@@ -83,8 +62,7 @@ def _key_to_accept(args: argparse.Namespace) -> str:
     then ``OUTPOST_API_KEY``), read once."""
     from ..client import SDK
 
-    if args.api_key is not None:
-        check_key(args.api_key, "--api-key")
+    check_flags(args)
     try:
         with SDK(args.api_key, server_url="http://127.0.0.1") as sdk:
             if sdk.auth is None:  # the default transport always needs a key; this is for the type checker

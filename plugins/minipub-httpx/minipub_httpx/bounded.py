@@ -20,7 +20,7 @@ import httpcore
 from minipub.transports.common import Deadline, Sealed, send_request
 from minipub.transports.h11parse import MAX_HEAD
 
-__all__ = ["Attempt", "BoundedBackend", "current"]
+__all__ = ["Attempt", "BoundedBackend", "current", "install_backend"]
 
 
 class Attempt:
@@ -32,6 +32,15 @@ class Attempt:
         self.deadline = Deadline(timeout)
         self.head_bytes = 0
         self.in_head = False
+
+    def count(self, data: bytes) -> None:
+        """Bytes read: while a head is awaited, at most ``MAX_HEAD`` in all (interim responses included)."""
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                raise httpcore.RemoteProtocolError(
+                    f"invalid HTTP response: the response head is larger than {MAX_HEAD} bytes "
+                    "(interim responses included)")
 
     def trace(self, event: str, info: Any) -> None:
         """httpcore's trace hook: which phase the attempt is in."""
@@ -68,12 +77,8 @@ class BoundedStream(httpcore.NetworkStream):
         else:
             data = self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
         attempt = current.get()
-        if attempt is not None and attempt.in_head:
-            attempt.head_bytes += len(data)
-            if attempt.head_bytes > MAX_HEAD:
-                raise httpcore.RemoteProtocolError(
-                    f"invalid HTTP response: the response head is larger than {MAX_HEAD} bytes "
-                    "(interim responses included)")
+        if attempt is not None:
+            attempt.count(data)
         return data
 
     def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
@@ -124,3 +129,14 @@ class BoundedBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+def install_backend(transport: Any, backend: Any) -> None:
+    """Put ``backend`` under an ``httpx.(Async)HTTPTransport``'s connection pool (httpcore has no
+    public way to pass one through httpx)."""
+    pool = getattr(transport, "_pool", None)
+    if pool is None or not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpx we do not know
+        from minipub.errors import ConfigurationError
+
+        raise ConfigurationError("this httpx/httpcore cannot take minipub's bounded network backend")
+    pool._network_backend = backend

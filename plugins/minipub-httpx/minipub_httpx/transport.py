@@ -6,6 +6,9 @@ read raw up to ``max_body`` (then the connection is dropped), ``request.timeout`
 whole attempt (with the transport's own clients: ``bounded.py``), the header rule is minipub's
 (``ValidationError`` before sending), a pooled connection the server closed while idle is
 replaced by one resend, and every failure is one of ``minipub.errors``' transport errors.
+
+``send_async`` (``await sdk.publish.event_async(...)``) keeps the same rules with an
+``httpx.AsyncClient`` (``asyncsend.py``): one per running event loop, closed with it.
 """
 
 from __future__ import annotations
@@ -17,82 +20,22 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import httpx
 
-from minipub.errors import (
-    ConfigurationError,
-    ConnectError,
-    ConnectionLostError,
-    ProtocolError,
-    TLSError,
-    TransportError,
-    TransportTimeout,
-)
+from minipub.errors import ConfigurationError, ConnectError
 from minipub.transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from minipub.transports.common import header_block
 from minipub.transports.proxy import Proxy, parse_proxy, select_proxy
 
-from .bounded import Attempt, BoundedBackend, current
+from .asyncclients import LoopClients
+from .asyncsend import AsyncSending
+from .bounded import Attempt, BoundedBackend, current, install_backend
+from .errors import map_httpx_error, mapped, resend_fresh
 
 __all__ = ["HttpxTransport", "map_httpx_error"]
 
-_MAX_MESSAGE = 300
-_LOST = ("disconnected", "peer closed", "incomplete", "connection closed", "connectionterminated")
 _ProxyKey = Optional[Tuple[str, int, Optional[str]]]
 
 
-def _ssl_cause(exc: BaseException) -> Optional[ssl.SSLError]:
-    seen = 0
-    cause: Optional[BaseException] = exc
-    while cause is not None and seen < 10:
-        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    return None
-
-
-def _tls_error(cause: ssl.SSLError) -> TLSError:
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return TLSError(f"TLS certificate verification failed: {cause.verify_message}")
-    return TLSError(f"TLS error: {cause.reason or type(cause).__name__}")
-
-
-def _forget_frames(exc: BaseException) -> None:
-    """Drop the frames of ``exc`` and of everything chained to it: httpx's and httpcore's frames
-    hold the request headers (the key), which error reporters would record as frame locals."""
-    seen = 0
-    pending: List[Optional[BaseException]] = [exc]
-    while pending and seen < 50:
-        current_exc = pending.pop()
-        if current_exc is None:
-            continue
-        seen += 1
-        current_exc.with_traceback(None)
-        pending.extend([current_exc.__cause__, current_exc.__context__])
-
-
-def map_httpx_error(exc: Exception) -> TransportError:
-    """An httpx failure as minipub's transport error (the message never carries headers)."""
-    text = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportTimeout("connect timed out" if isinstance(exc, httpx.ConnectTimeout)
-                                else f"timed out ({type(exc).__name__})")
-    tls = _ssl_cause(exc)
-    if tls is not None:
-        return _tls_error(tls)
-    if isinstance(exc, (httpx.ProxyError, httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL)):
-        return ConnectError(f"could not connect: {text}")
-    if isinstance(exc, httpx.RemoteProtocolError):
-        if any(marker in str(exc).lower() for marker in _LOST):
-            return ConnectionLostError(f"connection lost: {text}")
-        return ProtocolError(f"invalid HTTP response: {text}")
-    if isinstance(exc, httpx.LocalProtocolError):
-        return ProtocolError(f"the request could not be sent as HTTP: {text}")
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError)):
-        return ConnectionLostError(f"connection lost: {text}")
-    return TransportError(f"request failed: {text}")
-
-
-class HttpxTransport:
+class HttpxTransport(AsyncSending):
     """Sends through httpx. Without ``client``, it makes its own clients (one per proxy in use).
 
     ``client``: your ``httpx.Client`` (proxies, CA bundle, limits, HTTP/2, mounts are yours; the
@@ -137,10 +80,26 @@ class HttpxTransport:
         self._clients: Dict[_ProxyKey, httpx.Client] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._async_clients = LoopClients(self._make_async_client)  # send_async's (asyncsend.py)
 
     def __repr__(self) -> str:
         source = "own clients" if self._own else "caller's client"
         return f"HttpxTransport({source}, http2={self.http2}, max_body={self._max_body})"
+
+    @property
+    def max_body(self) -> int:
+        """The response body cap, in bytes (more is cut off and the connection dropped)."""
+        return self._max_body
+
+    @property
+    def open_clients(self) -> int:
+        """How many ``httpx.Client`` this transport made and has open (``send``)."""
+        return len(self._clients)
+
+    @property
+    def open_async_clients(self) -> int:
+        """How many ``httpx.AsyncClient`` this transport made and has open (``send_async``; one per loop)."""
+        return self._async_clients.count()
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -152,12 +111,16 @@ class HttpxTransport:
             self._ssl_context = make_ssl_context(ca_file=ca_file, client_cert=cert, client_key=key)
         return self._ssl_context
 
-    def _client(self, url: httpx.URL) -> httpx.Client:
-        if self._user_client is not None:
-            return self._user_client
+    def _proxy_key(self, url: httpx.URL) -> Tuple[_ProxyKey, Optional[Proxy]]:
         proxy = select_proxy(self._proxy_setting, url.scheme, url.host,
                              url.port or (443 if url.scheme == "https" else 80))
         key: _ProxyKey = tuple(proxy) if proxy is not None else None  # type: ignore[assignment]
+        return key, proxy
+
+    def _client(self, url: httpx.URL) -> httpx.Client:
+        if self._user_client is not None:
+            return self._user_client
+        key, proxy = self._proxy_key(url)
         client = self._clients.get(key)
         if client is None:
             with self._lock:
@@ -168,23 +131,22 @@ class HttpxTransport:
                     client = self._clients[key] = self._make_client(proxy)
         return client
 
+    def _httpx_proxy(self, proxy: Optional[Proxy]) -> Optional[httpx.Proxy]:
+        if proxy is None:
+            return None
+        headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+        return httpx.Proxy(f"http://{proxy.host}:{proxy.port}", headers=headers)
+
     def _make_client(self, proxy: Optional[Proxy]) -> httpx.Client:
-        httpx_proxy = None
-        if proxy is not None:
-            headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-            httpx_proxy = httpx.Proxy(f"http://{proxy.host}:{proxy.port}", headers=headers)
         limits = httpx.Limits(max_keepalive_connections=self._pool_size)
-        transport = httpx.HTTPTransport(verify=self._context(), http2=self.http2, proxy=httpx_proxy, limits=limits,
-                                        trust_env=False)
-        pool = getattr(transport, "_pool", None)
-        if pool is None or not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpx we do not know
-            raise ConfigurationError("this httpx/httpcore cannot take minipub's bounded network backend")
-        pool._network_backend = BoundedBackend()  # every socket operation keeps to the attempt's deadline
+        transport = httpx.HTTPTransport(verify=self._context(), http2=self.http2, proxy=self._httpx_proxy(proxy),
+                                        limits=limits, trust_env=False)
+        install_backend(transport, BoundedBackend())  # every socket operation keeps to the attempt's deadline
         return httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=None)
 
     # -- sending -------------------------------------------------------------------------------
 
-    def send(self, request: HTTPRequest) -> HTTPResponse:
+    def _url(self, request: HTTPRequest) -> httpx.URL:
         if self._closed:
             raise ConnectError("transport is closed")
         header_block(request)  # minipub's header rule: a ValidationError naming the header, never its value
@@ -194,6 +156,10 @@ class HttpxTransport:
             raise ConnectError(f"cannot send to this URL: {type(exc).__name__}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ConnectError(f"cannot send to {url.scheme}://{url.host}: not an http(s) URL")
+        return url
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        url = self._url(request)
         client = self._client(url)
         attempt = Attempt(request.timeout)
         token = current.set(attempt)
@@ -217,20 +183,14 @@ class HttpxTransport:
                                                      content=request.body,
                                                      extensions={"timeout": timeout, "trace": trace}),
                                        stream=True, follow_redirects=False)
-            except httpx.HTTPError as exc:
-                _forget_frames(exc)
-                error = map_httpx_error(exc)
-                if not resend and not connected and isinstance(error, ConnectionLostError):
+            except (httpx.HTTPError, RuntimeError) as exc:
+                if resend_fresh(exc, resend, connected):
                     continue  # an idle pooled connection the server had closed: once more, fresh
-                raise error from None
-            except RuntimeError as exc:  # the caller's client was closed
-                _forget_frames(exc)
-                raise ConnectError(f"the httpx client cannot send: {exc}") from None
+                raise mapped(exc) from None
             try:
                 body, truncated = self._read(response)
             except httpx.HTTPError as exc:
-                _forget_frames(exc)
-                raise map_httpx_error(exc) from None
+                raise mapped(exc) from None
             finally:
                 response.close()
             return HTTPResponse(response.status_code, dict(response.headers.items()), body, truncated)
@@ -244,10 +204,17 @@ class HttpxTransport:
                 return bytes(body[: self._max_body]), True
         return bytes(body), False
 
+    # -- closing -------------------------------------------------------------------------------
+
     def close(self) -> None:
-        """Close the clients this transport made (a caller's client stays open). Idempotent."""
+        """Close the clients this transport made (a caller's client stays open). Idempotent.
+
+        The async clients of an event loop running in this thread are closed by a task on it (and,
+        at the latest, when ``asyncio.run`` finalizes the loop); ``await aclose()`` closes them at once.
+        """
         with self._lock:
             self._closed = True
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
+        self._async_clients.close()

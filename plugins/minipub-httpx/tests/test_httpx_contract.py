@@ -32,12 +32,12 @@ class CallersClient(HttpxTransport):
 
     def __init__(self, **options: Any) -> None:
         verify = options.pop("ssl_context", None) or True
-        super().__init__(httpx.Client(verify=verify, trust_env=False, http2=True), **options)
+        self.client = httpx.Client(verify=verify, trust_env=False, http2=True)
+        super().__init__(self.client, **options)
 
     def close(self) -> None:
         super().close()
-        assert self._user_client is not None
-        self._user_client.close()  # the caller's to close, as the caller would
+        self.client.close()  # the caller's to close, as the caller would
 
 
 class TestHttpxTransportWithACallersClient(TransportContract):

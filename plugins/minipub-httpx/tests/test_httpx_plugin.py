@@ -40,17 +40,17 @@ def autoload(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_installed_it_is_every_clients_transport(autoload: None, server: OutpostServer,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with SDK(API_KEY, server_url=server.url) as sdk:
-        assert isinstance(sdk._transport, HttpxTransport) and "httpx" in sdk.plugins.names  # type: ignore[union-attr]
+        assert isinstance(sdk.transport, HttpxTransport) and "httpx" in sdk.plugins.names  # type: ignore[union-attr]
         publish(sdk)
         publish(sdk)
     assert len(server.events) == 2 and len({r.client_port for r in server.requests}) == 1  # kept alive
     with SDK(API_KEY, server_url=server.url, transport="http.client") as sdk:
-        assert isinstance(sdk._transport, HTTPClientTransport)
+        assert isinstance(sdk.transport, HTTPClientTransport)
     monkeypatch.setenv("MINIPUB_HTTPX_DEFAULT", "0")
     with SDK(API_KEY, server_url=server.url) as sdk:  # the built-in default again
-        assert type(sdk._transport) is type(create_transport())
+        assert type(sdk.transport) is type(create_transport())
     with SDK(API_KEY, server_url=server.url, transport="httpx", max_response_bytes=1234, proxy=None) as sdk:
-        assert isinstance(sdk._transport, HttpxTransport) and sdk._transport._max_body == 1234
+        assert isinstance(sdk.transport, HttpxTransport) and sdk.transport.max_body == 1234
         publish(sdk)
 
 
