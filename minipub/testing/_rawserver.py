@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from .wire import MessageReader
+from .wire import MessageReader, receive
 
 __all__ = ["RawServer", "Peer", "ContractRequest", "outpost_like", "IO_TIMEOUT", "Handler", "Reply"]
 
@@ -51,21 +51,20 @@ class Peer:
         self.index = index
         self.reader = MessageReader()
 
-    def _fill(self) -> bool:
+    def _recv(self) -> bytes:
         try:
-            data = self.sock.recv(65536)
+            return self.sock.recv(65536)
         except OSError:
-            return False
-        self.reader.feed(data)
-        return bool(data)
+            return b""
 
     def read_request(self) -> Optional[ContractRequest]:
         """The next request, recorded on the server; None when the client closed first."""
-        message = self.reader.next()
-        while message is None:
-            if not self._fill():
-                return None
-            message = self.reader.next()
+        try:
+            message = receive(self.reader, self._recv)
+        except ConnectionError:  # closed inside the request: nothing to answer
+            return None
+        if message is None:
+            return None
         method, target, _ = message.start.split(" ", 2)
         request = ContractRequest(method, target, message.headers, message.body, self.index)
         self.server._record(request)
@@ -75,8 +74,10 @@ class Peer:
         """The next request's head only (the body stays unread), or None when the client closed first."""
         head = self.reader.head()
         while head is None:
-            if not self._fill():
+            data = self._recv()
+            if not data:
                 return None
+            self.reader.feed(data)
             head = self.reader.head()
         return head
 

@@ -15,9 +15,9 @@ carries the status a server answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
-__all__ = ["CHUNKED", "FramingError", "Message", "BodyReader", "MessageReader", "body_length"]
+__all__ = ["CHUNKED", "FramingError", "Message", "BodyReader", "MessageReader", "body_length", "receive"]
 
 #: ``body_length`` of a chunked body.
 CHUNKED = -1
@@ -32,7 +32,7 @@ _NO_BODY = (204, 304)
 Headers = Tuple[Tuple[str, str], ...]
 
 
-class FramingError(Exception):
+class FramingError(ValueError):
     """The body cannot be read; ``status`` is what a server answers (400, 413 or 501)."""
 
     def __init__(self, status: int, problem: str) -> None:
@@ -258,3 +258,20 @@ class MessageReader:
                 return 0
         coding = next((v for k, v in headers if k.lower() == "transfer-encoding"), None)
         return body_length(coding, [v for k, v in headers if k.lower() == "content-length"], self.max_body)
+
+
+def receive(reader: MessageReader, recv: Callable[[], bytes]) -> Optional[Message]:
+    """The next message, calling ``recv`` (``b""`` at the end of the stream) until it is whole.
+
+    None when the stream ended between messages; ``ConnectionError`` when it ended inside one.
+    """
+    message = reader.next()
+    while message is None:
+        data = recv()
+        if not data:
+            if reader.eof():
+                return None
+            raise ConnectionError("the stream ended inside a message")
+        reader.feed(data)
+        message = reader.next()
+    return message
