@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from . import _jwt
 from ._gojson import STRING, STRING_LIST, STRING_MAP, GoDecodeError, decode_struct
-from ._publish import Publishes
+from ._publish import Publishes, PublishRules
 from ._routes import Body, Params, Result, Route, empty_result, error_result, json_result
 from ._tenants import Destination, TenantStore, now_text
 
@@ -52,16 +52,14 @@ def _redact(value: str) -> str:
 class Outpost:
     """What the endpoints answer, and who may call them; ``publishes`` holds the accepted events."""
 
-    def __init__(self, api_key: str, *, shared: List[str], topics: Optional[List[str]], processing_wait: float,
-                 verbose: bool = False, stream: Any = None) -> None:
+    def __init__(self, api_key: str, shared: List[str], rules: PublishRules) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.api_key = api_key
-        self.topics = topics
+        self.topics = rules.topics
         self.stopping = threading.Event()
         self.tenants = TenantStore(shared)
         self.requests: List[ReceivedRequest] = []
-        self.publishes = Publishes(self.cond, self.tenants, topics=topics, processing_wait=processing_wait,
-                                   stopping=self.stopping, verbose=verbose, stream=stream)
+        self.publishes = Publishes(self.cond, self.tenants, self.stopping, rules)
         self._jwt_secret = secrets.token_bytes(32)
         self._endpoints: Dict[str, Endpoint] = {
             "health": self._health, "topics": self._topics, "upsert_tenant": self._upsert_tenant,
@@ -125,7 +123,7 @@ class Outpost:
                                  "workers": {name: {"status": "healthy"} for name in _WORKERS}})
 
     def _topics(self, params: Params, body: Body) -> Result:
-        return json_result(200, self.topics or None)
+        return json_result(200, list(self.topics) if self.topics else None)
 
     def _upsert_tenant(self, params: Params, body: Body) -> Result:
         raw = body()

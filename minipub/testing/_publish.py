@@ -9,13 +9,14 @@ from __future__ import annotations
 import sys
 import threading
 import uuid
-from typing import Any, Dict, List, Optional, Set, TextIO
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Set, TextIO, Tuple
 
 from ._gojson import BOOL, RAW, STRING, STRING_MAP, TIME, GoDecodeError, decode_struct
 from ._routes import Result, empty_result, error_result, json_result
 from ._tenants import TenantStore
 
-__all__ = ["Publishes", "printable"]
+__all__ = ["Publishes", "PublishRules", "printable"]
 
 _PROCESSING = "processing"
 _PROCESSED = "processed"
@@ -32,7 +33,7 @@ def printable(value: Any) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
-def _problems(fields: Dict[str, Any], topics: Optional[List[str]]) -> List[str]:
+def _problems(fields: Dict[str, Any], topics: Optional[Tuple[str, ...]]) -> List[str]:
     """Outpost's validation messages for a decoded publish (the first failing rule's)."""
     missing = [f"{name} is required" for name in ("tenant_id", "data")
                if (not fields.get(name) if name == "tenant_id" else name not in fields)]
@@ -49,19 +50,23 @@ def _problems(fields: Dict[str, Any], topics: Optional[List[str]]) -> List[str]:
     return []
 
 
+@dataclass(frozen=True)
+class PublishRules:
+    """How publishes are judged and told: the topics configured (None: any), how long a repeat of
+    an id still processing waits, and whether each accepted one is printed (to ``stream``, else stdout)."""
+
+    topics: Optional[Tuple[str, ...]]
+    processing_wait: float
+    verbose: bool = False
+    stream: Optional[TextIO] = None
+
+
 class Publishes:
     """Accepted events (once per id) and the state of each id, under the server's lock (``cond``)."""
 
-    def __init__(self, cond: threading.Condition, tenants: TenantStore, *, topics: Optional[List[str]],
-                 processing_wait: float, stopping: threading.Event, verbose: bool = False,
-                 stream: Optional[TextIO] = None) -> None:
-        self._cond = cond
-        self._tenants = tenants
-        self._topics = topics
-        self._processing_wait = processing_wait
-        self._stopping = stopping
-        self._verbose = verbose
-        self._stream = stream
+    def __init__(self, cond: threading.Condition, tenants: TenantStore, stopping: threading.Event,
+                 rules: PublishRules) -> None:
+        self._cond, self._tenants, self._stopping, self._rules = cond, tenants, stopping, rules
         self._print_lock = threading.Lock()
         self.events: List[Dict[str, Any]] = []
         self._stored_ids: Set[str] = set()
@@ -86,7 +91,7 @@ class Publishes:
         except GoDecodeError as error:
             self.sleep(delay)
             return error_result(422, error.message)
-        problems = _problems(fields, self._topics)
+        problems = _problems(fields, self._rules.topics)
         if problems:
             self.sleep(delay)
             return error_result(422, "validation error", problems)
@@ -113,7 +118,7 @@ class Publishes:
             self.sleep(delay)
             return self._accepted(event, matched, duplicate=True)
         if state == _PROCESSING:  # Outpost sleeps a fixed while, then looks once more
-            self.sleep(self._processing_wait)
+            self.sleep(self._rules.processing_wait)
             with self._cond:
                 done = self._ids.get(event_id) == _PROCESSED
             self.sleep(delay)
@@ -139,8 +144,8 @@ class Publishes:
             self.events.append(event)
 
     def _accepted(self, event: Dict[str, Any], matched: List[str], *, duplicate: bool) -> Result:
-        if self._verbose:
-            stream = self._stream if self._stream is not None else sys.stdout
+        if self._rules.verbose:
+            stream = self._rules.stream if self._rules.stream is not None else sys.stdout
             line = (
                 f"accepted id={printable(event['id'])} tenant={printable(event.get('tenant_id'))}"
                 f" topic={printable(event.get('topic') or '-')}"

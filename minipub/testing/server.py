@@ -30,6 +30,7 @@ from typing import Any, Callable, TextIO, TypeVar, final
 from ._faults import Fault, FaultInjector
 from ._http import Connections, Front, HTTPFront
 from ._outpost import Outpost, ReceivedRequest
+from ._publish import PublishRules
 
 __all__ = ["OutpostServer", "ReceivedRequest"]
 
@@ -114,8 +115,8 @@ class OutpostServer:
         self._max_body = int(max_body_bytes)
         self._max_connections = int(max_connections)
         self._idle_timeout = float(idle_timeout)
-        self._outpost = Outpost(api_key, shared=list(destinations), topics=None if topics is None else list(topics),
-                                processing_wait=self._processing_wait, verbose=verbose, stream=stream)
+        rules = PublishRules(None if topics is None else tuple(topics), self._processing_wait, verbose, stream)
+        self._outpost = Outpost(api_key, list(destinations), rules)
         self._connections = Connections(self._max_connections)
         self._front = Front(self._outpost, self._faults, self._connections, self._prefix, self._max_body,
                             self._idle_timeout)

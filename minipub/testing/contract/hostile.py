@@ -21,7 +21,7 @@ from ...client import SDK
 from ...errors import ConnectionLostError, ProtocolError, TransportError, TransportTimeout, ValidationError
 from ...retry import BackoffStrategy, RetryConfig
 from ...transports.base import HTTPRequest, Transport
-from ..rawserver import IO_TIMEOUT, ContractRequest, Peer, RawServer, outpost_like
+from ..rawserver import IO_TIMEOUT, ContractRequest, Handler, Peer, RawServer, outpost_like
 from ._base import API_KEY, MakeTransport, Servers, TransportUnderTest, make_request, publish_body
 
 #: How far past its bound a call may end on a loaded machine (seconds).
@@ -38,6 +38,19 @@ def answer_id(request: ContractRequest) -> bytes:
     """A 202 as Outpost gives it, for the event id the request carried."""
     event = json.loads(request.body or b"{}").get("id", "")
     return json.dumps({"id": event, "duplicate": False, "destination_ids": []}).encode()
+
+
+def _trickling(body: bytes, part: str, interval: float) -> Handler:
+    """A handler answering one request with a 200 whose ``part`` ("head" or "body") comes a byte every ``interval``."""
+    response = response_bytes(200, body)
+    split = 0 if part == "head" else response.index(b"\r\n\r\n") + 4
+
+    def handler(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.send(response[:split])
+            peer.trickle(response[split:], interval)
+
+    return handler
 
 
 def _ours(frame: FrameType) -> bool:
@@ -93,6 +106,17 @@ class HostileBase(TransportUnderTest):
             transport.send(request)
         return caught.value, time.monotonic() - started
 
+    def _failure_for(self, servers: Servers, transports: MakeTransport, answer: bytes) -> Any:
+        """The error of a send whose request the server answers with ``answer``, then a half-close."""
+
+        def handler(peer: Peer) -> None:
+            if peer.read_request() is not None:
+                peer.send(answer)
+                peer.sock.shutdown(socket.SHUT_WR)
+
+        server = servers(handler)
+        return self._timed_failure(transports(), make_request(server.url(), timeout=3.0))[0]
+
 
 class HostileTimeContract(HostileBase):
     """``request.timeout`` bounds the whole attempt (connect, send, wait, read), whatever the
@@ -103,15 +127,7 @@ class HostileTimeContract(HostileBase):
     def test_a_trickling_server_cannot_stretch_the_attempt(
         self, servers: Servers, transports: MakeTransport, part: str
     ) -> None:
-        response = response_bytes(200, b"x" * 40)
-        split = 0 if part == "head" else response.index(b"\r\n\r\n") + 4
-
-        def handler(peer: Peer) -> None:
-            if peer.read_request() is not None:
-                peer.send(response[:split])
-                peer.trickle(response[split:], 0.1)  # 6 s in all, each byte well within the timeout
-
-        server = servers(handler)
+        server = servers(_trickling(b"x" * 40, part, 0.1))  # 6 s in all, each byte well within the timeout
         error, elapsed = self._timed_failure(transports(), make_request(server.url(), timeout=0.5))
         assert isinstance(error, TransportTimeout), repr(error)
         assert elapsed < 0.5 + SLACK
@@ -137,15 +153,7 @@ class HostileTimeContract(HostileBase):
     def test_the_attempt_ends_within_its_timeout_whatever_the_pace(
         self, transports: MakeTransport, interval: float, timeout: float, part: str
     ) -> None:
-        response = response_bytes(200, b"y" * 200)
-        split = 0 if part == "head" else response.index(b"\r\n\r\n") + 4
-
-        def handler(peer: Peer) -> None:
-            if peer.read_request() is not None:
-                peer.send(response[:split])
-                peer.trickle(response[split:], interval)
-
-        with RawServer(handler) as server:
+        with RawServer(_trickling(b"y" * 200, part, interval)) as server:
             started = time.monotonic()
             try:
                 transports().send(make_request(server.url(), timeout=timeout))
@@ -236,25 +244,15 @@ class HostileAnswerContract(HostileBase):
     def test_a_bad_content_length_is_a_protocol_error(
         self, servers: Servers, transports: MakeTransport, value: str
     ) -> None:
-        def handler(peer: Peer) -> None:
-            if peer.read_request() is not None:
-                peer.send(f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\nhello".encode())
-                peer.sock.shutdown(socket.SHUT_WR)
-
-        server = servers(handler)
-        error, _ = self._timed_failure(transports(), make_request(server.url(), timeout=3.0))
+        wire = f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\nhello".encode()
+        error = self._failure_for(servers, transports, wire)
         assert isinstance(error, ProtocolError), repr(error)
 
     def test_conflicting_content_lengths_are_a_protocol_error(
         self, servers: Servers, transports: MakeTransport
     ) -> None:
-        def handler(peer: Peer) -> None:
-            if peer.read_request() is not None:
-                peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
-                peer.sock.shutdown(socket.SHUT_WR)
-
-        server = servers(handler)
-        error, _ = self._timed_failure(transports(), make_request(server.url(), timeout=3.0))
+        wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+        error = self._failure_for(servers, transports, wire)
         assert isinstance(error, ProtocolError), repr(error)
 
     def test_endless_interim_responses_hit_the_head_cap(self, servers: Servers, transports: MakeTransport) -> None:
@@ -293,13 +291,7 @@ class HostileAnswerContract(HostileBase):
     def test_a_status_line_cut_off_by_a_close_is_connection_lost(
         self, servers: Servers, transports: MakeTransport
     ) -> None:
-        def handler(peer: Peer) -> None:
-            if peer.read_request() is not None:
-                peer.send(b"HTTP/1.1 20")
-                peer.sock.shutdown(socket.SHUT_WR)
-
-        server = servers(handler)
-        error, _ = self._timed_failure(transports(), make_request(server.url(), timeout=3.0))
+        error = self._failure_for(servers, transports, b"HTTP/1.1 20")
         assert type(error) is ConnectionLostError, repr(error)
 
     def test_a_close_while_uploading_is_connection_lost(self, servers: Servers, transports: MakeTransport) -> None:
