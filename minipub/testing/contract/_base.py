@@ -21,7 +21,7 @@ from ..server import OutpostServer
 
 __all__ = ["API_KEY", "AUTHORIZATION", "NO_RETRY", "TRANSPORT_HEADERS", "MakeTransport", "Servers",
            "TransportUnderTest", "ContractBase", "make_request", "echo", "read_one", "publish_body",
-           "assert_no_secret"]
+           "assert_no_secret", "in_threads"]
 
 #: The admin key the contract's servers accept; it must never show in a repr.
 API_KEY = "sk_contract_" + "k3y_" * 6
@@ -60,6 +60,28 @@ def assert_no_secret(*texts: object) -> None:
     for text in texts:
         assert API_KEY not in str(text), "the admin key leaked"
         assert API_KEY not in repr(text), "the admin key leaked"
+
+
+def in_threads(work: Callable[[int], None], count: int, timeout: float = 30.0) -> List[BaseException]:
+    """Run ``work(0)`` ... ``work(count - 1)`` each in a thread of its own; what they raised (a hung
+    thread fails the test)."""
+    failures: List[BaseException] = []
+    lock = threading.Lock()
+
+    def run(number: int) -> None:
+        try:
+            work(number)
+        except BaseException as exc:  # reported to the test's thread
+            with lock:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    return failures
 
 
 class Servers:
