@@ -11,8 +11,8 @@ import hmac
 import json
 import secrets
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import _jwt
 from ._gojson import STRING, STRING_LIST, STRING_MAP, GoDecodeError, decode_struct
@@ -67,6 +67,12 @@ class Outpost:
             "list_destinations": self._list_destinations, "create_destination": self._create_destination,
             "get_destination": self._get_destination, "disable": self._disable, "enable": self._enable,
         }
+
+    def set_topics(self, topics: Optional[Tuple[str, ...]]) -> None:
+        """Configure other topics (as an operator changes Outpost's ``TOPICS``)."""
+        with self.cond:
+            self.topics = topics
+            self.publishes.rules = replace(self.publishes.rules, topics=topics)
 
     def endpoint(self, name: str) -> Endpoint:
         return self._endpoints[name]

@@ -66,7 +66,7 @@ class Publishes:
 
     def __init__(self, cond: threading.Condition, tenants: TenantStore, stopping: threading.Event,
                  rules: PublishRules) -> None:
-        self._cond, self._tenants, self._stopping, self._rules = cond, tenants, stopping, rules
+        self._cond, self._tenants, self._stopping, self.rules = cond, tenants, stopping, rules
         self._print_lock = threading.Lock()
         self.events: List[Dict[str, Any]] = []
         self._stored_ids: Set[str] = set()
@@ -91,7 +91,7 @@ class Publishes:
         except GoDecodeError as error:
             self.sleep(delay)
             return error_result(422, error.message)
-        problems = _problems(fields, self._rules.topics)
+        problems = _problems(fields, self.rules.topics)
         if problems:
             self.sleep(delay)
             return error_result(422, "validation error", problems)
@@ -118,7 +118,7 @@ class Publishes:
             self.sleep(delay)
             return self._accepted(event, matched, duplicate=True)
         if state == _PROCESSING:  # Outpost sleeps a fixed while, then looks once more
-            self.sleep(self._rules.processing_wait)
+            self.sleep(self.rules.processing_wait)
             with self._cond:
                 done = self._ids.get(event_id) == _PROCESSED
             self.sleep(delay)
@@ -144,8 +144,8 @@ class Publishes:
             self.events.append(event)
 
     def _accepted(self, event: Dict[str, Any], matched: List[str], *, duplicate: bool) -> Result:
-        if self._rules.verbose:
-            stream = self._rules.stream if self._rules.stream is not None else sys.stdout
+        if self.rules.verbose:
+            stream = self.rules.stream if self.rules.stream is not None else sys.stdout
             line = (
                 f"accepted id={printable(event['id'])} tenant={printable(event.get('tenant_id'))}"
                 f" topic={printable(event.get('topic') or '-')}"

@@ -185,6 +185,18 @@ class OutpostServer:
         return f"http://{_url_host(self._host)}:{self.port}{self._prefix}"
 
     @property
+    def topics(self) -> list[str] | None:
+        """The topics a publish must name (None: any); settable, as an operator changes Outpost's ``TOPICS``."""
+        topics = self._outpost.topics
+        return None if topics is None else list(topics)
+
+    @topics.setter
+    def topics(self, value: Iterable[str] | None) -> None:
+        self._outpost.set_topics(None if value is None else tuple(value))
+
+    _topics = topics  # the name the suites used before the public one
+
+    @property
     def connection_count(self) -> int:
         """How many client connections are open now."""
         return self._connections.count
