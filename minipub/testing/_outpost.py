@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from . import _jwt
 from ._gojson import STRING, STRING_LIST, STRING_MAP, GoDecodeError, decode_struct
+from ._jwt import issue, tenant_of
 from ._publish import Publishes, PublishRules
 from ._routes import Body, Params, Result, Route, empty_result, error_result, json_result
 from ._tenants import Destination, TenantStore, now_text
@@ -100,7 +100,7 @@ class Outpost:
                 return empty_result(401)
             if hmac.compare_digest(token.encode("latin-1", "replace"), key.encode("utf-8")):
                 return error_result(404, "tenant not found") if unknown else None
-            tenant = _jwt.tenant_of(self._jwt_secret, token)
+            tenant = tenant_of(self._jwt_secret, token)
             if tenant is None:
                 return empty_result(401)
             if route.admin_only or (wanted and wanted != tenant):
@@ -148,7 +148,7 @@ class Outpost:
 
     def _tenant_token(self, params: Params, body: Body) -> Result:
         tenant = params["tenant"]
-        return json_result(200, {"tenant_id": tenant, "token": _jwt.issue(self._jwt_secret, tenant)})
+        return json_result(200, {"tenant_id": tenant, "token": issue(self._jwt_secret, tenant)})
 
     def _list_destinations(self, params: Params, body: Body) -> Result:
         with self.cond:
