@@ -15,6 +15,7 @@ carries the status a server answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, List, Optional, Sequence, Tuple
 
 __all__ = ["CHUNKED", "FramingError", "Message", "BodyReader", "MessageReader", "body_length", "receive"]
@@ -151,12 +152,22 @@ class BodyReader:
 
 @dataclass(frozen=True)
 class Message:
-    """One whole message: its head as received, the start line, header names as sent, the body de-framed."""
+    """One whole message: its head as received (through the blank line) and its body de-framed.
 
-    head: bytes  # through the blank line
-    start: str
-    headers: Headers
+    ``start`` (the request or status line) and ``headers`` (names as sent) are parsed when asked for.
+    """
+
+    head: bytes
     body: bytes
+
+    @cached_property
+    def start(self) -> str:
+        return self.head[: self.head.find(b"\n")].rstrip(b"\r").decode("latin-1")
+
+    @cached_property
+    def headers(self) -> Headers:
+        lines = self.head.decode("latin-1").replace("\r\n", "\n").rstrip("\n").split("\n")
+        return tuple((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
 
     def header(self, name: str) -> Optional[str]:
         """The first value of a header (case-insensitive), or None."""
@@ -166,7 +177,7 @@ class Message:
     @property
     def status(self) -> int:
         """A response's status (0 for a request)."""
-        return int(self.start.split(" ", 2)[1]) if self.start.startswith("HTTP/") else 0
+        return _status(self.start)
 
     def wire(self) -> bytes:
         """The message framed as received (a chunked body as one chunk, trailers dropped)."""
@@ -175,10 +186,20 @@ class Message:
         return self.head + (b"%x\r\n%s\r\n" % (len(self.body), self.body) if self.body else b"") + b"0\r\n\r\n"
 
 
-def _parse_head(head: bytes) -> Tuple[str, Headers]:
-    lines = head.decode("latin-1").replace("\r\n", "\n").rstrip("\n").split("\n")
-    headers = tuple((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
-    return lines[0], headers
+def _status(start: str) -> int:
+    parts = start.split(" ", 2)
+    return int(parts[1]) if start.startswith("HTTP/") and len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def _values(head: bytes, lowered: bytes, name: bytes) -> List[str]:
+    """Every value of one header, found without parsing the others (the common head costs one scan)."""
+    values: List[str] = []
+    at = lowered.find(name)
+    while at >= 0:
+        end = lowered.find(b"\n", at + 1)
+        values.append(head[at + len(name) : end].decode("latin-1").strip())
+        at = lowered.find(name, end)
+    return values
 
 
 def _head_end(buf: bytes, start: int) -> int:
@@ -203,7 +224,7 @@ class MessageReader:
         self.max_head = max_head
         self.pending = b""
         self._scanned = 0
-        self._head: Optional[Tuple[bytes, str, Headers]] = None
+        self._head: Optional[bytes] = None
         self._body: Optional[BodyReader] = None
 
     def feed(self, data: bytes) -> None:
@@ -211,24 +232,25 @@ class MessageReader:
 
     def next(self) -> Optional[Message]:
         """The next complete message, or None until more bytes arrive."""
-        if self._head is None and not self._take_head():
-            return None
-        assert self._head is not None and self._body is not None
+        if self._head is None:
+            whole = self._take_head()
+            if whole is not None or self._head is None:
+                return whole
+        assert self._body is not None
         if self.pending and not self._body.done:
             used = self._body.feed(self.pending)
             self.pending = self.pending[used:]
         if not self._body.done:
             return None
-        (head, start, headers), body = self._head, self._body.body
+        message = Message(self._head, self._body.body)
         self._head = self._body = None
-        return Message(head, start, headers, body)
+        return message
 
     def head(self) -> Optional[bytes]:
         """The next message's head alone (``next()`` then reads its body), or None until it is whole."""
-        if self._head is None and not self._take_head():
-            return None
-        assert self._head is not None
-        return self._head[0]
+        if self._head is None:
+            self._take_head(body=False)
+        return self._head
 
     def eof(self) -> bool:
         """The stream ended: True when it ended between messages, False inside one."""
@@ -237,27 +259,34 @@ class MessageReader:
         assert self._body is not None
         return self._body.eof()
 
-    def _take_head(self) -> bool:
-        end = _head_end(self.pending, max(0, self._scanned - 3))
+    def _take_head(self, body: bool = True) -> Optional[Message]:
+        """Take a head when one is whole; with ``body``, the message when its body is there too (the
+        common case, in one step). Else None: the head taken, or not there yet (``_head`` None)."""
+        pending = self.pending
+        end = _head_end(pending, max(0, self._scanned - 3))
         if end < 0:
-            self._scanned = len(self.pending)
-            if len(self.pending) > self.max_head:
+            self._scanned = len(pending)
+            if len(pending) > self.max_head:
                 raise FramingError(431, f"a head over {self.max_head} bytes")
-            return False
-        head, self.pending, self._scanned = self.pending[:end], self.pending[end:], 0
-        start, headers = _parse_head(head)
-        self._head = (head, start, headers)
-        self._body = BodyReader(self._length(start, headers), self.max_body)
-        return True
+            return None
+        head, self._scanned = pending[:end], 0
+        length = self._length(head)
+        if body and 0 <= length <= len(pending) - end:
+            self.pending = pending[end + length :]
+            return Message(head, pending[end : end + length])
+        self.pending, self._head = pending[end:], head
+        self._body = BodyReader(length, self.max_body)
+        return None
 
-    def _length(self, start: str, headers: Headers) -> int:
+    def _length(self, head: bytes) -> int:
         if self.responses:
-            parts = start.split(" ", 2)
-            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            status = _status(head[: head.find(b"\n")].decode("latin-1"))
             if status < 200 or status in _NO_BODY:
                 return 0
-        coding = next((v for k, v in headers if k.lower() == "transfer-encoding"), None)
-        return body_length(coding, [v for k, v in headers if k.lower() == "content-length"], self.max_body)
+        lowered = head.lower()
+        codings = _values(head, lowered, b"\ntransfer-encoding:")
+        return body_length(codings[0] if codings else None, _values(head, lowered, b"\ncontent-length:"),
+                           self.max_body)
 
 
 def receive(reader: MessageReader, recv: Callable[[], bytes]) -> Optional[Message]:
