@@ -1,6 +1,11 @@
 """Test tooling: an embedded Outpost-compatible server and the transport contract suite.
 
-``TransportContract`` needs pytest; it is imported only when asked for.
+Organised by job: ``server.py`` (``OutpostServer``, putting together the fake Outpost's behaviour in
+``_outpost.py``/``_publish.py``/``_tenants.py``, its fault injection in ``_faults.py`` and its HTTP
+front in ``_http.py``/``_routes.py``), ``wire.py`` (the one HTTP/1.1 message reader of every
+hand-written server), ``rawserver.py`` (the raw servers, the recording proxy, certificates), the
+``contract`` package and ``pytest_plugin.py``. ``TransportContract`` needs pytest; it is imported
+only when asked for.
 """
 
 from typing import TYPE_CHECKING, Any
