@@ -11,13 +11,13 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 
-from ...client import SDK
-from ...retry import RetryConfig
-from ...transports.base import HTTPRequest, Transport
-from ..certificates import Certificates, make_certificates
-from ..proxyserver import ContractProxy
-from ..rawserver import ContractRequest, Handler, Peer, RawServer
-from ..server import OutpostServer
+from ..client import SDK
+from ..retry import RetryConfig
+from ..transports.base import HTTPRequest, Transport
+from .certificates import Certificates, make_certificates
+from .proxyserver import ContractProxy
+from .rawserver import ContractRequest, Handler, Peer, RawServer
+from .server import OutpostServer
 
 __all__ = ["API_KEY", "AUTHORIZATION", "NO_RETRY", "TRANSPORT_HEADERS", "MakeTransport", "Servers",
            "TransportUnderTest", "ContractBase", "make_request", "echo", "read_one", "publish_body",

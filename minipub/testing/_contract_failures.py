@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from ...errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportTimeout
-from ..rawserver import IO_TIMEOUT, ContractRequest, Peer
-from ._base import ContractBase, MakeTransport, Servers, assert_no_secret, echo, make_request, read_one
+from ..errors import ConnectError, ConnectionLostError, ProtocolError, TLSError, TransportTimeout
+from ._contract_base import ContractBase, MakeTransport, Servers, assert_no_secret, echo, make_request, read_one
+from .rawserver import IO_TIMEOUT, ContractRequest, Peer
 
 
 class TimeoutContract(ContractBase):

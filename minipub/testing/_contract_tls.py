@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from ...errors import ConnectError, ConnectionLostError, TLSError
-from ...retry import RetryConfig
-from ..certificates import Certificates
-from ..rawserver import outpost_like
-from ._base import AUTHORIZATION, ContractBase, MakeTransport, Servers, assert_no_secret, make_request
+from ..errors import ConnectError, ConnectionLostError, TLSError
+from ..retry import RetryConfig
+from ._contract_base import AUTHORIZATION, ContractBase, MakeTransport, Servers, assert_no_secret, make_request
+from .certificates import Certificates
+from .rawserver import outpost_like
 
 
 class TLSContract(ContractBase):

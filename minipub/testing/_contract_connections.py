@@ -8,10 +8,10 @@ from typing import List
 
 import pytest
 
-from ...errors import TransportError
-from ..rawserver import IO_TIMEOUT, Peer
-from ..server import OutpostServer
-from ._base import ContractBase, MakeTransport, Servers, echo, in_threads, make_request, publish_body
+from ..errors import TransportError
+from ._contract_base import ContractBase, MakeTransport, Servers, echo, in_threads, make_request, publish_body
+from .rawserver import IO_TIMEOUT, Peer
+from .server import OutpostServer
 
 
 class ConnectionContract(ContractBase):

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ...errors import APIError
-from ...transports.base import HTTPRequest, HTTPResponse
-from ..rawserver import ContractRequest, Peer
-from ..server import OutpostServer
-from ._base import (
+from ..errors import APIError
+from ..transports.base import HTTPRequest, HTTPResponse
+from ._contract_base import (
     API_KEY,
     AUTHORIZATION,
     TRANSPORT_HEADERS,
@@ -20,6 +18,8 @@ from ._base import (
     echo,
     make_request,
 )
+from .rawserver import ContractRequest, Peer
+from .server import OutpostServer
 
 
 class RoundTripContract(ContractBase):

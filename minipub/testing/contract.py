@@ -25,23 +25,24 @@ The servers are real sockets on 127.0.0.1, served by threads, every wait bounded
 from a self-signed certificate made by the ``openssl`` command line), :class:`ContractProxy` for
 absolute-URI forwarding and ``CONNECT`` tunnels.
 
-``TransportContract`` is made of one mixin per concern (``basics.py``: round trips and the body
-cap; ``connections.py``: reuse, close, threads; ``failures.py``: timeouts and lost connections;
-``tls.py``; ``proxy.py``); ``HostileServerContract`` (``hostile.py``) of three.
+``TransportContract`` is made of one mixin per concern (``_contract_basics.py``: round trips and
+the body cap; ``_contract_connections.py``: reuse, close, threads; ``_contract_failures.py``:
+timeouts and lost connections; ``_contract_tls.py``; ``_contract_proxy.py``), on the fixtures of
+``_contract_base.py``; ``HostileServerContract`` (``_contract_hostile.py``) of three.
 """
 
 from __future__ import annotations
 
-from ..certificates import Certificates, make_certificates
-from ..proxyserver import ContractProxy
-from ..rawserver import ContractRequest, Peer, RawServer, outpost_like
-from ._base import API_KEY, AUTHORIZATION, NO_RETRY, TRANSPORT_HEADERS, ContractBase, MakeTransport, Servers
-from .basics import BodyCapContract, RoundTripContract
-from .connections import ConnectionContract, ThreadsContract
-from .failures import LostConnectionContract, TimeoutContract
-from .hostile import HostileAnswerContract, HostileSecretsContract, HostileServerContract, HostileTimeContract
-from .proxy import ProxyContract, proxy_case
-from .tls import TLSContract
+from ._contract_base import API_KEY, AUTHORIZATION, NO_RETRY, TRANSPORT_HEADERS, ContractBase, MakeTransport, Servers
+from ._contract_basics import BodyCapContract, RoundTripContract
+from ._contract_connections import ConnectionContract, ThreadsContract
+from ._contract_failures import LostConnectionContract, TimeoutContract
+from ._contract_hostile import HostileAnswerContract, HostileSecretsContract, HostileServerContract, HostileTimeContract
+from ._contract_proxy import ProxyContract, proxy_case
+from ._contract_tls import TLSContract
+from .certificates import Certificates, make_certificates
+from .proxyserver import ContractProxy
+from .rawserver import ContractRequest, Peer, RawServer, outpost_like
 
 __all__ = [
     "TransportContract",

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ...client import SDK
-from ...errors import ConnectionLostError, ProtocolError, TransportError, TransportTimeout, ValidationError
-from ...retry import BackoffStrategy, RetryConfig
-from ...transports.base import HTTPRequest, Transport
-from ..rawserver import IO_TIMEOUT, ContractRequest, Handler, Peer, RawServer, outpost_like
-from ._base import API_KEY, MakeTransport, Servers, TransportUnderTest, make_request, publish_body
+from ..client import SDK
+from ..errors import ConnectionLostError, ProtocolError, TransportError, TransportTimeout, ValidationError
+from ..retry import BackoffStrategy, RetryConfig
+from ..transports.base import HTTPRequest, Transport
+from ._contract_base import API_KEY, MakeTransport, Servers, TransportUnderTest, make_request, publish_body
+from .rawserver import IO_TIMEOUT, ContractRequest, Handler, Peer, RawServer, outpost_like
 
 #: How far past its bound a call may end on a loaded machine (seconds).
 SLACK = 1.0
@@ -55,7 +55,8 @@ def _trickling(body: bytes, part: str, interval: float) -> Handler:
 
 def _ours(frame: FrameType) -> bool:
     """A frame of the contract itself (the test's own), not of the code under test."""
-    return os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _HERE
+    path = os.path.abspath(frame.f_code.co_filename)
+    return os.path.dirname(path) == _HERE and os.path.basename(path).startswith(("_contract_", "contract."))
 
 
 def locals_text(error: BaseException) -> str:

@@ -10,11 +10,11 @@ from typing import Any, Callable
 
 import pytest
 
-from ...errors import ConnectError, TLSError
-from ..certificates import Certificates
-from ..rawserver import outpost_like
-from ..server import OutpostServer
-from ._base import AUTHORIZATION, ContractBase, MakeTransport, Servers, assert_no_secret, make_request
+from ..errors import ConnectError, TLSError
+from ._contract_base import AUTHORIZATION, ContractBase, MakeTransport, Servers, assert_no_secret, make_request
+from .certificates import Certificates
+from .rawserver import outpost_like
+from .server import OutpostServer
 
 #: What the direct-instead check takes (``ProxyContract._assert_environment_proxy_unused``).
 _DIRECT_CHECK = ("outpost", "servers", "transports", "monkeypatch")
