@@ -1,7 +1,8 @@
 """The benchmark's server: nginx when it is installed, else a small fast responder process.
 
 Either way the server runs in another process on 127.0.0.1 and answers ``POST /api/v1/publish``
-with a fixed 202 JSON body, keep-alive, so the client's CPU is measured on its own.
+with a fixed 202 JSON body, keep-alive, so the client's CPU is measured on its own. The responder
+reads requests with ``minipub.testing.wire``, the one reader of every hand-written test server.
 ``python benchmarks/servers.py PORT`` runs the fallback responder (what ``start_server`` does);
 ``python benchmarks/servers.py PORT 2`` answers each request 2 ms after it arrived, on any number of
 connections at once (``start_latency_responder``: a server with a realistic latency).
@@ -19,7 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Deque, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, Iterator, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from minipub.testing.wire import MessageReader
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # No "id": one canned answer serves every event, and minipub checks a named id against the one it sent.
 BODY = b'{"duplicate":false,"destination_ids":["des_bench"]}'
@@ -161,26 +167,18 @@ def _response(body: bytes = BODY) -> bytes:
     return head.format(date=date).encode() + body
 
 
-_SDK_LINE = b"POST " + SDK_PREFIX.encode() + b"/"
+_SDK_LINE = "POST " + SDK_PREFIX + "/"
 
 
-def _requests_in(buf: bytes) -> Tuple[List[bool], bytes]:
-    """For each complete request ``buf`` holds, whether it is outpost-sdk's (its path); what is left."""
+def _requests_in(reader: MessageReader, data: bytes) -> List[bool]:
+    """For each request ``data`` completes, whether it is outpost-sdk's (its path); the rest stays in ``reader``."""
+    reader.feed(data)
     count: List[bool] = []
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            return count, buf
-        head = buf[:end].lower()
-        at = head.find(b"\ncontent-length:")
-        length = 0
-        if at >= 0:
-            stop_at = head.find(b"\r", at + 1)
-            length = int(head[at + 16: stop_at if stop_at >= 0 else len(head)])
-        if len(buf) < end + 4 + length:
-            return count, buf
-        count.append(buf.startswith(_SDK_LINE))
-        buf = buf[end + 4 + length:]
+    message = reader.next()
+    while message is not None:
+        count.append(message.start.startswith(_SDK_LINE))
+        message = reader.next()
+    return count
 
 
 def serve(port: int, latency: float = 0.0) -> None:
@@ -191,6 +189,8 @@ def serve(port: int, latency: float = 0.0) -> None:
     """
     import selectors
 
+    from minipub.testing.wire import MessageReader  # requests read as every hand-written test server reads them
+
     parent = os.getppid()
     started = time.monotonic()
     # select() waits to the microsecond; epoll and poll round a timeout up to the next millisecond.
@@ -198,7 +198,7 @@ def serve(port: int, latency: float = 0.0) -> None:
     listener = socket.create_server(("127.0.0.1", port), backlog=1024)
     listener.setblocking(False)
     selector.register(listener, selectors.EVENT_READ)
-    pending: Dict[socket.socket, bytes] = {}
+    readers: Dict[socket.socket, MessageReader] = {}
     due: Deque[Tuple[float, socket.socket, List[bool]]] = collections.deque()
     response, sdk_response, minted = _response(), _response(SDK_BODY), time.monotonic()
 
@@ -228,7 +228,7 @@ def serve(port: int, latency: float = 0.0) -> None:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn.setblocking(False)
                 selector.register(conn, selectors.EVENT_READ)
-                pending[conn] = b""
+                readers[conn] = MessageReader()
                 continue
             assert isinstance(sock, socket.socket)
             try:
@@ -237,10 +237,16 @@ def serve(port: int, latency: float = 0.0) -> None:
                 data = b""
             if not data:
                 selector.unregister(sock)
-                pending.pop(sock, None)
+                readers.pop(sock, None)
                 sock.close()
                 continue
-            count, pending[sock] = _requests_in(pending[sock] + data)
+            try:
+                count = _requests_in(readers[sock], data)
+            except ValueError:  # not HTTP as minipub.testing reads it: drop the connection
+                selector.unregister(sock)
+                readers.pop(sock, None)
+                sock.close()
+                continue
             if count and latency > 0:
                 due.append((time.monotonic() + latency, sock, count))
             elif count:
@@ -252,4 +258,5 @@ def serve(port: int, latency: float = 0.0) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # the responder process: minipub from this checkout, as run.py uses it
     serve(int(sys.argv[1]), float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0)

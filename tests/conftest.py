@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from minipub import SDK, RetryConfig
 from minipub.testing import OutpostServer
 
-# The plugin's fixtures (outpost_server, minipub_sdk, minipub_env). When minipub is installed, its
+# The plugin's fixtures (outpost_server, minipub_sdk, minipub_env, outpost_shared_server). When minipub is installed, its
 # pytest11 entry point has already registered the plugin under this same name and pytest skips
 # this line; from a plain checkout (not installed) this line is what loads it.
 pytest_plugins = ["minipub.testing.pytest_plugin"]
@@ -37,18 +37,15 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def session_server() -> Iterator[OutpostServer]:
-    with OutpostServer(api_key=API_KEY, processing_wait=0.5) as server:
-        yield server
+def outpost_server_options() -> Dict[str, Any]:
+    """The session's embedded server (the plugin's ``outpost_session_server``): this suite's key."""
+    return {"api_key": API_KEY, "processing_wait": 0.5}
 
 
 @pytest.fixture
-def server(session_server: OutpostServer) -> Iterator[OutpostServer]:
-    session_server.clear()
-    session_server.reset_faults()
-    session_server.api_key = API_KEY
-    yield session_server
-    session_server.reset_faults()
+def server(outpost_shared_server: OutpostServer) -> OutpostServer:
+    """The session's embedded server, reset for this test (the plugin's ``outpost_shared_server``)."""
+    return outpost_shared_server
 
 
 class Sleeps:

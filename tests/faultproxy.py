@@ -1,7 +1,7 @@
 """A fault-injecting HTTP/1.1 proxy on 127.0.0.1, scripted per connection (for the fault suite).
 
 Between the client and ``OutpostServer``: one thread per client connection reads each request
-(head and ``Content-Length`` body), asks the connection's script what to do, and either forwards
+(with ``minipub.testing.wire``, the reader of every hand-written server), asks the connection's script what to do, and either forwards
 it over its own upstream connection or breaks it:
 
 - ``pass``: forward the request and the response.
@@ -25,7 +25,9 @@ import struct
 import threading
 import time
 from collections import Counter
-from typing import BinaryIO, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
+
+from minipub.testing.wire import Message, MessageReader, receive
 
 ACTIONS = ("pass", "reset_before", "lost_ack", "reset_mid_response", "stall")
 Script = Callable[[int], Callable[[int], str]]  # connection number -> (request number -> action)
@@ -53,31 +55,9 @@ def random_script(seed: int, fault_rate: float, weights: Dict[str, float]) -> Sc
     return for_connection
 
 
-def _read_message(stream: BinaryIO) -> Optional[Tuple[bytes, bytes, int]]:
-    """One HTTP message: (head, body, status or 0); None at a clean end of stream."""
-    head = b""
-    while True:
-        line = stream.readline(65537)
-        if not line:
-            if head:
-                raise ConnectionError("stream ended inside a message head")
-            return None
-        head += line
-        if line in (b"\r\n", b"\n"):
-            break
-    length = 0
-    status = 0
-    lines = head.split(b"\r\n")
-    if lines[0].startswith(b"HTTP/"):
-        status = int(lines[0].split()[1])
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    body = stream.read(length) if length else b""
-    if len(body) != length:
-        raise ConnectionError("stream ended inside a message body")
-    return head, body, status
+def _receive(sock: socket.socket, reader: MessageReader) -> Optional[Message]:
+    """One whole message (read with minipub.testing's one reader); None at a clean end of stream."""
+    return receive(reader, lambda: sock.recv(65536))
 
 
 def _reset(sock: socket.socket) -> None:
@@ -208,26 +188,15 @@ class FaultProxy:
         plan = self.script(number)
         upstream: Optional[socket.socket] = None
         client.settimeout(30)
-        reader = client.makefile("rb")
-        upstream_reader: Optional[BinaryIO] = None
+        requests, responses = MessageReader(), MessageReader(responses=True)
         handled = 0
         try:
             while not self._stop.is_set():
-                message = _read_message(reader)
-                if message is None:
+                request = _receive(client, requests)
+                if request is None:
                     return
-                head, body, _ = message
                 handled += 1
-                action = plan(handled)
-                event_id = _event_id(body)
-                with self._lock:
-                    self.requests += 1
-                    self.attempts_by_id[event_id] += 1
-                    if self._down:
-                        self.down_attempts += 1
-                        action = "down"
-                    elif action != "pass":
-                        self.faults[action] += 1
+                action = self._action(plan(handled), _event_id(request.body))
                 if action in ("down", "reset_before"):
                     _reset(client)
                     return
@@ -236,27 +205,15 @@ class FaultProxy:
                     return
                 if upstream is None:
                     upstream = socket.create_connection(self.upstream, timeout=30)
-                    upstream_reader = upstream.makefile("rb")
                     with self._lock:
                         self._sockets.append(upstream)
-                assert upstream_reader is not None
-                upstream.sendall(head + body)
-                response = _read_message(upstream_reader)
+                upstream.sendall(request.wire())
+                response = _receive(upstream, responses)
                 if response is None:
                     _reset(client)
                     return
-                rhead, rbody, status = response
-                self._record_response(event_id, status, rbody)
-                if action == "lost_ack":
-                    _reset(client)
-                    return
-                if action == "reset_mid_response":
-                    client.sendall(rhead + rbody[: len(rbody) // 2])
-                    time.sleep(0.02)  # let the client read the head before the reset
-                    _reset(client)
-                    return
-                client.sendall(rhead + rbody)
-                if b"connection: close" in rhead.lower():
+                self._record_response(_event_id(request.body), response.status, response.body)
+                if not self._answer(client, response, action):
                     return
         except (OSError, ValueError):
             return
@@ -269,6 +226,31 @@ class FaultProxy:
                         pass
             with self._lock:
                 self._sockets = [s for s in self._sockets if s is not client and s is not upstream]
+
+    def _action(self, planned: str, event_id: str) -> str:
+        """Count the request; what to do with it ("down" while the proxy is down)."""
+        with self._lock:
+            self.requests += 1
+            self.attempts_by_id[event_id] += 1
+            if self._down:
+                self.down_attempts += 1
+                return "down"
+            if planned != "pass":
+                self.faults[planned] += 1
+            return planned
+
+    def _answer(self, client: socket.socket, response: Message, action: str) -> bool:
+        """Pass the response on, or break it; whether the connection goes on."""
+        if action == "lost_ack":
+            _reset(client)
+            return False
+        if action == "reset_mid_response":
+            client.sendall(response.head + response.body[: len(response.body) // 2])
+            time.sleep(0.02)  # let the client read the head before the reset
+            _reset(client)
+            return False
+        client.sendall(response.wire())
+        return b"connection: close" not in response.head.lower()
 
     def _record_response(self, event_id: str, status: int, body: bytes) -> None:
         duplicate = None

@@ -101,6 +101,57 @@ def test_a_user_project_gets_the_fixtures(tmp_path: Path) -> None:
     assert "2 passed" in result.stdout
 
 
+SHARED_CONFTEST = '''
+import pytest
+
+
+@pytest.fixture(scope="session")
+def outpost_server_options():
+    return {"api_key": "sk_user_suite_key", "processing_wait": 0.2}
+'''
+
+SHARED_TEST = '''
+from minipub import SDK
+
+SEEN = []
+
+
+def test_first(outpost_shared_server):
+    SEEN.append(outpost_shared_server.port)
+    assert outpost_shared_server.api_key == "sk_user_suite_key"
+    with SDK("sk_user_suite_key", server_url=outpost_shared_server.url, proxy=None) as sdk:
+        sdk.publish.event(tenant_id="acme", topic="t", data={})
+    outpost_shared_server.add_destination("acme")
+    outpost_shared_server.fail_next(503, times=5)
+    outpost_shared_server.api_key = "rotated"
+
+
+def test_second(outpost_shared_server, outpost_session_server):
+    assert outpost_shared_server is outpost_session_server and SEEN == [outpost_shared_server.port]
+    assert outpost_shared_server.events == [] and outpost_shared_server.requests == []
+    assert outpost_shared_server.api_key == "sk_user_suite_key"
+    with SDK("sk_user_suite_key", server_url=outpost_shared_server.url, proxy=None) as sdk:
+        response = sdk.publish.event(tenant_id="acme", topic="t", data={})  # no fault left, no tenant
+    assert list(response.destination_ids) == ["des_embedded"]
+'''
+
+
+def test_one_server_for_the_session_reset_for_each_test(tmp_path: Path) -> None:
+    """``outpost_shared_server``: the same server in every test, reset in between; a conftest chooses
+    its options by redefining ``outpost_server_options``."""
+    (tmp_path / "conftest.py").write_text(textwrap.dedent(SHARED_CONFTEST))
+    (tmp_path / "test_shared.py").write_text(textwrap.dedent(SHARED_TEST))
+    env: Dict[str, Any] = {k: v for k, v in os.environ.items() if not k.startswith("OUTPOST_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "minipub.testing.pytest_plugin", "-p", "no:cacheprovider",
+         "-p", "no:randomly", "test_shared.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
 def test_import_minipub_does_not_import_the_plugin() -> None:
     script = "import sys, minipub; print('minipub.testing.pytest_plugin' in sys.modules, 'pytest' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)

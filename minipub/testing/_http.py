@@ -1,8 +1,9 @@
-"""The embedded server's HTTP front: connections (bounded in number and idle time), framing (bounded
-bodies, strict chunk sizes), and Outpost's router (its routes, 404s and trailing-slash redirects).
+"""The embedded server's HTTP front: connections (bounded in number and idle time), bodies read with
+the one framing rule of ``wire.py`` (bounded, strict chunk sizes) within a deadline, the routing of
+each request, and the order of a publish (fault, auth, body, record, answer).
 
-What each endpoint answers is the owner's (``OutpostServer``) business; this module reads requests,
-asks the owner, and writes answers.
+What each endpoint answers is the fake Outpost's business (``_outpost.py``, ``_publish.py``); this
+module reads requests, asks it, and writes answers.
 """
 
 from __future__ import annotations
@@ -11,35 +12,29 @@ import io
 import socket
 import socketserver
 import sys
+import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple, cast
+from typing import Any, Dict, Iterable, List, Optional, Tuple, cast
 from urllib.parse import unquote, urlsplit
 
-from ._faults import _Fault
-from ._gojson import dumps
+from ._faults import FaultInjector, fault_result
+from ._outpost import Outpost
+from ._routes import Params, Result, Route, find_route, no_route, text_result
+from .wire import BodyReader, FramingError, body_length
 
-if TYPE_CHECKING:
-    import threading
-
-    from .server import OutpostServer
-
-_Headers = List[Tuple[str, str]]
-_Result = Tuple[int, bytes, _Headers]
-_Params = Dict[str, str]
-_Body = Callable[[], bytes]
+__all__ = ["Connections", "Front", "HTTPFront"]
 
 _LINGER_BYTES = 256 * 1024  # what is read and dropped after answering without reading a body
 _LINGER_SECONDS = 0.5
-_MAX_TRAILER_LINES = 64
 
-_JSON_CT: Tuple[str, str] = ("Content-Type", "application/json; charset=utf-8")
-_TEXT_CT: Tuple[str, str] = ("Content-Type", "text/plain; charset=utf-8")
-_HTML_CT: Tuple[str, str] = ("Content-Type", "text/html; charset=utf-8")
-_NOSNIFF: Tuple[str, str] = ("X-Content-Type-Options", "nosniff")
-_HEX = frozenset("0123456789abcdefABCDEF")
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 @dataclass
@@ -47,96 +42,97 @@ class _Conn:
     """A live client connection, the thread serving it, and since when it waits for a request."""
 
     sock: socket.socket
-    thread: threading.Thread | None = None
-    idle_since: float | None = field(default_factory=time.monotonic)
+    thread: Optional[threading.Thread] = None
+    idle_since: Optional[float] = field(default_factory=time.monotonic)
+
+
+class Connections:
+    """The open client connections, at most ``limit``: beyond it a new one closes the longest-idle
+    (one between requests or still sending its head), or is itself closed when none is idle."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._conns: Dict[int, _Conn] = {}
+        self._closing = False
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    def open(self) -> None:
+        with self._lock:
+            self._closing = False
+
+    def admit(self, sock: socket.socket) -> bool:
+        """Take a new connection (in the accept thread), within the limit."""
+        victim: Optional[_Conn] = None
+        with self._lock:
+            if self._closing:
+                return False
+            if len(self._conns) >= self.limit:
+                idle = [c for c in self._conns.values() if c.idle_since is not None]
+                if not idle:
+                    return False
+                victim = min(idle, key=lambda c: cast(float, c.idle_since))
+                del self._conns[id(victim.sock)]
+            self._conns[id(sock)] = _Conn(sock)
+        if victim is not None:
+            _shut(victim.sock)
+        return True
+
+    def _update(self, sock: socket.socket, **changes: Any) -> None:
+        with self._lock:
+            conn = self._conns.get(id(sock))
+            if conn is not None:
+                for name, value in changes.items():
+                    setattr(conn, name, value)
+
+    def started(self, sock: socket.socket) -> None:
+        self._update(sock, thread=threading.current_thread())
+
+    def set_idle(self, sock: socket.socket, idle: bool) -> None:
+        self._update(sock, idle_since=time.monotonic() if idle else None)
+
+    def unregister(self, sock: socket.socket) -> None:
+        with self._lock:
+            conn = self._conns.get(id(sock))
+            if conn is not None and conn.sock is sock:
+                del self._conns[id(sock)]
+
+    def close_all(self) -> List[threading.Thread]:
+        """Refuse new connections, shut the open ones down; the threads serving them."""
+        with self._lock:
+            self._closing = True
+            conns = list(self._conns.values())
+        for conn in conns:
+            _shut(conn.sock)
+        return [c.thread for c in conns if c.thread is not None and c.thread is not threading.current_thread()]
 
 
 @dataclass(frozen=True)
-class _Route:
-    """One endpoint: ``auth`` None (open), else who may call it, as Outpost's auth middleware decides."""
+class Front:
+    """What the HTTP front serves, and its own bounds."""
 
-    method: str
-    pattern: str  # after the base path; root routes: the whole path
-    handler: str
-    root: bool = False
-    auth: bool = True
-    admin_only: bool = False
-    require_tenant: bool = False
-
-
-_ROUTES: tuple[_Route, ...] = (
-    _Route("GET", "/healthz", "_on_health", root=True, auth=False),
-    _Route("GET", "/healthz", "_on_health", auth=False),
-    _Route("GET", "/topics", "_on_topics"),
-    _Route("POST", "/publish", "publish", admin_only=True),
-    _Route("PUT", "/tenants/{tenant}", "_on_upsert_tenant"),
-    _Route("GET", "/tenants/{tenant}", "_on_get_tenant", require_tenant=True),
-    _Route("GET", "/tenants/{tenant}/token", "_on_tenant_token", admin_only=True, require_tenant=True),
-    _Route("GET", "/tenants/{tenant}/destinations", "_on_list_destinations", require_tenant=True),
-    _Route("POST", "/tenants/{tenant}/destinations", "_on_create_destination", require_tenant=True),
-    _Route("GET", "/tenants/{tenant}/destinations/{destination}", "_on_get_destination", require_tenant=True),
-    _Route("PUT", "/tenants/{tenant}/destinations/{destination}/disable", "_on_disable", require_tenant=True),
-    _Route("PUT", "/tenants/{tenant}/destinations/{destination}/enable", "_on_enable", require_tenant=True),
-)
+    outpost: Outpost
+    faults: FaultInjector
+    connections: Connections
+    prefix: str
+    max_body: int
+    idle_timeout: float
 
 
-class _BadRequest(Exception):
-    """The request body could not be read (framing, or over the size bound)."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-def _json(status: int, value: Any) -> _Result:
-    return status, dumps(value), [_JSON_CT]
-
-
-def _error(status: int, message: str, data: list[str] | None = None) -> _Result:
-    payload: dict[str, Any] = {"status": status, "message": message}
-    if data is not None:
-        payload["data"] = data
-    return _json(status, payload)
-
-
-def _empty(status: int) -> _Result:
-    return status, b"", []
-
-
-_NOT_FOUND_JSON = _json(404, {"message": "not found", "status": 404})  # gin.H: keys in sorted order
-_NOT_FOUND_TEXT: _Result = (404, b"404 page not found\n", [_TEXT_CT, _NOSNIFF])
-
-
-def _text(status: int) -> _Result:
-    reason = BaseHTTPRequestHandler.responses.get(status, ("Error",))[0]
-    return status, f"{status} {reason}".encode(), [_TEXT_CT]
-
-
-def _match(pattern: str, path: str) -> _Params | None:
-    want, got = pattern.split("/"), path.split("/")
-    if len(want) != len(got):
-        return None
-    params: _Params = {}
-    for w, g in zip(want, got):
-        if w.startswith("{"):
-            if not g:
-                return None
-            params[w[1:-1]] = g
-        elif w != g:
-            return None
-    return params
-
-
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer bound to its owner, quiet, IPv6-aware, with a bounded number of connections."""
+class HTTPFront(ThreadingHTTPServer):
+    """ThreadingHTTPServer bound to its ``Front``, quiet, IPv6-aware, with a bounded number of connections."""
 
     daemon_threads = True
     # socketserver's default backlog of 5 drops the SYNs of a burst of new connections (a pool
     # of workers starting at once), which the client's kernel resends only after a second.
     request_queue_size = 128
 
-    def __init__(self, owner: OutpostServer, host: str, port: int) -> None:
-        self.owner = owner
+    def __init__(self, front: Front, host: str, port: int) -> None:
+        self.front = front
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -149,50 +145,49 @@ class _Server(ThreadingHTTPServer):
         self.server_port = int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.owner._admit(request):
+        if not self.front.connections.admit(request):
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore connection errors (e.g. sockets shut down by close())."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
+        if isinstance(sys.exc_info()[1], OSError):
             return
         super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Per-connection request handler; state lives in the OutpostServer."""
+    """Per-connection request handler; state lives in the ``Front``."""
 
     protocol_version = "HTTP/1.1"
     _expect_continue = False
     _deadline = 0.0
 
     @property
-    def _owner(self) -> OutpostServer:
-        return cast(_Server, self.server).owner
+    def _front(self) -> Front:
+        return cast(HTTPFront, self.server).front
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self._owner._idle_timeout)
-        self._owner._started(self.connection)
+        self.connection.settimeout(self._front.idle_timeout)
+        self._front.connections.started(self.connection)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self._owner._unregister(self.connection)
+            self._front.connections.unregister(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: no per-request logging."""
 
     def handle_one_request(self) -> None:
         """Read one request and answer it: every method name is routed (Outpost has no 405 or 501)."""
-        owner = self._owner
+        front = self._front
         try:
-            self.connection.settimeout(owner._idle_timeout)
-            owner._set_idle(self.connection, True)
+            self.connection.settimeout(front.idle_timeout)
+            front.connections.set_idle(self.connection, True)
             self.raw_requestline = self.rfile.readline(65537)
             if len(self.raw_requestline) > 65536:
                 self.requestline = self.request_version = self.command = ""
@@ -205,8 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.parse_request():
                 return
             # busy from here: until its head is in, a connection counts as idle (a full server may close it)
-            owner._set_idle(self.connection, False)
-            self._deadline = time.monotonic() + owner._idle_timeout  # for the whole body
+            front.connections.set_idle(self.connection, False)
+            self._deadline = time.monotonic() + front.idle_timeout  # for the whole body
             self._dispatch()
             self.wfile.flush()
         except socket.timeout:  # idle, or a body slower than idle_timeout in all: let it go
@@ -216,11 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._expect_continue = True  # "100 Continue" only once the body is wanted
         return True
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         """Framing errors as Go's server answers them: text/plain, then close."""
-        self._respond(*_text(code), close=True)
+        self._respond(*text_result(code), close=True)
 
-    # -- plumbing ---------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------------
 
     def _announced(self) -> bool:
         """Whether the request says a body follows."""
@@ -229,89 +224,37 @@ class _Handler(BaseHTTPRequestHandler):
         return self.headers.get("Content-Length", "0").strip() not in ("", "0")
 
     def _read_body(self) -> bytes:
+        """The body, within the deadline; FramingError (400, 413, 501) when it cannot be read."""
         if self._expect_continue:
             self._expect_continue = False
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        encoding = self.headers.get("Transfer-Encoding")
-        if encoding is not None:
-            if encoding.strip().lower() != "chunked":
-                raise _BadRequest(501)
-            return self._read_chunked()
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
-            return b""
-        if len(set(v.strip() for v in values)) != 1 or not values[0].strip().isdigit():
-            raise _BadRequest(400)
-        length = int(values[0].strip())
-        if length > self._owner._max_body:
-            raise _BadRequest(413)
-        body = self._read(length)
-        if len(body) != length:
-            raise _BadRequest(400)
-        return body
-
-    def _wait(self) -> None:
-        """Let the next read wait only until the body's deadline."""
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("request body too slow")
-        self.connection.settimeout(left)
-
-    def _read(self, size: int) -> bytes:
-        """Up to ``size`` bytes (fewer at the end of the stream), within the body's deadline."""
-        parts: list[bytes] = []
-        left = size
-        reader = cast(io.BufferedReader, self.rfile)
-        while left > 0:
-            self._wait()
-            data = reader.read1(min(left, 65536))
+        limit = self._front.max_body
+        length = body_length(self.headers.get("Transfer-Encoding"), self.headers.get_all("Content-Length") or [],
+                             limit)
+        reader = BodyReader(length, limit)
+        rfile = cast(io.BufferedReader, self.rfile)
+        while not reader.done:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("request body too slow")
+            self.connection.settimeout(left)
+            data = rfile.peek(65536)
             if not data:
-                break
-            parts.append(data)
-            left -= len(data)
-        return b"".join(parts)
+                if reader.eof():
+                    break
+                raise FramingError(400, "the body ended early")
+            rfile.read(reader.feed(data))  # only the body's bytes: a next request stays buffered
+        return reader.body
 
-    def _read_chunked(self) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        limit = self._owner._max_body
-        while True:
-            self._wait()
-            line = self.rfile.readline(1025)
-            size_text = line.split(b";", 1)[0].strip().decode("latin-1")
-            # strictly hex digits: int(x, 16) alone takes "-1", "+5", "0x5" and "1_0"
-            if not size_text or len(size_text) > 16 or not set(size_text) <= _HEX or not line.endswith(b"\n"):
-                raise _BadRequest(400)
-            size = int(size_text, 16)
-            if size == 0:
-                for _ in range(_MAX_TRAILER_LINES):
-                    self._wait()
-                    if self.rfile.readline(8193) in (b"\r\n", b"\n", b""):
-                        return b"".join(parts)
-                raise _BadRequest(400)
-            total += size
-            if total > limit:
-                raise _BadRequest(413)
-            chunk = self._read(size)
-            self._wait()
-            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise _BadRequest(400)
-            parts.append(chunk)
+    # -- writing ----------------------------------------------------------------------------------
 
-    def _respond(
-        self,
-        status: int,
-        body: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-        *,
-        close: bool = False,
-    ) -> None:
+    def _respond(self, status: int, body: bytes = b"", headers: Iterable[Tuple[str, str]] = (), *,
+                 close: bool = False) -> None:
         """Write a complete response with raw socket writes."""
         informational = 100 <= status < 200
         bodiless = informational or status in (204, 304)
         close = close or informational or self.close_connection
-        reason = self.responses.get(status, ("Unknown",))[0]
-        lines = [f"HTTP/1.1 {status} {reason}"]
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('Unknown',))[0]}"]
         if not informational:
             lines.append(f"Date: {self.date_time_string()}")
         for name, value in headers:
@@ -328,16 +271,19 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append("Connection: close")
             self.close_connection = True
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        send_body = not bodiless and self.command != "HEAD"
-        self.wfile.write(head + body if send_body else head)
+        self.wfile.write(head + body if not bodiless and self.command != "HEAD" else head)
         self.wfile.flush()
 
-    def _respond_unread(self, result: _Result) -> None:
+    def _respond_unread(self, result: Result) -> None:
         """Answer without reading the body: when one was announced, close (after a bounded drain)."""
         unread = self._announced()
         self._respond(*result, close=unread)
         if unread:
             self._linger()
+
+    def _refuse(self, error: FramingError) -> None:
+        self._respond(*text_result(error.status), close=True)
+        self._linger()
 
     def _linger(self) -> None:
         """Close without reading the body, so that the answer is not lost to a reset: stop sending,
@@ -363,92 +309,77 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Close the connection without sending anything."""
         self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _shut(self.connection)
 
-    # -- routing ----------------------------------------------------------
+    # -- routing ----------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        owner = self._owner
-        path = unquote(urlsplit(self.path).path)
-        found = owner._route(self.command, path)
+        front = self._front
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        found = find_route(self.command, path, front.prefix)
         if found is None:
-            self._respond_unread(owner._no_route(self.command, path, urlsplit(self.path).query))
+            self._respond_unread(no_route(self.command, path, parts.query, front.prefix))
             return
         route, params = found
         if route.handler == "publish":
             self._publish(route)
             return
         if route.auth:
-            denied = owner._authenticate(self.headers.get("Authorization"), route, params)
+            denied = front.outpost.authenticate(self.headers.get("Authorization"), route, params)
             if denied is not None:
                 self._respond_unread(denied)
                 return
-        read: list[bytes] = []
+        self._call(route, params)
+
+    def _call(self, route: Route, params: Params) -> None:
+        read: List[bytes] = []
 
         def body() -> bytes:
             read.append(self._read_body())
             return read[-1]
 
         try:
-            result = cast(Callable[[_Params, _Body], _Result], getattr(owner, route.handler))(params, body)
-        except _BadRequest as exc:
-            self._respond(*_text(exc.status), close=True)
-            self._linger()
+            result = self._front.outpost.endpoint(route.handler)(params, body)
+        except FramingError as error:
+            self._refuse(error)
             return
         if read or not self._announced():
             self._respond(*result)
         else:
             self._respond_unread(result)
 
-    def _publish(self, route: _Route) -> None:
-        owner = self._owner
-        headers: dict[str, str] = {}
+    def _publish(self, route: Route) -> None:
+        """A proxy's fault comes first; else no key, no body read; then the record, then the answer."""
+        front, outpost = self._front, self._front.outpost
+        headers: Dict[str, str] = {}
         for name, value in self.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         port = self.client_address[1]
-        fault = owner._pop_fault()
-        authorization = self.headers.get("Authorization")
-        denied = owner._authenticate(authorization, route, {})
-        if fault is None and denied is not None:  # a proxy's fault comes first; else no key, no body read
-            owner._record(self.command, self.path, headers, b"", port)
+        fault = front.faults.pop()
+        denied = outpost.authenticate(self.headers.get("Authorization"), route, {})
+        if fault is None and denied is not None:
+            outpost.record(self.command, self.path, headers, b"", port)
             self._respond_unread(denied)
             return
         try:
             body = self._read_body()
-        except _BadRequest as exc:
-            owner._record(self.command, self.path, headers, b"", port)
-            self._respond(*_text(exc.status), close=True)
-            self._linger()
+        except FramingError as error:
+            outpost.record(self.command, self.path, headers, b"", port)
+            self._refuse(error)
             return
-        owner._record(self.command, self.path, headers, body, port)
+        outpost.record(self.command, self.path, headers, body, port)
+        publishes = outpost.publishes
         if fault is None:
-            self._respond(*owner._accept(body))
+            self._respond(*publishes.accept(body))
         elif fault.kind == "fail":
-            self._respond_fault(fault)
+            self._respond(*fault_result(fault))
         elif fault.kind == "delay":
             if denied is not None:
-                owner._sleep(fault.seconds)
-            self._respond(*(denied or owner._accept(body, fault.seconds)))
+                publishes.sleep(fault.seconds)
+            self._respond(*(denied or publishes.accept(body, fault.seconds)))
         else:  # drop
             if fault.accepted and denied is None:
-                owner._accept(body)
+                publishes.accept(body)
             self._drop()
-
-    def _respond_fault(self, fault: _Fault) -> None:
-        status = fault.status
-        headers = list(fault.headers)
-        if fault.body is None:
-            _, body, _ = _error(status, "injected failure")
-            if not any(n.lower() == "content-type" for n, _ in headers):
-                headers.append(_JSON_CT)
-        else:
-            body = fault.body
-            if not any(n.lower() == "content-type" for n, _ in headers):
-                headers.append(_TEXT_CT)
-        if 100 <= status < 200 or status in (204, 304):
-            headers = [(n, v) for n, v in headers if n.lower() != "content-type"]
-        self._respond(status, body, headers)

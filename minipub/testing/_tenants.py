@@ -107,6 +107,10 @@ class TenantStore:
         self.shared: List[str] = list(shared)
         self.tenants: Dict[str, Tenant] = {}
 
+    def clear(self) -> None:
+        """Forget every tenant and its destinations (the shared destinations stay)."""
+        self.tenants.clear()
+
     def upsert(self, tenant_id: str) -> bool:
         """Create the tenant (True) or touch it (False)."""
         tenant = self.tenants.get(tenant_id)

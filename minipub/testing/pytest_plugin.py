@@ -8,6 +8,10 @@
 - ``minipub_sdk``: an ``SDK`` pointed at it, with short retry waits.
 - ``minipub_env``: ``OUTPOST_API_KEY`` / ``OUTPOST_API_BASE_URL`` pointed at it, for code that
   calls ``minipub.publish(...)`` or builds ``SDK()`` from the environment.
+- ``outpost_shared_server``: one server for the whole session (``outpost_session_server``), reset
+  for each test (no events, requests, tenants or queued faults; its key back to the configured
+  one): a server per test costs a port and threads each. ``outpost_server_options`` (session
+  scope) are the ``OutpostServer`` arguments; a ``conftest.py`` redefines it to choose them.
 
 Loaded by pytest only; ``import minipub`` never imports this module.
 """
@@ -15,7 +19,7 @@ Loaded by pytest only; ``import minipub`` never imports this module.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Any, Dict, Iterator
 
 import pytest
 
@@ -24,7 +28,8 @@ from ..client import BASE_URL_ENV, SDK
 from ..retry import BackoffStrategy, RetryConfig
 from .server import OutpostServer
 
-__all__ = ["outpost_server", "minipub_sdk", "minipub_env", "TEST_API_KEY", "FAST_RETRIES"]
+__all__ = ["outpost_server", "minipub_sdk", "minipub_env", "outpost_server_options", "outpost_session_server",
+           "outpost_shared_server", "TEST_API_KEY", "FAST_RETRIES"]
 
 #: The key ``outpost_server`` accepts (``outpost_server.api_key`` is settable, for rotation tests).
 TEST_API_KEY = "sk_test_minipub_fixture"
@@ -61,3 +66,28 @@ def minipub_env(outpost_server: OutpostServer, monkeypatch: pytest.MonkeyPatch) 
     reset_default_client()
     yield outpost_server
     reset_default_client()
+
+
+@pytest.fixture(scope="session")
+def outpost_server_options() -> Dict[str, Any]:
+    """The ``OutpostServer`` arguments of ``outpost_session_server`` (redefine it, session-scoped, in a conftest)."""
+    return {"api_key": TEST_API_KEY, "processing_wait": 1.0}
+
+
+@pytest.fixture(scope="session")
+def outpost_session_server(outpost_server_options: Dict[str, Any]) -> Iterator[OutpostServer]:
+    """One running embedded Outpost for the whole session; tests take it through ``outpost_shared_server``."""
+    with OutpostServer(**outpost_server_options) as server:
+        yield server
+
+
+@pytest.fixture
+def outpost_shared_server(outpost_session_server: OutpostServer,
+                          outpost_server_options: Dict[str, Any]) -> Iterator[OutpostServer]:
+    """The session's server, reset for this test: no events, requests, tenants or queued faults, the configured key."""
+    server = outpost_session_server
+    server.clear()
+    server.reset_faults()
+    server.api_key = outpost_server_options.get("api_key", "test-key")
+    yield server
+    server.reset_faults()

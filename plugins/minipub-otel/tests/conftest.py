@@ -1,8 +1,8 @@
-"""Fixtures: the embedded Outpost server and a clean environment (entry points off unless a test turns them on)."""
+"""Fixtures: the embedded Outpost server (from minipub's pytest plugin) and a clean environment (entry points off unless a test turns them on)."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -21,17 +21,15 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def session_server() -> Iterator[OutpostServer]:
-    with OutpostServer(api_key=API_KEY) as server:
-        yield server
+def outpost_server_options() -> Dict[str, Any]:
+    """The session's embedded server (minipub's pytest plugin, ``outpost_session_server``): this suite's key."""
+    return {"api_key": API_KEY}
 
 
 @pytest.fixture
-def server(session_server: OutpostServer) -> Iterator[OutpostServer]:
-    session_server.clear()
-    session_server.reset_faults()
-    session_server.api_key = API_KEY
-    yield session_server
+def server(outpost_shared_server: OutpostServer) -> OutpostServer:
+    """The session's embedded server, reset for this test (minipub's pytest plugin)."""
+    return outpost_shared_server
 
 
 class Telemetry:
