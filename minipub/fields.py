@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .request import TimeLike
     from .retry import RetryConfig
 
-__all__ = ["EventFields", "PublishOptions", "EventCall", "FIELDS", "LINE_FIELDS", "REQUIRED", "build",
+__all__ = ["EventFields", "PublishOptions", "EventCall", "FIELDS", "LINE_FIELDS", "REQUIRED", "REQUIRED_FIELDS", "build",
            "timeout_seconds"]
 
 
