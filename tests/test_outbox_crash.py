@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
+import minipub.background.store
 import minipub.outbox
 from minipub import SDK, Publisher, RetryBudget
 from minipub.outbox import Outbox
@@ -159,7 +160,7 @@ def test_live_processes_and_publishers_never_send_one_event_twice(tmp_path: Path
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Two child processes and two publishers in this process drain one outbox together, all sweeping for
     dead owners every 50 ms with 120 s leases: only liveness could free a row, and no live owner's is."""
-    monkeypatch.setattr(minipub.outbox, "SWEEP_INTERVAL", 0.05)
+    monkeypatch.setattr(minipub.background.store, "SWEEP_INTERVAL", 0.05)
     path = tmp_path / "shared.db"
     requests = [build_publish_request(tenant_id="acme", topic="t", data={"n": n}) for n in range(400)]
     with Outbox(path) as outbox:
