@@ -73,7 +73,7 @@ def test_max_queue_bounds_unsettled_events() -> None:
     add(queue, 1)
     with pytest.raises(QueueFullError):
         add(queue, 2, block=False)
-    with pytest.raises(QueueFullError, match="after 0.01 s"):
+    with pytest.raises(QueueFullError, match=r"after 0\.01 s"):
         add(queue, 2, timeout=0.01)
     job = queue.take()  # taken is not settled: still no room
     with pytest.raises(QueueFullError):

@@ -62,6 +62,22 @@ class _Result:
                 self.outcome.when)
 
 
+def _warn_if_past_the_window(row: ClaimedRow, now: float) -> None:
+    if row.first_sent_at is not None and now - row.first_sent_at > DEDUP_WINDOW_SECONDS:
+        _log.log("WARNING", "event %s was first sent %.0f s ago, past Outpost's default deduplication "
+                 "window: if it was accepted then, it may be delivered twice", row.request.event_id,
+                 now - row.first_sent_at)
+
+
+def _next_due(outbox: Outbox, latest: float) -> float:
+    """When the outbox's earliest unleased row is due, but no later than ``latest``."""
+    try:
+        next_due = outbox.next_due()
+    except OutboxError:
+        next_due = None
+    return min(next_due, latest) if next_due is not None else latest
+
+
 class OutboxPump:
     """A :class:`~minipub.background.jobs.JobQueue` on an outbox file: failures that may pass are deferred."""
 
@@ -189,7 +205,7 @@ class OutboxPump:
             if stop:
                 break
             if not self._more_due:
-                due_at = self._next_due(now)
+                due_at = _next_due(self._outbox, now + self._poll)
             if flushing and check_at <= time.monotonic():
                 self._settle_vanished()
                 check_at = time.monotonic() + self._poll
@@ -248,10 +264,7 @@ class OutboxPump:
 
     def _hand_out(self, row: ClaimedRow, now: float) -> None:
         """With the lock held: a claimed row becomes a job for the workers."""
-        if row.first_sent_at is not None and now - row.first_sent_at > DEDUP_WINDOW_SECONDS:
-            _log.log("WARNING", "event %s was first sent %.0f s ago, past Outpost's default deduplication "
-                     "window: if it was accepted then, it may be delivered twice", row.request.event_id,
-                     now - row.first_sent_at)
+        _warn_if_past_the_window(row, now)
         seq = self._row_seq.get(row.row_id)
         if seq is None or not self._tracker.is_unsettled(seq):
             seq = self._row_seq[row.row_id] = self._tracker.track(False)
@@ -290,13 +303,6 @@ class OutboxPump:
                 seq = self._row_seq.pop(row_id, None)
                 if seq is not None:
                     self._tracker.settle(seq)
-
-    def _next_due(self, now: float) -> float:
-        try:
-            next_due = self._outbox.next_due()
-        except OutboxError:
-            next_due = None
-        return min(next_due, now + self._poll) if next_due is not None else now + self._poll
 
     def _settle_vanished(self) -> None:
         """Rows we wait for but do not hold may have been delivered by another process: stop waiting."""

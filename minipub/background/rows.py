@@ -23,8 +23,8 @@ __all__ = ["OutboxEntry", "DeadLetter", "ClaimedRow", "RowOutcome", "BadRowHandl
 SCHEMA_VERSION = 1
 
 COLUMNS = "event_id, tenant_id, topic, body, headers, retries, timeout_ms, created_at, first_sent_at"
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS outbox (
+#: The event and how to send it: the columns both tables have, in this order.
+_EVENT_COLUMNS = """
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
     tenant_id TEXT NOT NULL,
@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     retries TEXT,
     timeout_ms REAL,
     created_at REAL NOT NULL,
-    first_sent_at REAL,
+    first_sent_at REAL,"""
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outbox ({_EVENT_COLUMNS}
     next_attempt_at REAL NOT NULL,
     rounds INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
@@ -43,17 +45,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at, id);
 CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (lease_owner) WHERE lease_owner IS NOT NULL;
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    body BLOB NOT NULL,
-    headers TEXT,
-    retries TEXT,
-    timeout_ms REAL,
-    created_at REAL NOT NULL,
-    first_sent_at REAL,
+CREATE TABLE IF NOT EXISTS dead_letters ({_EVENT_COLUMNS}
     rounds INTEGER NOT NULL,
     failed_at REAL NOT NULL,
     error TEXT NOT NULL,
@@ -100,19 +92,15 @@ class DeadLetter(Record):
     failed_at: float
 
 
-class ClaimedRow:
+class ClaimedRow(Record):
     """A row this process holds a lease on: the request to send again, and its history."""
 
-    __slots__ = ("first_sent_at", "request", "retries", "rounds", "row_id", "timeout_ms")
-
-    def __init__(self, row_id: int, request: PublishRequest, retries: Optional[RetryConfig],
-                 timeout_ms: Optional[float], rounds: int, first_sent_at: Optional[float]) -> None:
-        self.row_id = row_id
-        self.request = request
-        self.retries = retries
-        self.timeout_ms = timeout_ms
-        self.rounds = rounds
-        self.first_sent_at = first_sent_at
+    row_id: int
+    request: PublishRequest
+    retries: Optional[RetryConfig]
+    timeout_ms: Optional[float]
+    rounds: int
+    first_sent_at: Optional[float]
 
 
 def _dump_retries(config: Optional[RetryConfig]) -> Optional[str]:

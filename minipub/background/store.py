@@ -42,6 +42,31 @@ def _check_synchronous(value: str) -> str:
     return str(mode)
 
 
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    """A connection to the outbox file in WAL mode, its schema made if missing."""
+    try:
+        conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open the outbox {path!r}: {exc}") from None
+    conn.text_factory = rows.stored_text
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise OutboxError(f"outbox {path!r}: SQLite refused WAL mode ({mode}); use a local disk")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in rows.SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except (sqlite3.Error, OutboxError) as exc:
+        conn.close()
+        if isinstance(exc, OutboxError):
+            raise
+        raise OutboxError(f"cannot open the outbox {path!r}: {exc}") from None
+    return conn
+
+
 class Outbox:
     """One outbox file. Thread-safe (one connection behind a lock); use ``close()`` when done.
 
@@ -64,36 +89,12 @@ class Outbox:
             self._connection()  # open now: a bad path or a refused WAL fails here
         _fork.register(self)
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None,
-                                   check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot open the outbox {self.path!r}: {exc}") from None
-        conn.text_factory = rows.stored_text
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise OutboxError(f"outbox {self.path!r}: SQLite refused WAL mode ({mode}); use a local disk")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in rows.SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("COMMIT")
-        except (sqlite3.Error, OutboxError) as exc:
-            conn.close()
-            if isinstance(exc, OutboxError):
-                raise
-            raise OutboxError(f"cannot open the outbox {self.path!r}: {exc}") from None
-        return conn
-
     def _connection(self) -> sqlite3.Connection:
         """With the lock held: the connection, (re)opened on first use (after a fork, in both processes)."""
         if self._closed:
             raise OutboxError(f"the outbox {self.path!r} is closed")
         if self._conn is None:
-            self._conn = self._open()
+            self._conn = _connect(self.path, self.synchronous)
         return self._conn
 
     # SQLite keeps per-file lock state for the whole process: a connection open across a fork would
@@ -279,10 +280,8 @@ class Outbox:
 
     def pending(self, limit: Optional[int] = 100) -> List[OutboxEntry]:
         """Pending events, oldest first (at most ``limit``; None for all)."""
-        found = self._read(
-            "SELECT id, event_id, tenant_id, topic, body, rounds, next_attempt_at, first_sent_at, lease_owner, "
-            "last_error FROM outbox ORDER BY id LIMIT ?", (-1 if limit is None else limit,))
-        return [OutboxEntry(r[0], rows.event_of(r[1:5]), r[5], r[6], r[7], r[8], r[9]) for r in found]
+        found = self._listed("outbox", "rounds, next_attempt_at, first_sent_at, lease_owner, last_error", limit)
+        return [OutboxEntry(*row) for row in found]
 
     def dead_letter_count(self) -> int:
         """How many events failed for good."""
@@ -290,10 +289,14 @@ class Outbox:
 
     def dead_letters(self, limit: Optional[int] = 100) -> List[DeadLetter]:
         """Dead letters, oldest first (at most ``limit``; None for all)."""
-        found = self._read(
-            "SELECT id, event_id, tenant_id, topic, body, error, status, rounds, first_sent_at, failed_at "
-            "FROM dead_letters ORDER BY id LIMIT ?", (-1 if limit is None else limit,))
-        return [DeadLetter(r[0], rows.event_of(r[1:5]), rows.as_text(r[5]), r[6], r[7], r[8], r[9]) for r in found]
+        found = self._listed("dead_letters", "error, status, rounds, first_sent_at, failed_at", limit)
+        return [DeadLetter(row_id, event, rows.as_text(error), *rest) for row_id, event, error, *rest in found]
+
+    def _listed(self, table: str, columns: str, limit: Optional[int]) -> List[Tuple[Any, ...]]:
+        """(id, the event as stored, then ``columns``) of a table's rows, oldest first."""
+        found = self._read(f"SELECT id, event_id, tenant_id, topic, body, {columns} FROM {table} ORDER BY id LIMIT ?",
+                           (-1 if limit is None else limit,))
+        return [(row[0], rows.event_of(row[1:5]), *row[5:]) for row in found]
 
     def replay_dead_letters(self, ids: Optional[Iterable[int]] = None) -> int:
         """Put dead letters (these ids, or all) back in the outbox, due now, with the same event ids.
