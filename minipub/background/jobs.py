@@ -31,12 +31,8 @@ class Job:
 
     def __init__(self, seq: int, request: PublishRequest, retry_config: Optional[RetryConfig],
                  timeout_ms: Optional[float], row_id: Optional[int] = None, rounds: int = 0) -> None:
-        self.seq = seq
-        self.request = request
-        self.retry_config = retry_config
-        self.timeout_ms = timeout_ms
-        self.row_id = row_id
-        self.rounds = rounds
+        self.seq, self.request, self.retry_config, self.timeout_ms = seq, request, retry_config, timeout_ms
+        self.row_id, self.rounds = row_id, rounds  # from an outbox: the row, and how many rounds failed
         self.done = False  # its outcome is being settled (memory queue: by a worker, or by close())
 
     def event(self) -> Event:

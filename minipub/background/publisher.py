@@ -103,8 +103,7 @@ class Publisher:
         self._workers = workers
         self._max_queue = max_queue
         self._on_error = on_error
-        self._block = block
-        self._block_timeout = block_timeout
+        self._block, self._block_timeout = block, block_timeout  # submit()'s defaults
         self.exit_timeout = exit_timeout
         self._lease = float(lease_seconds)
         self._backoff = BackoffStrategy(round(backoff_initial * 1000), round(backoff_cap * 1000), 2.0, 0)
