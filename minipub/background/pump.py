@@ -219,7 +219,7 @@ class OutboxPump:
                 now = time.time()
                 if room > 0 and not self._handout.stopping and (self._more_due or due_at <= now):
                     break
-                flushing = self._tracker.flushing > 0
+                flushing = self._tracker.flushing
                 if flushing and check_at <= time.monotonic():
                     break
                 wait = self._poll if room <= 0 else min(self._poll, due_at - now)
@@ -232,7 +232,7 @@ class OutboxPump:
             results = sum(1 for op in ops if isinstance(op, _Result))
             stop = self._stop or self._handout.stopping
             room = 0 if stop else self._capacity - len(self._claimed) + results
-            return ops, room, self._stop, self._tracker.flushing > 0
+            return ops, room, self._stop, self._tracker.flushing
 
     def _commit(self, ops: List[Union[_Insert, _Result]], room: int, now: float) -> bool:
         """One transaction for the batch; False when it failed (its submits raise)."""
@@ -242,15 +242,14 @@ class OutboxPump:
         try:
             row_ids, claimed = self._outbox.transact(
                 [(op.job.request, op.job.retry_config, op.job.timeout_ms) for op in inserts],
-                [op.row_outcome() for op in results], owner=self._owner, claim=room, lease_seconds=self._lease,
-                now=now, on_bad_row=lambda *row: bad.append(row))
+                [op.row_outcome() for op in results], owner=self._owner, claim=room, claim_inserts=True,
+                lease_seconds=self._lease, now=now, on_bad_row=lambda *row: bad.append(row))
         except Exception as exc:  # OutboxError, or a row that no longer decodes
             self._failed(inserts, results, exc if isinstance(exc, OutboxError) else OutboxError(
                 f"outbox: {describe(exc)}"))
             return False
         with self._lock:
             for op, row_id in zip(inserts, row_ids):
-                op.job.row_id = row_id
                 self._row_seq[row_id] = op.job.seq
             for result in results:
                 self._applied(result)

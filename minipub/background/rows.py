@@ -250,12 +250,15 @@ _OUTCOMES: Dict[str, Tuple[str, ...]] = {
 
 
 def insert(conn: sqlite3.Connection, request: PublishRequest, retries: Optional[RetryConfig],
-           timeout_ms: Optional[float], now: float) -> int:
-    """A new row, due now; its id."""
+           timeout_ms: Optional[float], now: float, lease: Optional[Tuple[str, float]] = None) -> int:
+    """A new row, due now (with ``lease``: already claimed by (owner, until), sent from now); its id."""
+    owner, until = lease or (None, None)
     cursor = conn.execute(
-        f"INSERT INTO outbox ({COLUMNS}, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+        f"INSERT INTO outbox ({COLUMNS}, next_attempt_at, lease_owner, lease_until) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (request.event_id, request.tenant_id, request.topic, request.body,
-         json.dumps(request.headers) if request.headers else None, _dump_retries(retries), timeout_ms, now, now),
+         json.dumps(request.headers) if request.headers else None, _dump_retries(retries), timeout_ms, now,
+         None if lease is None else now, now, owner, until),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid

@@ -80,6 +80,7 @@ class Outbox:
         self.synchronous = _check_synchronous(synchronous)
         self._lock = threading.RLock()
         self._conn: Optional[sqlite3.Connection] = None
+        self._syncing = True
         self._closed = False
         self._fork_held = False
         self._owners_prefix = _owners.prefix_for(self.path)
@@ -95,6 +96,7 @@ class Outbox:
             raise OutboxError(f"the outbox {self.path!r} is closed")
         if self._conn is None:
             self._conn = _connect(self.path, self.synchronous)
+            self._syncing = True  # the connection's setting is the outbox's
         return self._conn
 
     # SQLite keeps per-file lock state for the whole process: a connection open across a fork would
@@ -148,10 +150,14 @@ class Outbox:
                 conn.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``: other processes wait up to 30 s)."""
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: other processes wait up to 30 s); not ``durable``:
+        under ``FULL``, committed without waiting for the sync (the next durable commit syncs it too)."""
         with self._lock:
             conn = self._connection()
+            if self.synchronous == "FULL" and self._syncing != durable:
+                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._syncing = durable
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -182,17 +188,23 @@ class Outbox:
         *,
         owner: str,
         claim: int = 0,
+        claim_inserts: bool = False,
         lease_seconds: float = 120.0,
         now: Optional[float] = None,
         on_bad_row: Optional[BadRowHandler] = None,
     ) -> Tuple[List[int], List[ClaimedRow]]:
-        """One transaction (one commit, one fsync for all): record ``inserts``, apply ``outcomes`` of
-        rows ``owner`` holds, then claim up to ``claim`` due rows for ``lease_seconds``.
-        Returns the new row ids (in order) and the claimed rows.
+        """One transaction (one commit, one sync for all): record ``inserts``, apply ``outcomes`` of
+        rows ``owner`` holds, then claim up to ``claim`` due rows for ``lease_seconds`` (oldest first).
+        With ``claim_inserts`` the inserts are recorded after the claim, and the claim's room left
+        takes them as they are written (nothing read back). Returns the new row ids (in order) and the
+        claimed rows.
 
         A claiming owner holds a liveness lock (see ``_owners``) while it has rows; rows leased by an
         owner whose process died are claimable at once. A row that does not decode is moved to the
-        dead letters with the reason (``on_bad_row`` hears of it); the others flow."""
+        dead letters with the reason (``on_bad_row`` hears of it); the others flow. With
+        ``synchronous="FULL"`` only a transaction that records inserts waits for the sync: what the
+        others change (a delivered row deleted, a row moved or leased) is synced with the next one,
+        so a power loss can only make a row be sent again, with its id."""
         now = time.time() if now is None else now
         dead: List[str] = []
         damaged: List[int] = []
@@ -203,8 +215,8 @@ class Outbox:
                 f"SELECT 1 FROM outbox WHERE {CLAIMABLE} LIMIT 1", (now, now))):
             return [], []
         bad: List[Tuple[int, Event, str]] = []
-        with self._transaction() as conn:
-            row_ids = [rows.insert(conn, request, retries, timeout_ms, now) for request, retries, timeout_ms in inserts]
+        with self._transaction(durable=bool(inserts)) as conn:
+            row_ids = [] if claim_inserts else [rows.insert(conn, *insert, now) for insert in inserts]
             rows.apply(conn, outcomes, owner)
             for gone in dead:
                 conn.execute("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
@@ -212,6 +224,11 @@ class Outbox:
             for row_id in damaged:
                 rows.bury(conn, row_id, "next_attempt_at: not a time", now, bad)
             claimed = rows.claim(conn, owner, claim, lease_seconds, now, bad) if claim > 0 else []
+            if claim_inserts:  # after the claim: rows already due go first
+                room, lease = claim - len(claimed), (owner, now + lease_seconds)
+                row_ids = [rows.insert(conn, *insert, now, lease if number < room else None)
+                           for number, insert in enumerate(inserts)]
+                claimed += [ClaimedRow(row_id, *insert, 0, now) for row_id, insert in zip(row_ids[:room], inserts)]
         for gone in dead:
             _owners.forget(self._owners_prefix, gone)
         if on_bad_row is not None:

@@ -51,9 +51,12 @@ class Tracker:
     def __init__(self, on_error: Optional[ErrorHandler]) -> None:
         self.on_error = on_error
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)  # an event settled: flush() and room waiters
+        # Each wakes only the waiters it may satisfy: a woken thread costs a GIL hand-off per event.
+        self.changed = threading.Condition(self.lock)  # the oldest unsettled event passed a flush's target
+        self._room = threading.Condition(self.lock)  # an event submitted here settled, and submit() waits
+        self._room_waiters = 0
+        self._targets: List[int] = []  # the targets of the flush() calls waiting
         self.closing = False  # no new submits (set by close())
-        self.flushing = 0  # flush() calls waiting
         self._unsettled: Dict[int, bool] = {}  # seq -> submitted here (not replayed)
         self._heap: List[int] = []
         self._next_seq = 1
@@ -90,7 +93,22 @@ class Tracker:
             return
         if here:
             self.queued_here -= 1
-        self.changed.notify_all()
+            if self._room_waiters:
+                self._room.notify()
+        if self._targets and self._oldest() > min(self._targets):
+            self.changed.notify_all()
+
+    def _oldest(self) -> float:
+        """The oldest unsettled sequence number (inf when none)."""
+        heap = self._heap
+        while heap and heap[0] not in self._unsettled:
+            heapq.heappop(heap)
+        return heap[0] if heap else float("inf")
+
+    @property
+    def flushing(self) -> bool:
+        """Whether a flush() waits."""
+        return bool(self._targets)
 
     def withdraw(self, seq: int) -> None:
         """A submit that raised: as if it never happened."""
@@ -115,13 +133,19 @@ class Tracker:
         if not block:
             raise QueueFullError(f"{full}; submit(block=True) waits for room, or raise max_queue")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.queued_here >= max_queue:
-            if self.closing:
-                raise PublisherClosedError("this Publisher was closed while submit() waited for room")
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise QueueFullError(f"{full}, still after {timeout} s; raise block_timeout or max_queue")
-            self.changed.wait(remaining)
+        self._room_waiters += 1
+        try:
+            while self.queued_here >= max_queue:
+                if self.closing:
+                    raise PublisherClosedError("this Publisher was closed while submit() waited for room")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFullError(f"{full}, still after {timeout} s; raise block_timeout or max_queue")
+                self._room.wait(remaining)
+        finally:
+            self._room_waiters -= 1
+            if self.queued_here < max_queue and self._room_waiters:
+                self._room.notify()  # room for more than this one: pass the wake-up on
 
     # -- from any thread -----------------------------------------------------------------------
 
@@ -131,13 +155,10 @@ class Tracker:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
             target = self._next_seq - 1
-            self.flushing += 1
+            self._targets.append(target)
             try:
                 while True:
-                    heap = self._heap
-                    while heap and heap[0] not in self._unsettled:
-                        heapq.heappop(heap)
-                    if not heap or heap[0] > target:
+                    if self._oldest() > target:
                         return True
                     if not alive():
                         return False
@@ -146,7 +167,7 @@ class Tracker:
                         return False
                     self.changed.wait(remaining)
             finally:
-                self.flushing -= 1
+                self._targets.remove(target)
 
     def stats(self) -> PublisherStats:
         with self.lock:
