@@ -25,6 +25,7 @@ from ..errors import ConfigurationError, MinipubError
 from ..fields import build
 from ..request import new_event_id
 from ..retry import BackoffStrategy, backoff_ceiling, is_final
+from .gate import KeyGate
 from .jobs import DEAD, DEFERRED, DELIVERED, Job, JobQueue, Outcome
 from .memory import MemoryQueue
 from .tracker import ErrorHandler, PublisherStats, Tracker, describe
@@ -133,6 +134,7 @@ class Publisher:
             self._queue = self._pump = OutboxPump(self._tracker, self._outbox, self._owner, workers=self._workers,
                                                   lease_seconds=self._lease, poll_interval=self._poll)
         self._resting = threading.Event()  # set at close: wakes workers pausing after a failure
+        self._gate = KeyGate(self._pause)
         self._threads: List[threading.Thread] = []
         self._started = False
 
@@ -254,7 +256,14 @@ class Publisher:
             job = queue.take()
             if job is None:
                 return
+            closed = self._gate.admit()
+            if closed is not None:  # the key was refused: not sent; kept (outbox) or failed (memory)
+                refusal, until = closed
+                queue.report(job, Outcome(DEFERRED, refusal, until) if queue.defers else
+                             Outcome(DEAD, refusal, _time.time()))
+                continue
             outcome, passing = self._deliver(job, queue.defers)
+            self._gate.sent(outcome.error)
             queue.report(job, outcome)
             streak = streak + 1 if passing else 0
             if passing:
