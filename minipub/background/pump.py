@@ -1,8 +1,9 @@
 """The outbox pump: one thread owns the outbox file and feeds the Publisher's workers from it.
 
 Submits wait for their row's commit; the thread commits inserts and the workers' outcomes in
-groups (one transaction, one sync, for everything waiting) and claims due rows (a lease) for the
-workers, at most two per worker at a time. A failure that may pass later leaves the row due again
+groups (one transaction, one sync, for everything waiting) and claims rows (a lease) for the
+workers, at most two per worker at a time: rows already due first, then the new rows themselves,
+as they are written. A failure that may pass later leaves the row due again
 later; rows this process waits for but does not hold (another process's) are checked while a
 ``flush`` waits, so a row another process delivered stops being waited for.
 """
