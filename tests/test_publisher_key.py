@@ -60,6 +60,7 @@ def test_with_an_outbox_a_refused_key_keeps_the_events_until_it_is_accepted(serv
         assert refused <= 4 + 5  # in flight at the first 401, then about one probe per pause
         assert letters == refused == len(told.calls)  # a refused send fails for good, as before
         assert pending == 40 - letters  # the rest wait, unsent
+        assert all(entry.rounds == 0 for entry in publisher.outbox.pending(None))  # postponed, not tried
         server.api_key = API_KEY  # the operator fixes the key: the next probe is accepted, sending resumes
         assert publisher.flush(timeout=10) is False or publisher.stats().queued == 0
         deadline = time.monotonic() + 10

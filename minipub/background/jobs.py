@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from ..request import PublishRequest
     from ..retry import RetryConfig
 
-__all__ = ["Job", "Outcome", "JobQueue", "Handout", "DELIVERED", "DEFERRED", "DEAD"]
+__all__ = ["Job", "Outcome", "JobQueue", "Handout", "DELIVERED", "DEFERRED", "POSTPONED", "DEAD"]
 
-#: Outcome kinds: a 202 (the event is settled); "due again later" (only a queue that ``defers``);
+#: Outcome kinds: a 202 (the event is settled); failed, due again later (only a queue that ``defers``);
+#: not sent, due again later (the key was refused: ``gate.py``; only a queue that ``defers``);
 #: failed for good (``on_error``, and the dead letters with an outbox).
-DELIVERED, DEFERRED, DEAD = "delivered", "deferred", "dead"
+DELIVERED, DEFERRED, POSTPONED, DEAD = "delivered", "deferred", "postponed", "dead"
 
 
 class Job:

@@ -26,7 +26,7 @@ from ..fields import build
 from ..request import new_event_id
 from ..retry import BackoffStrategy, backoff_ceiling, is_final
 from .gate import KeyGate
-from .jobs import DEAD, DEFERRED, DELIVERED, Job, JobQueue, Outcome
+from .jobs import DEAD, DEFERRED, DELIVERED, POSTPONED, Job, JobQueue, Outcome
 from .memory import MemoryQueue
 from .tracker import ErrorHandler, PublisherStats, Tracker, describe
 
@@ -260,7 +260,7 @@ class Publisher:
             closed = self._gate.admit()
             if closed is not None:  # the key was refused: not sent; kept (outbox) or failed (memory)
                 refusal, until = closed
-                queue.report(job, Outcome(DEFERRED, refusal, until) if queue.defers else
+                queue.report(job, Outcome(POSTPONED, refusal, until) if queue.defers else
                              Outcome(DEAD, refusal, _time.time()))
                 continue
             outcome, passing = self._deliver(job, queue.defers)

@@ -245,6 +245,8 @@ _OUTCOMES: Dict[str, Tuple[str, ...]] = {
     "dead": (f"INSERT INTO dead_letters ({COLUMNS}, rounds, failed_at, error, status) SELECT {COLUMNS}, "
              "rounds + 1, :when, :error, :status FROM outbox WHERE id = :id AND lease_owner = :owner",
              "DELETE FROM outbox WHERE id = :id AND lease_owner = :owner"),
+    "postponed": ("UPDATE outbox SET next_attempt_at = :when, last_error = :error, lease_owner = NULL, "
+                  "lease_until = NULL WHERE id = :id AND lease_owner = :owner",),  # not sent: no round
     "release": ("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE id = :id AND lease_owner = :owner",),
 }
 
