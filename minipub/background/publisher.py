@@ -60,7 +60,8 @@ class Publisher:
     with ``outbox="path.db"`` events wait on disk and ``submit`` returns once the row is committed.
     ``on_error(event, error)`` hears of each event that failed for good (default: a WARNING log).
     After the server refused the key (401/403), one event per pause probes it and the others are not
-    sent (kept in the outbox, or failed to ``on_error``) until a probe is accepted. Use as a context manager, or call ``close()``; open publishers are closed at exit (``exit_timeout``).
+    sent (kept in the outbox, or failed to ``on_error``) until a probe is accepted. Use as a context
+    manager, or call ``close()``; open publishers are closed at exit (``exit_timeout``).
     """
 
     def __init__(

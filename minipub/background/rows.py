@@ -251,31 +251,36 @@ _OUTCOMES: Dict[str, Tuple[str, ...]] = {
 }
 
 
-def insert(conn: sqlite3.Connection, request: PublishRequest, retries: Optional[RetryConfig],
-           timeout_ms: Optional[float], now: float, lease: Optional[Tuple[str, float]] = None) -> int:
-    """A new row, due now (with ``lease``: already claimed by (owner, until), sent from now); its id."""
+def insert(conn: sqlite3.Connection, inserts: Sequence[Tuple[PublishRequest, Optional[RetryConfig], Optional[float]]],
+           now: float, lease: Optional[Tuple[str, float]] = None, leased: int = 0) -> List[int]:
+    """New rows, due now, the first ``leased`` of them already claimed by ``lease`` (owner, until) and
+    sent from now; their ids, in order."""
+    if not inserts:
+        return []
     owner, until = lease or (None, None)
-    cursor = conn.execute(
+    conn.executemany(
         f"INSERT INTO outbox ({COLUMNS}, next_attempt_at, lease_owner, lease_until) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (request.event_id, request.tenant_id, request.topic, request.body,
-         json.dumps(request.headers) if request.headers else None, _dump_retries(retries), timeout_ms, now,
-         None if lease is None else now, now, owner, until),
-    )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+        [(request.event_id, request.tenant_id, request.topic, request.body,
+          json.dumps(request.headers) if request.headers else None, _dump_retries(retries), timeout_ms, now,
+          *((now, now, owner, until) if number < leased else (None, now, None, None)))
+         for number, (request, retries, timeout_ms) in enumerate(inserts)])
+    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    # one writer at a time (BEGIN IMMEDIATE) and AUTOINCREMENT: the new ids are consecutive
+    return list(range(last - len(inserts) + 1, last + 1))
 
 
 def apply(conn: sqlite3.Connection, outcomes: Sequence[RowOutcome], owner: str) -> None:
-    """Apply outcomes to rows ``owner`` holds (a 202 deletes the row whoever holds it)."""
+    """Apply outcomes to rows ``owner`` holds (a 202 deletes the row whoever holds it), kind by kind."""
+    by_kind: Dict[str, List[Dict[str, Any]]] = {}
     for kind, row_id, error, status, when in outcomes:
-        statements = _OUTCOMES.get(kind)
-        if statements is None:
+        if kind not in _OUTCOMES:
             raise ValueError(f"unknown outbox outcome {kind!r}")
-        params = {"id": row_id, "owner": owner, "error": error if error or kind != "dead" else "",
-                  "status": status, "when": when}
-        for sql in statements:
-            conn.execute(sql, params)
+        by_kind.setdefault(kind, []).append({"id": row_id, "owner": owner, "status": status, "when": when,
+                                             "error": error if error or kind != "dead" else ""})
+    for kind, params in by_kind.items():
+        for sql in _OUTCOMES[kind]:
+            conn.executemany(sql, params)
 
 
 def bury(conn: sqlite3.Connection, row_id: int, reason: str, now: float, bad: List[Tuple[int, Event, str]]) -> None:

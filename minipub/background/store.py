@@ -216,7 +216,7 @@ class Outbox:
             return [], []
         bad: List[Tuple[int, Event, str]] = []
         with self._transaction(durable=bool(inserts)) as conn:
-            row_ids = [] if claim_inserts else [rows.insert(conn, *insert, now) for insert in inserts]
+            row_ids = [] if claim_inserts else rows.insert(conn, inserts, now)
             rows.apply(conn, outcomes, owner)
             for gone in dead:
                 conn.execute("UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
@@ -225,9 +225,8 @@ class Outbox:
                 rows.bury(conn, row_id, "next_attempt_at: not a time", now, bad)
             claimed = rows.claim(conn, owner, claim, lease_seconds, now, bad) if claim > 0 else []
             if claim_inserts:  # after the claim: rows already due go first
-                room, lease = claim - len(claimed), (owner, now + lease_seconds)
-                row_ids = [rows.insert(conn, *insert, now, lease if number < room else None)
-                           for number, insert in enumerate(inserts)]
+                room = claim - len(claimed)
+                row_ids = rows.insert(conn, inserts, now, (owner, now + lease_seconds), room)
                 claimed += [ClaimedRow(row_id, *insert, 0, now) for row_id, insert in zip(row_ids[:room], inserts)]
         for gone in dead:
             _owners.forget(self._owners_prefix, gone)
