@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from .. import _fork, _owners
 from ..errors import ConfigurationError, OutboxError
@@ -83,8 +83,7 @@ class Outbox:
         self._syncing = True
         self._closed = False
         self._fork_held = False
-        self._owners_prefix = _owners.prefix_for(self.path)
-        self._owner_locks: Dict[str, _owners.OwnerLock] = {}  # owners claiming through this object
+        self._owners = _owners.Owners(self.path, self._holding)  # owners claiming through this object
         self._swept_at: Optional[float] = None
         with self._lock:
             self._connection()  # open now: a bad path or a refused WAL fails here
@@ -119,9 +118,7 @@ class Outbox:
         self._lock = threading.RLock()
         self._fork_held = False
         self._conn = None
-        for lock in self._owner_locks.values():  # the parent's owners stay alive only while the parent is
-            lock.forget_after_fork()
-        self._owner_locks = {}
+        self._owners.forget_after_fork()
 
     def __repr__(self) -> str:
         return f"Outbox({self.path!r}, synchronous={self.synchronous!r})"
@@ -136,14 +133,8 @@ class Outbox:
         """Close the connection. Idempotent. An owner's liveness lock is given up only when it holds
         no row any more (a send still in flight keeps it until the process exits)."""
         with self._lock:
-            if not self._closed and self._owner_locks:
-                try:
-                    held = {row[0] for row in self._read(
-                        "SELECT DISTINCT lease_owner FROM outbox WHERE lease_owner IS NOT NULL")}
-                except OutboxError:
-                    held = set(self._owner_locks)
-                for owner in [owner for owner in self._owner_locks if owner not in held]:
-                    self._owner_locks.pop(owner).release()
+            if not self._closed:
+                self._owners.release_idle()
             self._closed = True
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -209,7 +200,8 @@ class Outbox:
         dead: List[str] = []
         damaged: List[int] = []
         if claim > 0:
-            self._hold(owner)
+            with self._lock:
+                self._owners.hold(owner)
             dead, damaged = self._sweep()
         if not inserts and not outcomes and not dead and not damaged and (claim <= 0 or not self._read(
                 f"SELECT 1 FROM outbox WHERE {CLAIMABLE} LIMIT 1", (now, now))):
@@ -229,28 +221,15 @@ class Outbox:
                 row_ids = rows.insert(conn, inserts, now, (owner, now + lease_seconds), room)
                 claimed += [ClaimedRow(row_id, *insert, 0, now) for row_id, insert in zip(row_ids[:room], inserts)]
         for gone in dead:
-            _owners.forget(self._owners_prefix, gone)
+            _owners.forget(self._owners.prefix, gone)
         if on_bad_row is not None:
             for row_id, event, reason in bad:
                 on_bad_row(row_id, event, reason)
         return row_ids, claimed
 
-    def _hold(self, owner: str) -> None:
-        """``owner`` shows it is alive while it claims through this outbox."""
-        with self._lock:
-            if owner in self._owner_locks:
-                return
-            lock = _owners.OwnerLock(self._owners_prefix, owner)
-            lock.hold()  # False (no fcntl, a read-only directory): others fall back to its leases
-            self._owner_locks[owner] = lock
-        # once per owner: remove the files of dead owners that hold no row (killed while idle)
-        dead = _owners.dead_files(self._owners_prefix)
-        if dead:
-            holding = {row[0] for row in self._read(
-                "SELECT DISTINCT lease_owner FROM outbox WHERE lease_owner IS NOT NULL")}
-            for gone in dead:
-                if gone not in holding:
-                    _owners.forget(self._owners_prefix, gone)
+    def _holding(self) -> Set[str]:
+        """The owners holding leases now."""
+        return {row[0] for row in self._read("SELECT DISTINCT lease_owner FROM outbox WHERE lease_owner IS NOT NULL")}
 
     def _sweep(self) -> Tuple[List[str], List[int]]:
         """At most every ``SWEEP_INTERVAL``: the owners of leases whose process died, and the rows whose
@@ -260,10 +239,7 @@ class Outbox:
             if self._swept_at is not None and clock - self._swept_at < SWEEP_INTERVAL:
                 return [], []
             self._swept_at = clock
-            mine = set(self._owner_locks)
-        owners = [row[0] for row in self._read(
-            "SELECT DISTINCT lease_owner FROM outbox WHERE lease_owner IS NOT NULL")]
-        dead = [o for o in owners if o not in mine and _owners.is_dead(self._owners_prefix, o)]
+            dead = self._owners.dead(self._holding())
         damaged = [row[0] for row in self._read(
             "SELECT id FROM outbox WHERE next_attempt_at >= ? ORDER BY next_attempt_at LIMIT 100", (NOT_A_TIME,))]
         return dead, damaged
