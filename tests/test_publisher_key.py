@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 
-from minipub import SDK, Event, Publisher, RetryConfig
+from minipub import SDK, Publisher, RetryConfig
 from minipub.errors import UnauthorizedError
 from minipub.outbox import Outbox
 from minipub.testing import OutpostServer
 
 from .conftest import API_KEY
+from .test_publisher import Errors
 
 WRONG = "wrong-" + API_KEY
 PAUSES = {"backoff_initial": 0.3, "backoff_cap": 0.3, "poll_interval": 0.05}
 
 
-class Told:
-    def __init__(self) -> None:
-        self.calls: List[Tuple[Event, BaseException]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event: Event, error: BaseException) -> None:
-        with self.lock:
-            self.calls.append((event, error))
-
-
 def test_without_an_outbox_a_refused_key_fails_events_without_sending_them(server: OutpostServer) -> None:
     server.api_key = WRONG  # the server does not know the client's key
-    told = Told()
+    told = Errors()
     with SDK(API_KEY, server_url=server.url, retry_config=RetryConfig("none")) as sdk, \
             Publisher(sdk, workers=4, on_error=told, **PAUSES) as publisher:
         ids = [publisher.submit("t", {"n": n}, tenant_id="acme") for n in range(60)]
@@ -47,7 +36,7 @@ def test_without_an_outbox_a_refused_key_fails_events_without_sending_them(serve
 def test_with_an_outbox_a_refused_key_keeps_the_events_until_it_is_accepted(server: OutpostServer,
                                                                             tmp_path: Path) -> None:
     server.api_key = WRONG
-    told = Told()
+    told = Errors()
     path = tmp_path / "o.db"
     with SDK(API_KEY, server_url=server.url, retry_config=RetryConfig("none")) as sdk, \
             Publisher(sdk, workers=4, outbox=path, on_error=told, **PAUSES) as publisher:
@@ -77,7 +66,7 @@ def test_with_an_outbox_a_refused_key_keeps_the_events_until_it_is_accepted(serv
 @pytest.mark.parametrize("status", [401, 403])
 def test_after_one_pause_a_probe_is_sent_and_an_accepted_one_resumes(server: OutpostServer, status: int) -> None:
     server.fail_next(status)  # one refusal, then the key is accepted again
-    told = Told()
+    told = Errors()
     with SDK(API_KEY, server_url=server.url, retry_config=RetryConfig("none")) as sdk, \
             Publisher(sdk, workers=1, on_error=told, **PAUSES) as publisher:
         refused = publisher.submit("t", {"n": 0}, tenant_id="acme")
