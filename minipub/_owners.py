@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 try:
     import fcntl
@@ -119,3 +119,50 @@ def forget(prefix: str, owner: Any) -> None:
             os.unlink(path)
         except OSError:
             pass
+
+
+class Owners:
+    """The liveness locks of the owners claiming through one outbox object, in this process.
+
+    ``holding()`` answers which owners hold rows of the outbox now (its callers read the file)."""
+
+    def __init__(self, db_path: str, holding: Callable[[], Set[str]]) -> None:
+        self.prefix = prefix_for(db_path)
+        self._holding = holding
+        self._locks: Dict[str, OwnerLock] = {}
+
+    def hold(self, owner: str) -> None:
+        """``owner`` shows it is alive; the first time, the files of dead owners that hold no row
+        (killed while idle) are removed."""
+        if owner in self._locks:
+            return
+        lock = OwnerLock(self.prefix, owner)
+        lock.hold()  # False (no fcntl, a read-only directory): others fall back to its leases
+        self._locks[owner] = lock
+        dead = dead_files(self.prefix)
+        if dead:
+            holding = self._holding()
+            for gone in dead:
+                if gone not in holding:
+                    forget(self.prefix, gone)
+
+    def dead(self, owners: Iterable[str]) -> List[str]:
+        """Which of these owners (none of this object's) died."""
+        return [owner for owner in owners if owner not in self._locks and is_dead(self.prefix, owner)]
+
+    def release_idle(self) -> None:
+        """Give up the locks of owners that hold no row any more (a send in flight keeps its lock)."""
+        if not self._locks:
+            return
+        try:
+            holding = self._holding()
+        except Exception:  # the file cannot be read: keep every lock (the process's exit releases them)
+            return
+        for owner in [owner for owner in self._locks if owner not in holding]:
+            self._locks.pop(owner).release()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's owners stay alive only while the parent is."""
+        for lock in self._locks.values():
+            lock.forget_after_fork()
+        self._locks = {}

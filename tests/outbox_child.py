@@ -19,7 +19,7 @@ import sys
 if os.environ.get("CHILD_NO_FCNTL") == "1":
     sys.modules["fcntl"] = None  # type: ignore[assignment]  # ``import fcntl`` now raises ImportError
 
-import minipub.outbox as outbox_module
+import minipub.background.store as outbox_module
 from minipub import SDK, BackoffStrategy, Publisher, RetryBudget, RetryConfig
 
 

@@ -296,7 +296,7 @@ def test_publisher_submit_raises_only_minipub_errors(hostile: Any, tmp_path: Pat
 
     script, server = hostile
     # The outbox's backoff jitter draws in worker threads: from its own generator, not the one hypothesis watches.
-    monkeypatch.setattr("minipub.publisher.random", random.Random(0))
+    monkeypatch.setattr("minipub.background.publisher.random", random.Random(0))
     failures: List[BaseException] = []
     # No retries in the background: their jitter would draw from ``random`` while hypothesis generates.
     sdk = SDK(API_KEY, server_url=server.url(""), timeout_ms=300, retry_config=NO_RETRY)

@@ -6,18 +6,15 @@ embedded server counts the requests for each event id.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, Optional
 
 import pytest
 
+import minipub.background.store
 import minipub.outbox
 from minipub import SDK, Publisher, RetryBudget
 from minipub.outbox import Outbox
@@ -25,16 +22,11 @@ from minipub.request import build_publish_request
 from minipub.testing import OutpostServer
 from minipub.testing.rawserver import RawServer
 
+from .children import killed_at_exit, outbox_child, reports
 from .conftest import API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"backoff_initial": 0.01, "backoff_cap": 0.05, "poll_interval": 0.05}
-
-
-def _child(mode: str, url: str, path: Path, count: int = 0, **env: str) -> subprocess.Popen[str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.Popen([sys.executable, "-m", "tests.outbox_child", mode, url, API_KEY, str(path), str(count)],
-                            cwd=ROOT, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture
@@ -46,8 +38,7 @@ def stalling() -> Iterator[RawServer]:
 
 def _claimed_then_killed(url: str, path: Path, count: int, **env: str) -> Dict[str, Optional[float]]:
     """Run a producer until it holds leases on rows it is sending, SIGKILL it; its event ids -> lease expiry."""
-    child = _child("produce", url, path, count, **env)
-    try:
+    with killed_at_exit([outbox_child("produce", url, path, count, **env)]) as (child,):
         assert child.stdout is not None
         ids = []
         for _ in range(count):
@@ -69,10 +60,6 @@ def _claimed_then_killed(url: str, path: Path, count: int, **env: str) -> Dict[s
                 "SELECT event_id, lease_until FROM outbox")}
         assert sorted(leases) == sorted(ids)  # all still pending, some leased by the dead process
         return lease_until
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
 
 
 def test_rows_of_a_sigkilled_process_are_sent_again_within_two_seconds(stalling: RawServer,
@@ -99,17 +86,12 @@ def test_rows_of_a_sigkilled_process_are_sent_again_within_two_seconds(stalling:
 def test_the_lock_file_of_a_process_killed_while_idle_is_removed(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     with OutpostServer(api_key=API_KEY) as server:
-        child = _child("produce", server.url, path, 1, CHILD_HOLD="1")
-        try:
+        with killed_at_exit([outbox_child("produce", server.url, path, 1, CHILD_HOLD="1")]) as (child,):
             assert child.stdout is not None
             assert child.stdout.readline().startswith("ok ") and child.stdout.readline() == "done\n"
             assert len(list(tmp_path.glob("*.lock"))) == 1  # alive, idle, holding no row
             child.send_signal(signal.SIGKILL)
             child.wait(10)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(10)
         with SDK(API_KEY, server_url=server.url) as sdk, Publisher(sdk, outbox=path, **FAST) as publisher:
             publisher.submit("t", {}, tenant_id="acme")
             assert publisher.flush(timeout=10)
@@ -159,32 +141,23 @@ def test_live_processes_and_publishers_never_send_one_event_twice(tmp_path: Path
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Two child processes and two publishers in this process drain one outbox together, all sweeping for
     dead owners every 50 ms with 120 s leases: only liveness could free a row, and no live owner's is."""
-    monkeypatch.setattr(minipub.outbox, "SWEEP_INTERVAL", 0.05)
+    monkeypatch.setattr(minipub.background.store, "SWEEP_INTERVAL", 0.05)
     path = tmp_path / "shared.db"
     requests = [build_publish_request(tenant_id="acme", topic="t", data={"n": n}) for n in range(400)]
     with Outbox(path) as outbox:
         outbox.transact([(r, None, None) for r in requests], [], owner="writer")
     with OutpostServer(api_key=API_KEY) as server:
         server.delay_next(0.01, times=len(requests))  # draining lasts long enough for many sweeps
-        children = [_child("drain", server.url, path, CHILD_LEASE="120", CHILD_SWEEP="0.05") for _ in range(2)]
-        try:
+        with killed_at_exit([outbox_child("drain", server.url, path, CHILD_LEASE="120", CHILD_SWEEP="0.05")
+                             for _ in range(2)]) as children:
             with SDK(API_KEY, server_url=server.url, retry_budget=RetryBudget(100, 1)) as sdk, \
                     Publisher(sdk, workers=2, outbox=path, lease_seconds=120, **FAST) as first, \
                     Publisher(sdk, workers=2, outbox=path, lease_seconds=120, **FAST) as second:
                 assert first.flush(timeout=60) and second.flush(timeout=60)
                 mine = [first.stats().delivered, second.stats().delivered]
-            reports: List[Dict[str, int]] = []
-            for child in children:
-                out, err = child.communicate(timeout=60)
-                assert child.returncode == 0, err
-                reports.append(json.loads(out.strip().splitlines()[-1]))
-        finally:
-            for child in children:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait(10)
+            drained = reports(children)
         sent = Counter(r.json["id"] for r in server.requests)
-    shares = mine + [r["delivered"] for r in reports]
+    shares = mine + [r["delivered"] for r in drained]
     print(f"\n400 events drained by 4 owners in 3 processes: {shares}; most requests for one id: {max(sent.values())}")
     assert sorted(sent) == sorted(r.event_id for r in requests) and set(sent.values()) == {1}
     assert sum(shares) == 400

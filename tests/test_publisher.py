@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from minipub.hookspecs import hookimpl
 from minipub.outbox import Outbox
 from minipub.testing import OutpostServer
 
+from .children import exit_code_of_fork, killed_at_exit, outbox_child, reports
 from .conftest import API_KEY, Sleeps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -370,27 +370,14 @@ def test_several_processes_share_one_outbox_without_sending_twice(server: Outpos
                                                                   tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     ids = _fill(path, 300)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    children = [subprocess.Popen([sys.executable, "-m", "tests.outbox_child", "drain", server.url, API_KEY,
-                                  str(path)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for _ in range(2)]
-    try:
+    with killed_at_exit([outbox_child("drain", server.url, path) for _ in range(2)]) as children:
         with Publisher(sdk, workers=2, outbox=path, **FAST) as publisher:
             assert publisher.flush(timeout=30)
             mine = publisher.stats().delivered
-        reports = []
-        for child in children:
-            out, err = child.communicate(timeout=60)
-            assert child.returncode == 0, err
-            reports.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait(10)
+        drained = reports(children)
     sent = [r.json["id"] for r in server.requests]
     assert sorted(sent) == sorted(ids)  # every event requested exactly once, across three processes
-    assert mine + sum(r["delivered"] for r in reports) == 300
+    assert mine + sum(r["delivered"] for r in drained) == 300
     with Outbox(path) as outbox:
         assert outbox.pending_count() == 0
 
@@ -440,18 +427,9 @@ def test_fork_child_starts_fresh(server: OutpostServer, sdk: SDK, tmp_path: Path
                 (tmp_path / "child-error.txt").write_text(traceback.format_exc())
             finally:
                 os._exit(code)
-        deadline = time.monotonic() + 30
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
-        if not done:  # pragma: no cover
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        reports = [tmp_path / "child-error.txt", tmp_path / "child-hang.txt"]
-        assert done and os.waitstatus_to_exitcode(status) == 0, "".join(p.read_text() for p in reports
-                                                                          if p.exists())
+        code = exit_code_of_fork(pid)
+        notes = [tmp_path / "child-error.txt", tmp_path / "child-hang.txt"]
+        assert code == 0, "".join(p.read_text() for p in notes if p.exists())
         child_request = [r for r in server.requests if r.json["data"]["who"] == "child"][0]
         assert child_request.client_port not in parent_ports  # its own connection, not the parent's socket
         publisher.submit("t", {"who": "parent again"}, tenant_id="acme")  # the parent is unaffected
@@ -486,18 +464,10 @@ def test_fork_parent_closing_its_outbox_does_not_harm_the_childs(server: Outpost
                 os._exit(code)
         assert os.read(ready_r, 1) == b"x"
     os.write(go_w, b"x")  # the parent's publisher and outbox are closed now
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    if not done:  # pragma: no cover
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+    code = exit_code_of_fork(pid)
     for fd in (ready_r, ready_w, go_r, go_w):
         os.close(fd)
-    assert done and os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
     with Outbox(path) as outbox:  # all 30 of the child's events are in the file, none lost to a checkpoint
         assert sorted(e.event.data["n"] for e in outbox.pending(None)) == list(range(30))
 
