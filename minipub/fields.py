@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from .request import TimeLike
     from .retry import RetryConfig
 
-__all__ = ["EventFields", "PublishOptions", "EventCall", "FIELDS", "LINE_FIELDS", "REQUIRED", "REQUIRED_FIELDS", "build",
-           "timeout_seconds"]
+__all__ = ["EventFields", "PublishOptions", "EventCall", "FIELDS", "LINE_FIELDS", "REQUIRED", "REQUIRED_FIELDS",
+           "build", "timeout_seconds"]
 
 
 class _Tenant(TypedDict):

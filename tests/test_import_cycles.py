@@ -131,17 +131,6 @@ def full_graph(root: Path = ROOT) -> Dict[str, Set[str]]:
     return {name: set(targets) for name, targets in edges(modules(root)).items()}
 
 
-#: Cycles through modules the hooks change does not own, each reported to its owner: under
-#: TYPE_CHECKING only (no import at run time can deadlock on them). Each must still exist (delete
-#: its line once it is fixed), and no other may appear.
-KNOWN_TYPING_CYCLES = {
-    # publisher.py imports default_client from the package; __init__.py names Publisher for type checkers
-    frozenset({"minipub", "minipub.publisher"}),
-    # testing/_http.py types its handler against OutpostServer; server.py imports the handler
-    frozenset({"minipub.testing.server", "minipub.testing._http"}),
-}
-
-
 def _described(cycles: Dict[FrozenSet[str], List[str]]) -> str:
     return "; ".join(" -> ".join(path) for path in cycles.values())
 
@@ -151,12 +140,10 @@ def test_no_import_cycle_at_run_time() -> None:
     assert cycles == {}, f"import cycles (imports that run): {_described(cycles)}"
 
 
-def test_no_import_cycle_with_type_checking_imports_but_the_known_ones() -> None:
+def test_no_import_cycle_with_type_checking_imports() -> None:
+    """Imports under TYPE_CHECKING never run, but they are what a reader and mypy follow: no circle there either."""
     cycles = find_cycles(full_graph())
-    new = {group: path for group, path in cycles.items() if group not in KNOWN_TYPING_CYCLES}
-    assert new == {}, f"import cycles (TYPE_CHECKING imports included): {_described(new)}"
-    fixed = KNOWN_TYPING_CYCLES - set(cycles)
-    assert not fixed, f"fixed, remove from KNOWN_TYPING_CYCLES: {[sorted(group) for group in fixed]}"
+    assert cycles == {}, f"import cycles (TYPE_CHECKING imports included): {_described(cycles)}"
 
 
 # -- the checker itself -----------------------------------------------------------------------------

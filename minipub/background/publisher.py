@@ -92,7 +92,7 @@ class Publisher:
         if on_error is not None and not callable(on_error):
             raise ConfigurationError("on_error must be a callable taking (event, error)")
         if sdk is None:
-            from .. import default_client
+            from ..oneliner import default_client
 
             sdk = default_client()
         elif not isinstance(sdk, SDK):
