@@ -341,6 +341,6 @@ def _next_delay(
 
             random = _random.random
         delay = backoff_ceiling(config.backoff, number) * random()
-    if delay > remaining:
+    if delay > remaining + 1e-9:  # a wait ending on the deadline itself is allowed, float rounding aside
         return None
     return delay

@@ -159,13 +159,15 @@ def _unescape(token: str) -> str:
     return _ENTITIES.get(name, token)
 
 
-def _redact_escaped(text: str, key: str, marker: str) -> str:
-    """Replace the key where it appears with some (or all) of its characters escaped.
+_Pieces = List[Tuple[str, int, int, bool]]  # (decoded, start, end, literal)
+#: An escape cut short by the end of a text: ``%``, ``%C``, ``\\``, ``\\u00``, ``&#x2``, ``&am``.
+_PARTIAL = re.compile(r"%[0-9A-Fa-f]?\Z|\\(?:u[0-9A-Fa-f]{0,3})?\Z|&#?[xX]?[0-9A-Za-z]{0,7}\Z")
 
-    The text is read as pieces: literal runs (mapped character by character) and escape tokens
-    (mapped whole); a match of the key in the decoded text is replaced in the original text.
-    """
-    pieces: List[Tuple[str, int, int, bool]] = []  # (decoded, start, end, literal)
+
+def _pieces(text: str) -> Tuple[_Pieces, str, List[int]]:
+    """The text as literal runs (mapped character by character) and escape tokens (mapped whole):
+    the pieces, the decoded text, and where each piece starts in it."""
+    pieces: _Pieces = []
     pos = 0
     for match in _ESCAPE.finditer(text):
         if match.start() > pos:
@@ -174,26 +176,33 @@ def _redact_escaped(text: str, key: str, marker: str) -> str:
         pos = match.end()
     if pos < len(text):
         pieces.append((text[pos:], pos, len(text), True))
-    decoded = "".join(piece[0] for piece in pieces)
-    found = decoded.find(key)
-    if found < 0:
-        return text
     offsets: List[int] = []
     total = 0
     for piece in pieces:
         offsets.append(total)
         total += len(piece[0])
+    return pieces, "".join(piece[0] for piece in pieces), offsets
 
-    def original(at: int, end: bool) -> int:
-        index = bisect_right(offsets, at - 1 if end else at) - 1
-        _, start, stop, literal = pieces[index]
-        if literal:
-            return start + (at - offsets[index])
-        return stop if end else start
 
+def _original(pieces: _Pieces, offsets: List[int], at: int, end: bool) -> int:
+    """Where decoded index ``at`` (as a match's start, or its end) is in the original text."""
+    index = bisect_right(offsets, at - 1 if end else at) - 1
+    _, start, stop, literal = pieces[index]
+    if literal:
+        return start + (at - offsets[index])
+    return stop if end else start
+
+
+def _redact_escaped(text: str, key: str, marker: str) -> str:
+    """Replace the key where it appears with some (or all) of its characters escaped; a match in
+    the decoded text is replaced in the original text."""
+    pieces, decoded, offsets = _pieces(text)
+    found = decoded.find(key)
+    if found < 0:
+        return text
     spans: List[Tuple[int, int]] = []
     while found >= 0:
-        start, stop = original(found, False), original(found + len(key), True)
+        start, stop = _original(pieces, offsets, found, False), _original(pieces, offsets, found + len(key), True)
         if spans and start <= spans[-1][1]:
             spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
         else:
@@ -206,6 +215,19 @@ def _redact_escaped(text: str, key: str, marker: str) -> str:
         pos = stop
     out.append(text[pos:])
     return "".join(out)
+
+
+def _escaped_edge(text: str, key: str) -> int:
+    """Where a trailing fragment of the key written with escapes starts (the last escape maybe cut
+    short, a character's UTF-8 bytes maybe incomplete), or -1."""
+    partial = _PARTIAL.search(text)
+    pieces, decoded, offsets = _pieces(text if partial is None else text[:partial.start()])
+    # percent-escaped bytes of a character whose last bytes were cut decode to surrogate escapes
+    kept = decoded.rstrip("".join(chr(0xDC80 + b) for b in range(128)))
+    for size in range(min(len(key) - 1, len(kept)), MIN_FRAGMENT - 1, -1):
+        if key.startswith(kept[-size:]):
+            return _original(pieces, offsets, len(kept) - size, False)
+    return -1
 
 
 class _Redactor:
@@ -237,6 +259,10 @@ class _Redactor:
                 if form.startswith(text[-size:]):
                     longest = size
                     break
+        if ("%" in text or "\\" in text or "&" in text) and len(text) - longest > 0:
+            start = _escaped_edge(text[-self.margin():], self.key)
+            if start >= 0:
+                longest = max(longest, min(len(text), self.margin()) - start)
         return text[:-longest] + self.marker if longest else text
 
     def margin(self) -> int:

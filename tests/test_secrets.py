@@ -107,6 +107,7 @@ near_the_cap = st.integers(MAX_ERROR_TEXT - 130, MAX_ERROR_TEXT + 2)
        transport_cap=st.none() | st.integers(1, 9000))
 @example(key=API_KEY, encoding="raw", at=MAX_ERROR_TEXT - len(API_KEY) + 1, transport_cap=None)  # 33 of 34 kept
 @example(key='a"b\\c\xe9d<&>' * 2, encoding="go-json", at=MAX_ERROR_TEXT - 5, transport_cap=None)
+@example(key="000000!\xa1", encoding="percent-path", at=0, transport_cap=8)  # a cut inside a %XX escape
 def test_an_echo_in_the_body_is_redacted_before_any_cut(
     key: str, encoding: str, at: int, transport_cap: Any
 ) -> None:
