@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from minipub import SDK
 from minipub.errors import ConnectError, ConnectionLostError, ProtocolError, TransportTimeout, ValidationError
+from minipub.secret import Secret
 from minipub.testing import OutpostServer, TransportContract
 from minipub.testing.rawserver import RawServer as SharedRawServer
 from minipub.transports import BUILTIN_TRANSPORTS, HTTPRequest, Transport, create_transport
@@ -150,6 +154,33 @@ def test_request_head_is_complete(raw: Callable[[Script], RawServer]) -> None:
     assert f"Host: 127.0.0.1:{port}".encode() in lines
     assert b"Content-Length: 2" in lines and b"Content-Type: application/json" in lines
     assert body == b"{}"
+
+
+def test_a_shared_header_dict_changed_in_place_is_sent_and_checked_as_it_is_now(
+    raw: Callable[[Script], RawServer]
+) -> None:
+    # A client passes the same dict with every request: the prebuilt lines follow what it holds.
+    seen: List[bytes] = []
+
+    def script(sock: socket.socket, index: int) -> None:
+        while True:
+            request = read_request(sock)
+            if not request:
+                return
+            seen.append(request)
+            sock.sendall(OK)
+
+    server = raw(script)
+    transport = LeanTransport(proxy=None)
+    shared = {"Content-Type": "application/json", "X-Step": "1"}
+    for step in ("1", "2"):
+        shared["X-Step"] = step
+        transport.send(HTTPRequest.split("POST", server.url, shared, {}, b"{}", 5.0))
+    shared["X-Step"] = "3\r\nInjected: 1"
+    with pytest.raises(ValidationError):
+        transport.send(HTTPRequest.split("POST", server.url, shared, {}, b"{}", 5.0))
+    transport.close()
+    assert [b"X-Step: 1" in r for r in seen] == [True, False] and b"X-Step: 2" in seen[1]
 
 
 def test_chunked_interim_and_connection_close(raw: Callable[[Script], RawServer]) -> None:
@@ -296,3 +327,79 @@ def test_threads_share_the_pool(server: OutpostServer) -> None:
             thread.join(30)
     assert not errors and len(server.events) == 80
     assert len({r.client_port for r in server.requests}) <= 4
+
+
+_FIELD_TEXT = set("\t") | {chr(c) for c in range(0x20, 0x7F)} | {chr(c) for c in range(0x80, 0x100)}
+
+
+@given(names=st.lists(st.sampled_from(["Authorization", "Cookie", "X-Token"]), min_size=1, max_size=2, unique=True),
+       values=st.lists(st.text(st.characters(max_codepoint=0x130), max_size=12), min_size=2, max_size=2))
+def test_credential_lines_are_latin1_text_without_controls(names: List[str], values: List[str]) -> None:
+    request = HTTPRequest.split("POST", "http://127.0.0.1/", {}, {n: Secret(v) for n, v in zip(names, values)}, b"", 1)
+    if all(_FIELD_TEXT.issuperset(v) for v in values[:len(names)]):
+        assert request.secret_head() == "".join(f"{n}: {v}\r\n" for n, v in zip(names, values)).encode("latin-1")
+    else:
+        with pytest.raises(ValidationError) as info:
+            request.secret_head()
+        assert all(v not in str(info.value) for v in values if len(v) > 3)
+
+
+class _Counted:
+    """A pooled connection that counts its closes."""
+
+    def __init__(self) -> None:
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_the_idle_pool_under_threads_keeps_its_size_and_closes_everything_once(size: int) -> None:
+    from minipub.errors import ConnectError as Closed
+    from minipub.transports.common import IdlePool
+
+    count, per_thread = 8, 400
+    pool: IdlePool[_Counted] = IdlePool(size, lambda conn: conn.close())
+    origin = ("http", "127.0.0.1", 1)
+    pooled: List[_Counted] = []  # every connection checked in
+    start = threading.Barrier(count + 1)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(per_thread):
+            try:
+                taken = pool.checkout(origin)
+            except Closed:
+                return
+            fresh = _Counted()
+            pooled.append(fresh)
+            pool.checkin(origin, fresh)
+            if taken is not None:
+                pool.checkin(origin, taken)
+
+    def run(close: bool) -> None:
+        threads = [threading.Thread(target=work) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        if close:
+            pool.close()  # while the threads check connections in and out
+        for thread in threads:
+            thread.join()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # thread switches inside the pool's methods, not only between calls
+    try:
+        run(close=False)
+        assert 1 <= len(pool._idle[origin]) <= size
+        run(close=True)
+    finally:
+        sys.setswitchinterval(interval)
+    late = _Counted()
+    pooled.append(late)
+    pool.checkin(origin, late)  # taken out before the close, given back after it
+    assert not pool._idle[origin]
+    with pytest.raises(Closed):
+        pool.checkout(origin)
+    assert [conn.closes for conn in pooled] == [1] * len(pooled)

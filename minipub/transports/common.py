@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypeVar
 from urllib.parse import urlsplit
@@ -123,51 +122,59 @@ class ConnectOptions:
 
 
 class IdlePool(Generic[C]):
-    """Idle keep-alive connections per origin, at most ``size`` each; thread-safe."""
+    """Idle keep-alive connections per origin, at most ``size`` each; thread-safe.
+
+    Lock-free: each origin's list is only popped and appended to (atomic list operations), and
+    ``close`` sets ``closed`` before it drains, so a connection checked in meanwhile is either
+    drained by it or, ``closed`` seen after the append, closed by its own checkin.
+    """
 
     def __init__(self, size: int, close: Callable[[C], None]) -> None:
         self.size = size
         self._close = close
         self._idle: Dict[Origin, List[C]] = {}
-        self._lock = threading.Lock()
         self.closed = False
         _fork.register(self)
 
     def _after_fork_in_child(self) -> None:
         """A forked child never uses the parent's sockets: it closes its copies (close(2) only, no
         shutdown or TLS alert, so the parent's connections are untouched) and starts an empty pool."""
-        self._lock = threading.Lock()
         idle, self._idle = self._idle, {}
         for conn in (conn for conns in idle.values() for conn in conns):
             self._close(conn)
 
     def checkout(self, origin: Origin) -> Optional[C]:
         """An idle connection to reuse, or None; raises once the transport is closed."""
-        with self._lock:
-            if self.closed:
-                raise ConnectError("transport is closed")
-            idle = self._idle.get(origin)
+        if self.closed:
+            raise ConnectError("transport is closed")
+        idle = self._idle.get(origin)
+        try:
             return idle.pop() if idle else None
+        except IndexError:  # another thread took the last one
+            return None
 
     def checkin(self, origin: Origin, conn: C) -> None:
         """Keep a connection for reuse (or close it when the pool is full or closed)."""
-        with self._lock:
-            idle = self._idle.get(origin)
-            if idle is None:
-                idle = self._idle[origin] = []
-            if not self.closed and len(idle) < self.size:
-                idle.append(conn)
+        idle = self._idle.get(origin)
+        if idle is None:
+            idle = self._idle.setdefault(origin, [])
+        idle.append(conn)
+        while self.closed or len(idle) > self.size:  # the oldest goes (threads checking in at once)
+            try:
+                self._close(idle.pop(0))
+            except IndexError:
                 return
-        self._close(conn)
 
     def close(self) -> None:
         """Close every idle connection; later checkouts raise."""
-        with self._lock:
-            self.closed = True
-            idle = [conn for conns in self._idle.values() for conn in conns]
-            self._idle.clear()
-        for conn in idle:
-            self._close(conn)
+        self.closed = True
+        for idle in list(self._idle.values()):
+            while idle:
+                try:
+                    conn = idle.pop()
+                except IndexError:
+                    break
+                self._close(conn)
 
 
 class Stale(Exception):
@@ -249,9 +256,6 @@ def readable(sock: socket.socket) -> bool:
 _poll: Optional[Callable[[], Any]] = getattr(select, "poll", None)
 
 
-# A blocking plain socket (lean's, kernel timeouts) is checked by a non-blocking peek.
-_PEEK = (socket.MSG_PEEK | socket.MSG_DONTWAIT) if hasattr(socket, "MSG_DONTWAIT") else 0
-
 
 def idle_clean(sock: Optional[socket.socket]) -> bool:
     """True when an idle keep-alive connection received nothing since its last response.
@@ -262,14 +266,6 @@ def idle_clean(sock: Optional[socket.socket]) -> bool:
     """
     if sock is None:
         return False
-    if _PEEK and type(sock) is socket.socket and sock.gettimeout() is None:  # one system call, nothing consumed
-        try:
-            sock.recv(1, _PEEK)  # a byte or b"" (an EOF): either way not clean
-            return False
-        except BlockingIOError:
-            return True  # nothing to read: idle and clean
-        except OSError:
-            return False
     if not readable(sock):
         return True
     ssl: Any = loaded_module("ssl")
@@ -345,11 +341,13 @@ def send_request(sock: socket.socket, data: Sealed, deadline: Deadline, set_time
     del data  # no frame local holds the head (error reporters record them); the view is released below
     total = len(view)
     sent = 0
-    plain = type(sock) is socket.socket and bool(_DONTWAIT)
     try:
         if total <= SEND_PIECE:
             set_timeout(deadline.left())
             sent = sock.send(view)
+            if sent == total:
+                return None
+        plain = type(sock) is socket.socket and bool(_DONTWAIT)
         while sent < total:
             can_read, can_write = _wait(sock, deadline.left())
             if can_read:
@@ -416,8 +414,9 @@ class _Closable(Protocol):
 
 
 K = TypeVar("K", bound=_Closable)
-#: One exchange on a connection: (origin, connection, request target, reused, deadline) -> response.
-Exchange = Callable[[Origin, K, str, bool, Deadline], HTTPResponse]
+#: One exchange on a connection: (request, what the transport prepared for it, origin, connection,
+#: request target, reused, deadline) -> response. A method, not a closure made per request.
+Exchange = Callable[[HTTPRequest, Any, Origin, K, str, bool, Deadline], HTTPResponse]
 
 
 class PooledTransport(Generic[K]):
@@ -458,13 +457,17 @@ class PooledTransport(Generic[K]):
     def _socket(self, conn: K) -> Optional[socket.socket]:
         raise NotImplementedError
 
+    def _idle_clean(self, conn: K) -> bool:
+        """True when an idle connection received nothing since its last response (:func:`idle_clean`)."""
+        return idle_clean(self._socket(conn))
+
     def _target(self, url: str) -> Tuple[Origin, str]:
         found = self._targets.get(url)
         if found is None:
             found = self._targets[url] = split_origin(url)
         return found
 
-    def _roundtrip(self, request: HTTPRequest, exchange: Exchange[K]) -> HTTPResponse:
+    def _roundtrip(self, request: HTTPRequest, exchange: Exchange[K], prepared: Any = None) -> HTTPResponse:
         """Send on an idle connection if there is a clean one, else (or if it was stale) on a fresh one.
 
         ``request.timeout`` bounds the whole attempt: connect, send, wait and read.
@@ -472,17 +475,17 @@ class PooledTransport(Generic[K]):
         deadline = Deadline(request.timeout)
         origin, target = self._target(request.url)
         conn = self._pool.checkout(origin)
-        while conn is not None and not idle_clean(self._socket(conn)):
+        while conn is not None and not self._idle_clean(conn):
             conn.close()  # bytes or an EOF arrived while it was idle: never read them as our answer
             conn = self._pool.checkout(origin)
         if conn is not None:
             try:
-                return exchange(origin, conn, target, True, deadline)
+                return exchange(request, prepared, origin, conn, target, True, deadline)
             except Stale:
                 pass  # the server closed the idle connection: send once more on a fresh one
         conn = self._connect(origin, deadline)
         try:
-            return exchange(origin, conn, target, False, deadline)
+            return exchange(request, prepared, origin, conn, target, False, deadline)
         except Stale as stale:  # pragma: no cover - exchanges raise Stale only for reused connections
             raise ConnectionLostError("connection lost") from stale
 
