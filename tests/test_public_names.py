@@ -30,3 +30,14 @@ def test_every_public_name_resolves_and_is_listed() -> None:
         assert getattr(minipub, name) is not None, name
     assert set(minipub.__all__) <= set(dir(minipub))
     assert len(minipub.__all__) == len(set(minipub.__all__))
+
+
+def test_every_subpackage_is_in_the_distribution() -> None:
+    """pyproject.toml lists the packages by name: a new subpackage missing there is missing from the wheel."""
+    import re
+
+    root = Path(minipub.__file__).parent
+    listed = re.search(r"^packages = \[(.*)\]$", (root.parent / "pyproject.toml").read_text(), re.M)
+    assert listed is not None
+    found = {"minipub", *("minipub." + p.parent.name for p in root.glob("*/__init__.py"))}
+    assert set(re.findall(r'"([\w.]+)"', listed.group(1))) == found

@@ -62,3 +62,12 @@ def test_the_public_value_objects_keep_their_constructors() -> None:
         BackoffStrategy(1, 2, 2.0, -1)
     with pytest.raises(ValidationError, match="max_attempts"):
         RetryConfig("backoff", max_attempts=0)
+
+
+def test_a_proxy_still_unpacks_as_it_did_as_a_named_tuple() -> None:
+    from minipub.transports.proxy import parse_proxy
+
+    proxy = parse_proxy("http://user:pw@127.0.0.1:3128")
+    host, port, authorization = proxy
+    assert (host, port) == ("127.0.0.1", 3128) and authorization is not None and authorization.startswith("Basic ")
+    assert "pw" not in repr(proxy) and {proxy: 1}[parse_proxy("http://user:pw@127.0.0.1:3128")] == 1

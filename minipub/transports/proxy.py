@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 from urllib.parse import unquote, urlsplit
 
 from .._record import Record
@@ -19,6 +19,10 @@ class Proxy(Record):
     host: str
     port: int
     authorization: Optional[str]
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as ``(host, port, authorization)``, as it did when it was a NamedTuple."""
+        return iter((self.host, self.port, self.authorization))
 
     def __repr__(self) -> str:
         auth = "***" if self.authorization else None

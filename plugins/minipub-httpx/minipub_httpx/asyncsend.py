@@ -25,7 +25,7 @@ from .errors import mapped, resend_fresh
 
 __all__ = ["AsyncSending"]
 
-_ProxyKey = Optional[Tuple[str, int, Optional[str]]]
+_ProxyKey = Optional[Proxy]
 
 
 class AsyncSending:

@@ -32,7 +32,7 @@ from .errors import map_httpx_error, mapped, resend_fresh
 
 __all__ = ["HttpxTransport", "map_httpx_error"]
 
-_ProxyKey = Optional[Tuple[str, int, Optional[str]]]
+_ProxyKey = Optional[Proxy]  # a Proxy is hashable: one client per proxy
 
 
 class HttpxTransport(AsyncSending):
@@ -114,8 +114,7 @@ class HttpxTransport(AsyncSending):
     def _proxy_key(self, url: httpx.URL) -> Tuple[_ProxyKey, Optional[Proxy]]:
         proxy = select_proxy(self._proxy_setting, url.scheme, url.host,
                              url.port or (443 if url.scheme == "https" else 80))
-        key: _ProxyKey = tuple(proxy) if proxy is not None else None  # type: ignore[assignment]
-        return key, proxy
+        return proxy, proxy
 
     def _client(self, url: httpx.URL) -> httpx.Client:
         if self._user_client is not None:
