@@ -1,0 +1,468 @@
+"""The lean transport on asyncio: many requests in flight on one event loop, in one thread.
+
+``send_async`` runs on the running loop. Each connection is an ``asyncio.Protocol`` (made with
+``loop.create_connection``; no streams) that feeds the sans-IO parser (``h11parse.py``) as bytes
+arrive; one loop timer per attempt bounds connect, TLS, send and read. TLS goes through ``ssl`` with
+the same verifying context as the sync transports; proxies as ``lean.py`` does them (``CONNECT``
+then ``loop.start_tls`` for HTTPS, absolute URLs for HTTP). Idle connections are pooled per origin
+*and per event loop*; ``max_connections`` bounds how many are open per origin and loop (a request
+beyond it waits for one, within its deadline). ``send``/``close`` are the sync lean transport's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import weakref
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from ..errors import ConnectError, ConnectionLostError, MinipubError, TransportTimeout
+from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, header_block, map_os_error, readable, split_origin
+from .h11parse import ResponseParser, parse_whole
+from .lean import FIELDS_CACHE, LeanTransport, _host_line
+from .proxy import Proxy
+
+__all__ = ["AsyncLeanTransport", "DEFAULT_MAX_CONNECTIONS"]
+
+#: Connections open at once per origin and event loop, by default.
+DEFAULT_MAX_CONNECTIONS = 64
+_CLOSED = "transport is closed"
+
+
+class _Conn(asyncio.Protocol):
+    """One connection: while a request waits, bytes go to its parser; while idle, any byte, EOF or
+    error marks it ``dirty`` (never read as the next answer)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, host_line: str, proxy: Optional[Proxy],
+                 absolute: bool) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.host_line = host_line
+        self.absolute = absolute  # plain HTTP through a proxy: the request target is the full URL
+        self.proxy_auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if absolute and proxy and \
+            proxy.authorization else ""
+        self.transport: Any = None
+        self.waiter: Optional[asyncio.Future[HTTPResponse]] = None
+        self.parser: Optional[ResponseParser] = None
+        self.max_body = 0
+        self.head_request = False
+        self.reused = False
+        self.received = False
+        self.will_close = False
+        self.dirty = False
+
+    # -- one exchange ---------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, max_body: int, head_request: bool,
+              reused: bool) -> asyncio.Future[HTTPResponse]:
+        """Expect one response: the future it will complete."""
+        self.waiter = waiter = loop.create_future()
+        self.parser = None
+        self.max_body = max_body
+        self.head_request = head_request
+        self.reused = reused
+        self.received = False
+        return waiter
+
+    def fail(self, error: BaseException) -> None:
+        """End the exchange with ``error`` and drop the connection (its state is unknown)."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        self.abort()
+
+    def timed_out(self) -> None:
+        self.fail(TransportTimeout("timed out waiting for the response"))
+
+    def reusable(self) -> bool:
+        """After a response: nothing past its end, no close asked, the whole request sent (an
+        early answer leaves some unsent)."""
+        transport = self.transport
+        return not (self.will_close or self.dirty or transport.is_closing() or transport.get_write_buffer_size())
+
+    def clean(self) -> bool:
+        """Idle and nothing arrived: neither through the loop nor still unread in the socket."""
+        return not self.dirty and not self.transport.is_closing() and not readable(self.sock)
+
+    def abort(self) -> None:
+        self.dirty = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_now(self) -> None:
+        """Close from outside the loop's thread when the loop no longer runs (closed: the socket itself)."""
+        self.dirty = True
+        if self.transport is not None and not self.loop.is_closed():
+            self.transport.abort()
+        else:
+            self.sock.close()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            self.dirty = True  # unsolicited, or past the end of the response
+            return
+        self.received = True
+        try:
+            parser = self.parser
+            if parser is None:  # the common case: the whole response in one read
+                whole = parse_whole(data, self.max_body, self.head_request)
+                if whole is not None:
+                    self.will_close = whole[1]
+                    waiter.set_result(whole[0])
+                    return
+                parser = self.parser = ResponseParser(self.max_body, head_request=self.head_request)
+            response = parser.feed(data)
+        except MinipubError as error:  # ProtocolError: malformed
+            self.fail(error)
+            return
+        if response is not None:
+            self.will_close = parser.will_close
+            waiter.set_result(response)
+
+    def eof_received(self) -> Optional[bool]:
+        self._ended(None)
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self._ended(exc)
+
+    def _ended(self, exc: Optional[BaseException]) -> None:
+        waiter = self.waiter
+        self.dirty = True
+        if waiter is None or waiter.done():
+            return
+        if self.reused and not self.received:
+            waiter.set_exception(Stale())  # the server had closed the idle connection
+        elif exc is not None:
+            waiter.set_exception(map_os_error(exc, connecting=False))
+        else:
+            try:
+                parser = self.parser or ResponseParser(self.max_body, head_request=self.head_request)
+                waiter.set_result(parser.eof())
+                self.will_close = True
+            except MinipubError as error:  # cut short: ConnectionLostError
+                waiter.set_exception(error)
+        del exc  # its traceback may hold the frame that wrote the request (the key)
+
+
+class _LoopPool:
+    """One event loop's connections: idle ones per origin, how many are open, who waits for one."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, limit: Optional[int]) -> None:
+        self.loop = loop
+        self.size = size
+        self.limit = limit
+        self.idle: Dict[Origin, List[_Conn]] = {}
+        self.open: Dict[Origin, int] = {}
+        self.waiters: Dict[Origin, Deque[asyncio.Future[Optional[_Conn]]]] = {}
+        self.closed = False
+
+    def checkout(self, origin: Origin) -> Optional[_Conn]:
+        """A clean idle connection, or None (dirty ones are dropped on the way)."""
+        if self.closed:
+            raise ConnectError(_CLOSED)
+        idle = self.idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if conn.clean():
+                return conn
+            self.discard(origin, conn)
+        return None
+
+    async def slot(self, origin: Origin, deadline: float) -> Optional[_Conn]:
+        """Leave to open one more connection (None), or a connection handed back while waiting."""
+        while True:
+            open_ = self.open.get(origin, 0)
+            if self.limit is None or open_ < self.limit:
+                self.open[origin] = open_ + 1
+                return None
+            waiter: asyncio.Future[Optional[_Conn]] = self.loop.create_future()
+            self.waiters.setdefault(origin, deque()).append(waiter)
+            timer = self.loop.call_at(deadline, _expire, waiter)
+            try:
+                conn = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._hand_back(origin, waiter.result())  # handed over, then cancelled: pass it on
+                raise
+            finally:
+                timer.cancel()
+            if conn is None or conn.clean():
+                return conn  # a slot passed on (counted already), or a connection to reuse
+            self.discard(origin, conn)
+            conn = self.checkout(origin)
+            if conn is not None:
+                return conn
+
+    def _hand_back(self, origin: Origin, conn: Optional[_Conn]) -> None:
+        if conn is None:
+            self.release(origin)
+        else:
+            self.checkin(origin, conn)
+
+    def _next_waiter(self, origin: Origin) -> Optional[asyncio.Future[Optional[_Conn]]]:
+        waiters = self.waiters.get(origin)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
+    def checkin(self, origin: Origin, conn: _Conn) -> None:
+        """Keep a connection after a response: to the first waiter, else idle (or closed: pool full)."""
+        waiter = None if self.closed else self._next_waiter(origin)
+        if waiter is not None:
+            waiter.set_result(conn)
+            return
+        idle = self.idle.setdefault(origin, [])
+        if self.closed or len(idle) >= self.size:
+            self.discard(origin, conn)
+        else:
+            idle.append(conn)
+
+    def discard(self, origin: Origin, conn: _Conn) -> None:
+        conn.abort()
+        self.release(origin)
+
+    def release(self, origin: Origin) -> None:
+        """One connection fewer (or a slot unused): a waiter may open one instead."""
+        waiter = None if self.closed else self._next_waiter(origin)
+        if waiter is not None:
+            waiter.set_result(None)  # the slot passes to it: the count stays
+        else:
+            self.open[origin] = self.open.get(origin, 1) - 1
+
+    def close(self, *, in_loop: bool = True) -> None:
+        self.closed = True
+        idle = [conn for conns in self.idle.values() for conn in conns]
+        self.idle.clear()
+        for conn in idle:
+            conn.abort() if in_loop else conn.close_now()
+        for waiters in self.waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(ConnectError(_CLOSED))
+        self.waiters.clear()
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TransportTimeout("timed out waiting for a free connection (max_connections)"))
+
+
+async def _tcp(loop: asyncio.AbstractEventLoop, name: str, port: int, connect_timeout: Optional[float],
+               ) -> socket.socket:
+    """A connected non-blocking socket to ``name:port`` (each address in turn, as ``socket.create_connection``)."""
+    try:  # a numeric address resolves here without a thread
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    error: Optional[OSError] = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            connect = loop.sock_connect(sock, address)
+            await (connect if connect_timeout is None else asyncio.wait_for(connect, connect_timeout))
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise error or OSError(f"no address for {name}")
+
+
+class AsyncLeanTransport:
+    """Keep-alive connections per origin and event loop, for many ``send_async`` calls at once.
+
+    Options: those of :class:`~minipub.transports.lean.LeanTransport` (``ssl_context`` or
+    ``ca_file``/``client_cert``/``client_key``, ``proxy``, ``max_body``, ``pool_size``: idle
+    connections kept per origin and loop, ``connect_timeout``) and ``max_connections`` (open at
+    once per origin and loop; None: no limit).
+    """
+
+    supports_keepalive = True
+    supports_proxy = True
+
+    def __init__(self, *, max_connections: Optional[int] = DEFAULT_MAX_CONNECTIONS, **options: Any) -> None:
+        self._sync = LeanTransport(**options)  # checks the options too
+        self._options = ConnectOptions(**{k: v for k, v in options.items() if k not in ("max_body", "pool_size")})
+        self._max_body: int = options.get("max_body", DEFAULT_MAX_BODY)
+        self._pool_size: int = options.get("pool_size", 10)
+        if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError("max_connections must be a positive int, or None for no limit")
+        self._limit = max_connections
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
+        self._targets: Dict[str, Tuple[Origin, str]] = {}
+        self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncLeanTransport(pool_size={self._pool_size}, max_connections={self._limit}, " \
+               f"max_body={self._max_body})"
+
+    # -- sync: the lean transport ---------------------------------------------------------------
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        return self._sync.send(request)
+
+    def close(self) -> None:
+        """Close every connection, the sync ones and each loop's idle ones (from any thread)."""
+        self._closed = True
+        self._sync.close()
+        try:
+            current: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, pool in list(self._pools.items()):
+            if loop is current:
+                pool.close()
+            elif loop.is_running():
+                try:
+                    loop.call_soon_threadsafe(pool.close)
+                except RuntimeError:  # closed meanwhile
+                    pool.close(in_loop=False)
+            else:
+                pool.close(in_loop=False)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    # -- async ----------------------------------------------------------------------------------
+
+    def _pool(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
+        if self._closed:
+            raise ConnectError(_CLOSED)
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools.setdefault(loop, _LoopPool(loop, self._pool_size, self._limit))
+        return pool
+
+    def _head_fields(self, request: HTTPRequest) -> Sealed:
+        key = tuple(request.public_headers.items())
+        fields = self._fields.get(key)
+        if fields is None:
+            if len(self._fields) >= FIELDS_CACHE:
+                self._fields.clear()
+            fields = self._fields[key] = header_block(request)
+        return fields
+
+    async def send_async(self, request: HTTPRequest) -> HTTPResponse:
+        """Send one request on the running loop; ``request.timeout`` bounds the whole attempt."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout
+        fields = self._head_fields(request)  # bad headers fail here, before any connection
+        found = self._targets.get(request.url)
+        if found is None:
+            found = self._targets[request.url] = split_origin(request.url)
+        origin, target = found
+        pool = self._pool(loop)
+        while True:  # a reused connection the server had closed (Stale): its slot is taken again
+            conn = pool.checkout(origin) or await pool.slot(origin, deadline)
+            if conn is None:
+                break  # leave to open one
+            try:
+                return await self._exchange(pool, origin, conn, target, fields, request, True, deadline)
+            except Stale:
+                pass
+        try:
+            conn = await self._connect(loop, origin, deadline)
+        except BaseException:
+            pool.release(origin)
+            raise
+        try:
+            return await self._exchange(pool, origin, conn, target, fields, request, False, deadline)
+        except Stale as stale:  # pragma: no cover - only reused connections are stale
+            raise ConnectionLostError("connection lost") from stale
+
+    async def _exchange(self, pool: _LoopPool, origin: Origin, conn: _Conn, target: str, fields: Sealed,
+                        request: HTTPRequest, reused: bool, deadline: float) -> HTTPResponse:
+        waiter = conn.start(pool.loop, self._max_body, request.method == "HEAD", reused)
+        timer = pool.loop.call_at(deadline, conn.timed_out)
+        try:  # written without a local holding the head (frame-local capture sees no key)
+            conn.transport.write(LeanTransport._head(request, conn, target, fields).data)  # type: ignore[arg-type]
+            response = await waiter
+        except BaseException:  # Stale, an error, the timeout, a cancellation: the state is unknown
+            pool.discard(origin, conn)
+            raise
+        finally:
+            timer.cancel()
+            conn.waiter = None
+        if conn.reusable():
+            pool.checkin(origin, conn)
+        else:
+            pool.discard(origin, conn)
+        return response
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> _Conn:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise TransportTimeout("connect timed out")
+        try:
+            return await asyncio.wait_for(self._open(loop, origin, deadline), left)
+        except asyncio.TimeoutError:
+            raise TransportTimeout("connect timed out") from None
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> _Conn:
+        scheme, host, port = origin
+        proxy = self._options.proxy(origin)
+        name, number = (proxy.host, proxy.port) if proxy else (host, port)
+        try:
+            left = deadline - loop.time()
+            connect_timeout = self._options.connect_timeout(Deadline(left))
+            sock = await _tcp(loop, name, number, None if connect_timeout >= left else connect_timeout)
+        except OSError as exc:
+            raise map_os_error(exc, connecting=True, target=(name, number)) from None
+        tls = scheme == "https"
+        conn = _Conn(loop, sock, _host_line(host, port, scheme), proxy, not tls and proxy is not None)
+        handshake = max(0.1, deadline - loop.time()) + 1.0  # the attempt's deadline ends it first
+        try:
+            if tls and proxy is None:
+                await loop.create_connection(lambda: conn, sock=sock, ssl=self._options.ssl_context(),
+                                             server_hostname=host, ssl_handshake_timeout=handshake)
+            else:
+                await loop.create_connection(lambda: conn, sock=sock)
+                if tls and proxy is not None:
+                    await self._tunnel(loop, conn, proxy, host, port)
+                    conn.transport = await loop.start_tls(conn.transport, conn, self._options.ssl_context(),
+                                                          server_hostname=host, ssl_handshake_timeout=handshake)
+        except OSError as exc:
+            conn.close_now() if conn.transport is None else conn.abort()
+            raise map_os_error(exc, connecting=True) from None
+        except BaseException:
+            conn.close_now() if conn.transport is None else conn.abort()
+            raise
+        return conn
+
+    @staticmethod
+    async def _tunnel(loop: asyncio.AbstractEventLoop, conn: _Conn, proxy: Proxy, host: str, port: int) -> None:
+        """Ask an HTTP proxy for a tunnel to ``host:port`` (``CONNECT``)."""
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        waiter = conn.start(loop, 0, True, False)  # a CONNECT answer's body is never read
+        auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+        conn.transport.write(Sealed(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode(
+            "latin-1")).data)
+        del auth
+        try:
+            response = await waiter
+        except ConnectionLostError as exc:
+            raise ConnectError(f"could not connect: the proxy closed the connection ({exc})") from None
+        finally:
+            conn.waiter = None
+        if not 200 <= response.status < 300:
+            raise ConnectError(f"could not connect: the proxy answered CONNECT with HTTP {response.status}")
+        if conn.dirty or conn.will_close:
+            raise ConnectError("could not connect: the proxy sent more than its CONNECT answer")
+
