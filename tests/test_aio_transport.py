@@ -221,7 +221,8 @@ def test_a_cancelled_publish_never_leaves_its_answer_to_the_next() -> None:
         assert server.accepted == 2
 
 
-def test_bytes_on_an_idle_connection_the_loop_has_not_read_yet_are_never_the_next_answer() -> None:
+@pytest.mark.parametrize("loop", ["blocked", "reading"])
+def test_bytes_on_an_idle_connection_are_never_the_next_answer_and_drop_it(loop: str) -> None:
     forged = b'HTTP/1.1 202 Forged\r\nContent-Length: 40\r\n\r\n{"id": "FORGED", "destination_ids": []}'
     sent = threading.Event()
 
@@ -242,7 +243,10 @@ def test_bytes_on_an_idle_connection_the_loop_has_not_read_yet_are_never_the_nex
         async def main() -> List[str]:
             first = await transport.send_async(_request(server.url(), "evt_1"))
             sent.wait(5)
-            time.sleep(0.1)  # block the loop: the forged bytes wait in the socket, unseen by the protocol
+            if loop == "blocked":
+                time.sleep(0.1)  # the forged bytes wait in the socket, unseen by the protocol
+            else:
+                await asyncio.sleep(0.1)  # the protocol reads them while the connection is idle
             second = await transport.send_async(_request(server.url(), "evt_2"))
             return [json.loads(first.body)["id"], json.loads(second.body)["id"]]
 
@@ -250,6 +254,29 @@ def test_bytes_on_an_idle_connection_the_loop_has_not_read_yet_are_never_the_nex
         transport.close()
         assert ids == ["evt_1", "evt_2"]
         assert server.accepted == 2
+
+
+def test_an_early_answer_without_close_still_drops_the_connection() -> None:
+    def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            if peer.read_head() is not None:  # the body is never read
+                peer.send(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig")
+                peer.wait(10.0)
+            return
+        peer.serve(_answer)
+
+    with RawServer(handler) as server:
+        transport = AsyncLeanTransport(proxy=None)
+
+        async def main() -> List[HTTPResponse]:
+            big = HTTPRequest("POST", server.url(), {}, b"u" * (24 << 20), 4.0)
+            return [await transport.send_async(big), await transport.send_async(_request(server.url(), "evt_after", 2.0))]
+
+        early, after = asyncio.run(main())
+        transport.close()
+    assert (early.status, early.body) == (413, b"big")
+    assert json.loads(after.body)["id"] == "evt_after"  # on a new connection: the old one still owes 24 MiB
+    assert server.accepted == 2
 
 
 # -- the hostile cases through sdk.publish.event_async ------------------------------------------
