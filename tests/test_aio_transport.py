@@ -19,8 +19,7 @@ import pytest
 from minipub import SDK, RetryConfig
 from minipub.errors import ConfigurationError, ConnectError, ConnectionLostError, TLSError, TransportTimeout
 from minipub.testing import OutpostServer
-from minipub.testing.contract import API_KEY, ContractRequest, HostileServerContract, Peer, RawServer, \
-    TransportContract
+from minipub.testing.contract import API_KEY, ContractRequest, HostileServerContract, Peer, RawServer, TransportContract
 from minipub.transports import HTTPRequest, HTTPResponse, Transport, create_transport
 from minipub.transports.aio import AsyncLeanTransport
 

@@ -286,9 +286,9 @@ class AsyncLeanTransport:
     """Keep-alive connections per origin and event loop, for many ``send_async`` calls at once.
 
     Options: those of :class:`~minipub.transports.lean.LeanTransport` (``ssl_context`` or
-    ``ca_file``/``client_cert``/``client_key``, ``proxy``, ``max_body``, ``pool_size``: idle
-    connections kept per origin and loop, ``connect_timeout``) and ``max_connections`` (open at
-    once per origin and loop; None: no limit).
+    ``ca_file``/``client_cert``/``client_key``, ``proxy``, ``max_body``, ``pool_size``,
+    ``connect_timeout``) and ``max_connections`` (open at once per origin and loop; None: no
+    limit). Each loop keeps up to ``max(pool_size, max_connections)`` idle connections per origin.
     """
 
     supports_keepalive = True
@@ -347,7 +347,9 @@ class AsyncLeanTransport:
             raise ConnectError(_CLOSED)
         pool = self._pools.get(loop)
         if pool is None:
-            pool = self._pools.setdefault(loop, _LoopPool(loop, self._pool_size, self._limit))
+            # Every open connection may be idle at once between two requests: keep up to the limit.
+            idle = max(self._pool_size, self._limit or 0)
+            pool = self._pools.setdefault(loop, _LoopPool(loop, idle, self._limit))
         return pool
 
     def _head_fields(self, request: HTTPRequest) -> Sealed:
