@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import weakref
-from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from ..errors import ConnectError, ConnectionLostError, MinipubError, TransportTimeout
+from ..errors import ConnectError, ConnectionLostError, TransportTimeout
+from .aio_pool import CLOSED, Connection, LoopPool
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
-from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, header_block, map_os_error, readable, split_origin
-from .h11parse import ResponseParser, parse_whole
+from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, header_block, map_os_error, split_origin
 from .lean import FIELDS_CACHE, LeanTransport, _host_line
 from .proxy import Proxy
 
@@ -28,234 +27,6 @@ __all__ = ["AsyncLeanTransport", "DEFAULT_MAX_CONNECTIONS"]
 
 #: Connections open at once per origin and event loop, by default.
 DEFAULT_MAX_CONNECTIONS = 64
-_CLOSED = "transport is closed"
-
-
-class _Conn(asyncio.Protocol):
-    """One connection: while a request waits, bytes go to its parser; while idle, any byte, EOF or
-    error marks it ``dirty`` (never read as the next answer)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, host_line: str, proxy: Optional[Proxy],
-                 absolute: bool) -> None:
-        self.loop = loop
-        self.sock = sock
-        self.host_line = host_line
-        self.absolute = absolute  # plain HTTP through a proxy: the request target is the full URL
-        self.proxy_auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if absolute and proxy and \
-            proxy.authorization else ""
-        self.transport: Any = None
-        self.waiter: Optional[asyncio.Future[HTTPResponse]] = None
-        self.parser: Optional[ResponseParser] = None
-        self.max_body = 0
-        self.head_request = False
-        self.reused = False
-        self.received = False
-        self.will_close = False
-        self.dirty = False
-
-    # -- one exchange ---------------------------------------------------------------------------
-
-    def start(self, loop: asyncio.AbstractEventLoop, max_body: int, head_request: bool,
-              reused: bool) -> asyncio.Future[HTTPResponse]:
-        """Expect one response: the future it will complete."""
-        self.waiter = waiter = loop.create_future()
-        self.parser = None
-        self.max_body = max_body
-        self.head_request = head_request
-        self.reused = reused
-        self.received = False
-        return waiter
-
-    def fail(self, error: BaseException) -> None:
-        """End the exchange with ``error`` and drop the connection (its state is unknown)."""
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-        self.abort()
-
-    def timed_out(self) -> None:
-        self.fail(TransportTimeout("timed out waiting for the response"))
-
-    def reusable(self) -> bool:
-        """After a response: nothing past its end, no close asked, the whole request sent (an
-        early answer leaves some unsent)."""
-        transport = self.transport
-        return not (self.will_close or self.dirty or transport.is_closing() or transport.get_write_buffer_size())
-
-    def clean(self) -> bool:
-        """Idle and nothing arrived: neither through the loop nor still unread in the socket."""
-        return not self.dirty and not self.transport.is_closing() and not readable(self.sock)
-
-    def abort(self) -> None:
-        self.dirty = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close_now(self) -> None:
-        """Close from outside the loop's thread when the loop no longer runs (closed: the socket itself)."""
-        self.dirty = True
-        if self.transport is not None and not self.loop.is_closed():
-            self.transport.abort()
-        else:
-            self.sock.close()
-
-    # -- asyncio.Protocol -----------------------------------------------------------------------
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            self.dirty = True  # unsolicited, or past the end of the response
-            return
-        self.received = True
-        try:
-            parser = self.parser
-            if parser is None:  # the common case: the whole response in one read
-                whole = parse_whole(data, self.max_body, self.head_request)
-                if whole is not None:
-                    self.will_close = whole[1]
-                    waiter.set_result(whole[0])
-                    return
-                parser = self.parser = ResponseParser(self.max_body, head_request=self.head_request)
-            response = parser.feed(data)
-        except MinipubError as error:  # ProtocolError: malformed
-            self.fail(error)
-            return
-        if response is not None:
-            self.will_close = parser.will_close
-            waiter.set_result(response)
-
-    def eof_received(self) -> Optional[bool]:
-        self._ended(None)
-        return False  # the transport closes itself
-
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
-        self._ended(exc)
-
-    def _ended(self, exc: Optional[BaseException]) -> None:
-        waiter = self.waiter
-        self.dirty = True
-        if waiter is None or waiter.done():
-            return
-        if self.reused and not self.received:
-            waiter.set_exception(Stale())  # the server had closed the idle connection
-        elif exc is not None:
-            waiter.set_exception(map_os_error(exc, connecting=False))
-        else:
-            try:
-                parser = self.parser or ResponseParser(self.max_body, head_request=self.head_request)
-                waiter.set_result(parser.eof())
-                self.will_close = True
-            except MinipubError as error:  # cut short: ConnectionLostError
-                waiter.set_exception(error)
-        del exc  # its traceback may hold the frame that wrote the request (the key)
-
-
-class _LoopPool:
-    """One event loop's connections: idle ones per origin, how many are open, who waits for one."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, limit: Optional[int]) -> None:
-        self.loop = loop
-        self.size = size
-        self.limit = limit
-        self.idle: Dict[Origin, List[_Conn]] = {}
-        self.open: Dict[Origin, int] = {}
-        self.waiters: Dict[Origin, Deque[asyncio.Future[Optional[_Conn]]]] = {}
-        self.closed = False
-
-    def checkout(self, origin: Origin) -> Optional[_Conn]:
-        """A clean idle connection, or None (dirty ones are dropped on the way)."""
-        if self.closed:
-            raise ConnectError(_CLOSED)
-        idle = self.idle.get(origin)
-        while idle:
-            conn = idle.pop()
-            if conn.clean():
-                return conn
-            self.discard(origin, conn)
-        return None
-
-    async def slot(self, origin: Origin, deadline: float) -> Optional[_Conn]:
-        """Leave to open one more connection (None), or a connection handed back while waiting."""
-        while True:
-            open_ = self.open.get(origin, 0)
-            if self.limit is None or open_ < self.limit:
-                self.open[origin] = open_ + 1
-                return None
-            waiter: asyncio.Future[Optional[_Conn]] = self.loop.create_future()
-            self.waiters.setdefault(origin, deque()).append(waiter)
-            timer = self.loop.call_at(deadline, _expire, waiter)
-            try:
-                conn = await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._hand_back(origin, waiter.result())  # handed over, then cancelled: pass it on
-                raise
-            finally:
-                timer.cancel()
-            if conn is None or conn.clean():
-                return conn  # a slot passed on (counted already), or a connection to reuse
-            self.discard(origin, conn)
-            conn = self.checkout(origin)
-            if conn is not None:
-                return conn
-
-    def _hand_back(self, origin: Origin, conn: Optional[_Conn]) -> None:
-        if conn is None:
-            self.release(origin)
-        else:
-            self.checkin(origin, conn)
-
-    def _next_waiter(self, origin: Origin) -> Optional[asyncio.Future[Optional[_Conn]]]:
-        waiters = self.waiters.get(origin)
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                return waiter
-        return None
-
-    def checkin(self, origin: Origin, conn: _Conn) -> None:
-        """Keep a connection after a response: to the first waiter, else idle (or closed: pool full)."""
-        waiter = None if self.closed else self._next_waiter(origin)
-        if waiter is not None:
-            waiter.set_result(conn)
-            return
-        idle = self.idle.setdefault(origin, [])
-        if self.closed or len(idle) >= self.size:
-            self.discard(origin, conn)
-        else:
-            idle.append(conn)
-
-    def discard(self, origin: Origin, conn: _Conn) -> None:
-        conn.abort()
-        self.release(origin)
-
-    def release(self, origin: Origin) -> None:
-        """One connection fewer (or a slot unused): a waiter may open one instead."""
-        waiter = None if self.closed else self._next_waiter(origin)
-        if waiter is not None:
-            waiter.set_result(None)  # the slot passes to it: the count stays
-        else:
-            self.open[origin] = self.open.get(origin, 1) - 1
-
-    def close(self, *, in_loop: bool = True) -> None:
-        self.closed = True
-        idle = [conn for conns in self.idle.values() for conn in conns]
-        self.idle.clear()
-        for conn in idle:
-            conn.abort() if in_loop else conn.close_now()
-        for waiters in self.waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(ConnectError(_CLOSED))
-        self.waiters.clear()
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TransportTimeout("timed out waiting for a free connection (max_connections)"))
 
 
 async def _tcp(loop: asyncio.AbstractEventLoop, name: str, port: int, connect_timeout: Optional[float],
@@ -304,7 +75,7 @@ class AsyncLeanTransport:
 
             raise ConfigurationError("max_connections must be a positive int, or None for no limit")
         self._limit = max_connections
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
         self._targets: Dict[str, Tuple[Origin, str]] = {}
         self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
         self._closed = False
@@ -342,14 +113,14 @@ class AsyncLeanTransport:
 
     # -- async ----------------------------------------------------------------------------------
 
-    def _pool(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
+    def _pool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
         if self._closed:
-            raise ConnectError(_CLOSED)
+            raise ConnectError(CLOSED)
         pool = self._pools.get(loop)
         if pool is None:
             # Every open connection may be idle at once between two requests: keep up to the limit.
             idle = max(self._pool_size, self._limit or 0)
-            pool = self._pools.setdefault(loop, _LoopPool(loop, idle, self._limit))
+            pool = self._pools.setdefault(loop, LoopPool(loop, idle, self._limit))
         return pool
 
     def _head_fields(self, request: HTTPRequest) -> Sealed:
@@ -389,7 +160,7 @@ class AsyncLeanTransport:
         except Stale as stale:  # pragma: no cover - only reused connections are stale
             raise ConnectionLostError("connection lost") from stale
 
-    async def _exchange(self, pool: _LoopPool, origin: Origin, conn: _Conn, target: str, fields: Sealed,
+    async def _exchange(self, pool: LoopPool, origin: Origin, conn: Connection, target: str, fields: Sealed,
                         request: HTTPRequest, reused: bool, deadline: float) -> HTTPResponse:
         waiter = conn.start(pool.loop, self._max_body, request.method == "HEAD", reused)
         timer = pool.loop.call_at(deadline, conn.timed_out)
@@ -408,7 +179,7 @@ class AsyncLeanTransport:
             pool.discard(origin, conn)
         return response
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> _Conn:
+    async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> Connection:
         left = deadline - loop.time()
         if left <= 0:
             raise TransportTimeout("connect timed out")
@@ -417,7 +188,7 @@ class AsyncLeanTransport:
         except asyncio.TimeoutError:
             raise TransportTimeout("connect timed out") from None
 
-    async def _open(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> _Conn:
+    async def _open(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> Connection:
         scheme, host, port = origin
         proxy = self._options.proxy(origin)
         name, number = (proxy.host, proxy.port) if proxy else (host, port)
@@ -428,7 +199,7 @@ class AsyncLeanTransport:
         except OSError as exc:
             raise map_os_error(exc, connecting=True, target=(name, number)) from None
         tls = scheme == "https"
-        conn = _Conn(loop, sock, _host_line(host, port, scheme), proxy, not tls and proxy is not None)
+        conn = Connection(loop, sock, _host_line(host, port, scheme), proxy, not tls and proxy is not None)
         handshake = max(0.1, deadline - loop.time()) + 1.0  # the attempt's deadline ends it first
         try:
             if tls and proxy is None:
@@ -449,7 +220,7 @@ class AsyncLeanTransport:
         return conn
 
     @staticmethod
-    async def _tunnel(loop: asyncio.AbstractEventLoop, conn: _Conn, proxy: Proxy, host: str, port: int) -> None:
+    async def _tunnel(loop: asyncio.AbstractEventLoop, conn: Connection, proxy: Proxy, host: str, port: int) -> None:
         """Ask an HTTP proxy for a tunnel to ``host:port`` (``CONNECT``)."""
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         waiter = conn.start(loop, 0, True, False)  # a CONNECT answer's body is never read
