@@ -2,7 +2,7 @@
 
 ``send_async`` runs on the running loop. Each connection is an ``asyncio.Protocol`` (made with
 ``loop.create_connection``; no streams) that feeds the sans-IO parser (``h11parse.py``) as bytes
-arrive; one loop timer per attempt bounds connect, TLS, send and read. TLS goes through ``ssl`` with
+arrive; one deadline per attempt bounds connect, TLS, send and read (loop timers). TLS goes through ``ssl`` with
 the same verifying context as the sync transports; proxies as ``lean.py`` does them (``CONNECT``
 then ``loop.start_tls`` for HTTPS, absolute URLs for HTTP). Idle connections are pooled per origin
 *and per event loop*; ``max_connections`` bounds how many are open per origin and loop (a request
@@ -163,7 +163,7 @@ class AsyncLeanTransport:
     async def _exchange(self, pool: LoopPool, origin: Origin, conn: Connection, target: str, fields: Sealed,
                         request: HTTPRequest, reused: bool, deadline: float) -> HTTPResponse:
         waiter = conn.start(pool.loop, self._max_body, request.method == "HEAD", reused)
-        timer = pool.loop.call_at(deadline, conn.timed_out)
+        pool.watch(conn, deadline)
         try:  # written without a local holding the head (frame-local capture sees no key)
             conn.transport.write(LeanTransport._head(request, conn, target, fields).data)  # type: ignore[arg-type]
             response = await waiter
@@ -171,7 +171,7 @@ class AsyncLeanTransport:
             pool.discard(origin, conn)
             raise
         finally:
-            timer.cancel()
+            pool.unwatch(conn)
             conn.waiter = None
         if conn.reusable():
             pool.checkin(origin, conn)

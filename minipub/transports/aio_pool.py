@@ -22,6 +22,7 @@ from .proxy import Proxy
 __all__ = ["Connection", "LoopPool", "CLOSED"]
 
 CLOSED = "transport is closed"
+_NEVER = float("inf")
 
 
 class Connection(asyncio.Protocol):
@@ -154,6 +155,38 @@ class LoopPool:
         self.open: Dict[Origin, int] = {}
         self.waiters: Dict[Origin, Deque[asyncio.Future[Optional[Connection]]]] = {}
         self.closed = False
+        # The deadlines of the exchanges in flight, under one loop timer set for the earliest (a timer
+        # per exchange costs a heap entry and a cancelled handle each).
+        self.inflight: Dict[Connection, float] = {}
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._armed = _NEVER
+
+    def watch(self, conn: Connection, deadline: float) -> None:
+        """Time ``conn``'s exchange out at ``deadline`` (until :meth:`unwatch`)."""
+        self.inflight[conn] = deadline
+        if deadline < self._armed:
+            self._arm(deadline)
+
+    def unwatch(self, conn: Connection) -> None:
+        self.inflight.pop(conn, None)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = at
+        self._timer = self.loop.call_at(at, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._timer, self._armed = None, _NEVER
+        now, earliest = self.loop.time(), _NEVER
+        for conn, deadline in list(self.inflight.items()):
+            if deadline <= now:
+                del self.inflight[conn]
+                conn.timed_out()
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < _NEVER:
+            self._arm(earliest)
 
     def checkout(self, origin: Origin) -> Optional[Connection]:
         """A clean idle connection, or None (dirty ones are dropped on the way)."""
