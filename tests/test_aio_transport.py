@@ -32,17 +32,21 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.thread: Optional[threading.Thread] = None
 
     def get(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
-            threading.Thread(target=self.loop.run_forever, daemon=True, name="aio-contract").start()
+            self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="aio-contract")
+            self.thread.start()
         return self.loop
 
     def stop(self) -> None:
         loop, self.loop = self.loop, None
-        if loop is not None:
+        if loop is not None and self.thread is not None:
             loop.call_soon_threadsafe(loop.stop)
+            self.thread.join(10)
+            loop.close()
 
 
 _LOOP = _LoopThread()
