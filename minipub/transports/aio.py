@@ -16,7 +16,7 @@ import socket
 import weakref
 from typing import Any, Dict, Optional, Tuple
 
-from ..errors import ConnectError, ConnectionLostError, TransportTimeout
+from ..errors import ConfigurationError, ConnectError, ConnectionLostError, TransportTimeout
 from .aio_pool import CLOSED, Connection, LoopPool
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, header_block, map_os_error, split_origin
@@ -71,8 +71,6 @@ class AsyncLeanTransport:
         self._max_body: int = options.get("max_body", DEFAULT_MAX_BODY)
         self._pool_size: int = options.get("pool_size", 10)
         if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
-            from ..errors import ConfigurationError
-
             raise ConfigurationError("max_connections must be a positive int, or None for no limit")
         self._limit = max_connections
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
