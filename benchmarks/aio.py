@@ -41,6 +41,20 @@ def mux_label(k: int) -> str:
     return f"raw-socket, 1 thread, selectors, {k} sockets"
 
 
+#: Per in-flight case and round: the loop thread's wall time on a CPU, waiting for one, idle (shares).
+SCHED: Dict[int, List[Tuple[float, float, float]]] = {}
+
+
+def _schedstat() -> Tuple[float, float]:
+    """This thread's (seconds on a CPU, seconds runnable but waiting for one); zeros where unknown."""
+    try:
+        with open("/proc/thread-self/schedstat") as stat:
+            on_cpu, waiting, _ = stat.read().split()
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
 def aio_in_flight(url: str, n: int, k: int, profile: cProfile.Profile | None = None) -> Figures:
     """``n`` publishes by ``k`` coroutines on one loop, each awaiting its next ``event_async`` in turn."""
     import minipub
@@ -59,9 +73,11 @@ def aio_in_flight(url: str, n: int, k: int, profile: cProfile.Profile | None = N
 
         if profile is not None:
             profile.enable()
-        cpu, wall = time.process_time(), time.perf_counter()
+        sched, cpu, wall = _schedstat(), time.process_time(), time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(k)])
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        on_cpu, waiting = (after - before for after, before in zip(_schedstat(), sched))
+        SCHED.setdefault(k, []).append((on_cpu / wall, waiting / wall, max(0.0, 1 - (on_cpu + waiting) / wall)))
         if profile is not None:
             profile.disable()
         return n / wall, cpu / n * 1e6
@@ -155,6 +171,17 @@ PARTS = (("asyncio/", "asyncio (loop, futures, tasks, selector transport)"),
          ("benchmarks/", "the benchmark's loop"))
 
 
+def sched_table(title: str) -> None:
+    """Where the loop thread's wall time went (Linux schedstat): on a CPU, waiting for one, idle."""
+    print(f"\n{title}: the loop thread's wall time (medians; a thread waiting for a CPU is the machine's "
+          "load)\n| K in flight | on a CPU | waiting for a CPU | idle (waiting for the server) |"
+          "\n|---:|---:|---:|---:|")
+    for k, runs in sorted(SCHED.items()):
+        on_cpu, waiting, idle = (statistics.median(run[i] for run in runs) for i in range(3))
+        print(f"| {k} | {on_cpu:.0%} | {waiting:.0%} | {idle:.0%} |")
+    SCHED.clear()
+
+
 def profile_case(url: str, n: int, k: int) -> None:
     """cProfile of ``k`` in flight: own time per part of the code, µs per event, and the top call sites."""
     profile = cProfile.Profile()
@@ -191,6 +218,7 @@ def main(argv: Any = None) -> int:
         nginx = run_rounds(url, cases_for(args.n, levels, args.n), args.rounds)
         report(f"Against {served_by}", nginx)
         nginx_targets(nginx, levels)
+        sched_table("nginx")
         if args.profile:
             profile_case(url, args.n, args.profile)
     if not args.skip_latency:
@@ -201,6 +229,7 @@ def main(argv: Any = None) -> int:
             latency = run_rounds(url, cases, args.rounds)
             report(f"Against the {served_by}", latency)
             latency_targets(latency, levels, args.latency_ms / 1000)
+            sched_table("latency responder")
     return 0
 
 
