@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
@@ -403,4 +404,34 @@ def test_close_from_another_thread_closes_the_loops_connections() -> None:
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(5)
+            loop.close()
+
+
+def test_a_forked_child_keeps_none_of_the_parents_connections_open() -> None:
+    with RawServer(lambda peer: peer.serve(_answer)) as server:
+        transport = AsyncLeanTransport(proxy=None)
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(transport.send_async(_request(server.url(), "evt_parent")))
+            ready, told = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: its own loop, so its own connection; it lives on while the parent closes
+                code = 2
+                try:
+                    response = asyncio.run(transport.send_async(_request(server.url(), "evt_child")))
+                    code = 0 if json.loads(response.body)["id"] == "evt_child" else 3
+                    os.write(told, b"x")
+                    time.sleep(3.0)
+                finally:
+                    os._exit(code)
+            assert os.read(ready, 1) == b"x"
+            response = loop.run_until_complete(transport.send_async(_request(server.url(), "evt_parent_2")))
+            assert json.loads(response.body)["id"] == "evt_parent_2"
+            assert server.accepted == 2  # the parent's connection is still its own, the child made one
+            loop.run_until_complete(transport.aclose())
+            loop.run_until_complete(asyncio.sleep(0.05))
+            # The server sees the parent's close at once: the child holds no copy of that socket.
+            assert server.wait_finished(1, timeout=1.5), "the forked child kept the parent's connection open"
+            assert os.waitpid(pid, 0)[1] == 0
+        finally:
             loop.close()

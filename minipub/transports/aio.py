@@ -16,6 +16,7 @@ import socket
 import weakref
 from typing import Any, Dict, Optional, Tuple
 
+from .. import _fork
 from ..errors import ConfigurationError, ConnectError, ConnectionLostError, TransportTimeout
 from .aio_pool import CLOSED, Connection, LoopPool
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
@@ -77,6 +78,14 @@ class AsyncLeanTransport:
         self._targets: Dict[str, Tuple[Origin, str]] = {}
         self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
         self._closed = False
+        _fork.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child never uses nor keeps open the parent's connections: the pools of every loop
+        are forgotten (their sockets closed), a new loop in the child starts its own."""
+        pools, self._pools = list(self._pools.values()), weakref.WeakKeyDictionary()
+        for pool in pools:
+            pool.forget()
 
     def __repr__(self) -> str:
         return f"AsyncLeanTransport(pool_size={self._pool_size}, max_connections={self._limit}, " \

@@ -263,6 +263,15 @@ class LoopPool:
         else:
             self.open[origin] = self.open.get(origin, 1) - 1
 
+    def forget(self) -> None:
+        """In a forked child: close its copies of the sockets (close(2) only: the parent's connections
+        are untouched) and never touch this loop again."""
+        self.closed = True
+        for conn in [*self.inflight, *(conn for conns in self.idle.values() for conn in conns)]:
+            conn.sock.close()
+        self.idle.clear()
+        self.inflight.clear()
+
     def close(self, *, in_loop: bool = True) -> None:
         self.closed = True
         idle = [conn for conns in self.idle.values() for conn in conns]
