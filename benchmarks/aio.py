@@ -88,6 +88,85 @@ def aio_in_flight(url: str, n: int, k: int, profile: cProfile.Profile | None = N
         sdk.close()
 
 
+def fed_label(k: int) -> str:
+    return f"minipub lean-async, 1 loop thread fed by the submitting thread, {k} in flight"
+
+
+def aio_fed(url: str, n: int, k: int) -> Figures:
+    """The Publisher's shape: the calling thread builds each request (validation, id, JSON) and
+    appends it to a deque; one I/O thread runs the loop, ``k`` coroutines take requests from the
+    deque and await ``sdk.send_async``; a sleeping loop is woken by ``call_soon_threadsafe``; each
+    outcome completes a ``concurrent.futures.Future`` for the caller. Timed: first submit to last outcome."""
+    import collections
+    import threading
+    from concurrent.futures import Future
+
+    import minipub
+    from minipub.request import build_publish_request
+    from minipub.transports.aio import AsyncLeanTransport
+
+    sdk = minipub.SDK(KEY, server_url=url, transport=AsyncLeanTransport(proxy=None, max_connections=k))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    queue: collections.deque[Tuple[Any, Future[Any]]] = collections.deque()
+    idle: List[asyncio.Future[None]] = []  # the workers waiting for work (only the loop thread touches it)
+    stopping: List[bool] = []
+    asleep = [True]  # read by the submitter without a lock: a missed wake-up is caught by the next submit
+
+    def wake() -> None:
+        asleep[0] = False
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def worker() -> None:
+        while True:
+            try:
+                request, outcome = queue.popleft()
+            except IndexError:
+                if stopping:
+                    return
+                waiter = loop.create_future()
+                idle.append(waiter)
+                asleep[0] = True
+                await waiter
+                continue
+            try:
+                outcome.set_result(await sdk.send_async(request))
+            except minipub.MinipubError as error:
+                outcome.set_exception(error)
+
+    def submit(i: int) -> Future[Any]:
+        outcome: Future[Any] = Future()
+        queue.append((build_publish_request(tenant_id=TENANT, topic=TOPIC, data=event_data(i)), outcome))
+        if asleep[0]:
+            asleep[0] = False
+            loop.call_soon_threadsafe(wake)
+        return outcome
+
+    workers = [asyncio.run_coroutine_threadsafe(worker(), loop) for _ in range(k)]
+    try:
+        for warm in [submit(i) for i in range(k)]:
+            warm.result(30)
+        cpu, wall = time.process_time(), time.perf_counter()
+        outcomes = [submit(i) for i in range(n)]
+        for outcome in outcomes:
+            outcome.result(600)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return n / wall, cpu / n * 1e6
+    finally:
+        stopping.append(True)
+        loop.call_soon_threadsafe(wake)
+        for done in workers:
+            done.result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        sdk.close()
+
+
 def cases_for(n: int, levels: List[int], seq_n: int) -> Dict[str, Callable[[str], Figures]]:
     cases: Dict[str, Callable[[str], Figures]] = {
         SEQUENTIAL: lambda url: timed(minipub_case("lean"), url, seq_n, 1),
@@ -97,6 +176,7 @@ def cases_for(n: int, levels: List[int], seq_n: int) -> Dict[str, Callable[[str]
     for k in levels:
         cases[mux_label(k)] = lambda url, k=k: raw_multiplexed(url, n, k)  # type: ignore[misc]
         cases[aio_label(k)] = lambda url, k=k: aio_in_flight(url, n, k)  # type: ignore[misc]
+        cases[fed_label(k)] = lambda url, k=k: aio_fed(url, n, k)  # type: ignore[misc]
     return cases
 
 
