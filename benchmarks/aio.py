@@ -96,7 +96,8 @@ def aio_fed(url: str, n: int, k: int) -> Figures:
     """The Publisher's shape: the calling thread builds each request (validation, id, JSON) and
     appends it to a deque; one I/O thread runs the loop, ``k`` coroutines take requests from the
     deque and await ``sdk.send_async``; a sleeping loop is woken by ``call_soon_threadsafe``; each
-    outcome completes a ``concurrent.futures.Future`` for the caller. Timed: first submit to last outcome."""
+    outcome completes a ``concurrent.futures.Future``; the caller waits once for all (a flush).
+    Timed: first submit to last outcome."""
     import collections
     import threading
     from concurrent.futures import Future
@@ -112,6 +113,8 @@ def aio_fed(url: str, n: int, k: int) -> Figures:
     queue: collections.deque[Tuple[Any, Future[Any]]] = collections.deque()
     idle: List[asyncio.Future[None]] = []  # the workers waiting for work (only the loop thread touches it)
     stopping: List[bool] = []
+    finished = [0, k]  # outcomes so far, and how many make a flush (a Publisher's flush() waits once)
+    flushed = threading.Event()
     asleep = [True]  # read by the submitter without a lock: a missed wake-up is caught by the next submit
 
     def wake() -> None:
@@ -137,6 +140,9 @@ def aio_fed(url: str, n: int, k: int) -> Figures:
                 outcome.set_result(await sdk.send_async(request))
             except minipub.MinipubError as error:
                 outcome.set_exception(error)
+            finished[0] += 1
+            if finished[0] >= finished[1]:
+                flushed.set()
 
     def submit(i: int) -> Future[Any]:
         outcome: Future[Any] = Future()
@@ -150,11 +156,15 @@ def aio_fed(url: str, n: int, k: int) -> Figures:
     try:
         for warm in [submit(i) for i in range(k)]:
             warm.result(30)
+        flushed.clear()
+        finished[:] = [0, n]
         cpu, wall = time.process_time(), time.perf_counter()
         outcomes = [submit(i) for i in range(n)]
-        for outcome in outcomes:
-            outcome.result(600)
+        flushed.wait(600)  # the caller waits once, as flush() does: not once per outcome
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        failed = [outcome for outcome in outcomes if not outcome.done() or outcome.exception() is not None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {n} outcomes missing or failed")
         return n / wall, cpu / n * 1e6
     finally:
         stopping.append(True)
