@@ -38,6 +38,7 @@ class Connection(asyncio.Protocol):
         self.proxy_auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if absolute and proxy and \
             proxy.authorization else ""
         self.transport: Any = None
+        self.lines: Dict[Any, bytes] = {}  # the request lines the lean transport's head builder caches
         self.waiter: Optional[asyncio.Future[HTTPResponse]] = None
         self.parser: Optional[ResponseParser] = None
         self.max_body = 0
