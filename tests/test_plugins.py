@@ -114,7 +114,7 @@ def test_explicit_plugins_are_asked_first() -> None:
 
 
 def test_unknown_transport_name_lists_the_builtins() -> None:
-    with pytest.raises(ConfigurationError, match="use one of: http\\.client, lean, urllib") as info:
+    with pytest.raises(ConfigurationError, match="use one of: http\\.client, lean, lean-async, urllib") as info:
         SDK(API_KEY, transport="carrier-pigeon", plugins=[TransportPlugin()])
     assert 'pip install "minipub[plugins]"' in str(info.value)
 

@@ -21,6 +21,12 @@ def _lean(**options: Any) -> Transport:
     return LeanTransport(**options)
 
 
+def _lean_async(**options: Any) -> Transport:
+    from .aio import AsyncLeanTransport
+
+    return AsyncLeanTransport(**options)
+
+
 def _urllib(**options: Any) -> Transport:
     from .urllib import UrllibTransport
 
@@ -31,6 +37,7 @@ def _urllib(**options: Any) -> Transport:
 BUILTIN_TRANSPORTS: Dict[str, Callable[..., Transport]] = {
     "http.client": _httpclient,
     "lean": _lean,
+    "lean-async": _lean_async,
     "urllib": _urllib,
 }
 

@@ -1,0 +1,248 @@
+"""The lean transport on asyncio: many requests in flight on one event loop, in one thread.
+
+``send_async`` runs on the running loop. Each connection is an ``asyncio.Protocol`` (made with
+``loop.create_connection``; no streams) that feeds the sans-IO parser (``h11parse.py``) as bytes
+arrive; one deadline per attempt bounds connect, TLS, send and read (loop timers). TLS goes through ``ssl`` with
+the same verifying context as the sync transports; proxies as ``lean.py`` does them (``CONNECT``
+then ``loop.start_tls`` for HTTPS, absolute URLs for HTTP). Idle connections are pooled per origin
+*and per event loop*; ``max_connections`` bounds how many are open per origin and loop (a request
+beyond it waits for one, within its deadline). ``send``/``close`` are the sync lean transport's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import weakref
+from typing import Any, Dict, Optional, Tuple
+
+from .. import _fork
+from ..errors import ConfigurationError, ConnectError, ConnectionLostError, TransportTimeout
+from .aio_pool import CLOSED, Connection, LoopPool
+from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, header_block, map_os_error, split_origin
+from .lean import FIELDS_CACHE, LeanTransport, _host_line
+from .proxy import Proxy
+
+__all__ = ["AsyncLeanTransport", "DEFAULT_MAX_CONNECTIONS"]
+
+#: Connections open at once per origin and event loop, by default.
+DEFAULT_MAX_CONNECTIONS = 64
+
+
+async def _tcp(loop: asyncio.AbstractEventLoop, name: str, port: int, connect_timeout: Optional[float],
+               ) -> socket.socket:
+    """A connected non-blocking socket to ``name:port`` (each address in turn, as ``socket.create_connection``)."""
+    try:  # a numeric address resolves here without a thread
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    error: Optional[OSError] = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            connect = loop.sock_connect(sock, address)
+            await (connect if connect_timeout is None else asyncio.wait_for(connect, connect_timeout))
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise error or OSError(f"no address for {name}")
+
+
+class AsyncLeanTransport:
+    """Keep-alive connections per origin and event loop, for many ``send_async`` calls at once.
+
+    Options: those of :class:`~minipub.transports.lean.LeanTransport` (``ssl_context`` or
+    ``ca_file``/``client_cert``/``client_key``, ``proxy``, ``max_body``, ``pool_size``,
+    ``connect_timeout``) and ``max_connections`` (open at once per origin and loop; None: no
+    limit). Each loop keeps up to ``max(pool_size, max_connections)`` idle connections per origin.
+    """
+
+    supports_keepalive = True
+    supports_proxy = True
+
+    def __init__(self, *, max_connections: Optional[int] = DEFAULT_MAX_CONNECTIONS, **options: Any) -> None:
+        self._sync = LeanTransport(**options)  # checks the options too
+        self._options = ConnectOptions(**{k: v for k, v in options.items() if k not in ("max_body", "pool_size")})
+        self._max_body: int = options.get("max_body", DEFAULT_MAX_BODY)
+        self._pool_size: int = options.get("pool_size", 10)
+        if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
+            raise ConfigurationError("max_connections must be a positive int, or None for no limit")
+        self._limit = max_connections
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
+        self._targets: Dict[str, Tuple[Origin, str]] = {}
+        self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
+        self._closed = False
+        _fork.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child never uses nor keeps open the parent's connections: the pools of every loop
+        are forgotten (their sockets closed), a new loop in the child starts its own."""
+        pools, self._pools = list(self._pools.values()), weakref.WeakKeyDictionary()
+        for pool in pools:
+            pool.forget()
+
+    def __repr__(self) -> str:
+        return f"AsyncLeanTransport(pool_size={self._pool_size}, max_connections={self._limit}, " \
+               f"max_body={self._max_body})"
+
+    # -- sync: the lean transport ---------------------------------------------------------------
+
+    def send(self, request: HTTPRequest) -> HTTPResponse:
+        return self._sync.send(request)
+
+    def close(self) -> None:
+        """Close every connection, the sync ones and each loop's idle ones (from any thread)."""
+        self._closed = True
+        self._sync.close()
+        try:
+            current: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, pool in list(self._pools.items()):
+            if loop is current:
+                pool.close()
+            elif loop.is_running():
+                try:
+                    loop.call_soon_threadsafe(pool.close)
+                except RuntimeError:  # closed meanwhile
+                    pool.close(in_loop=False)
+            else:
+                pool.close(in_loop=False)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    # -- async ----------------------------------------------------------------------------------
+
+    def _pool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
+        if self._closed:
+            raise ConnectError(CLOSED)
+        pool = self._pools.get(loop)
+        if pool is None:
+            # Every open connection may be idle at once between two requests: keep up to the limit.
+            idle = max(self._pool_size, self._limit or 0)
+            pool = self._pools.setdefault(loop, LoopPool(loop, idle, self._limit))
+        return pool
+
+    def _head_fields(self, request: HTTPRequest) -> Sealed:
+        key = tuple(request.public_headers.items())
+        fields = self._fields.get(key)
+        if fields is None:
+            if len(self._fields) >= FIELDS_CACHE:
+                self._fields.clear()
+            fields = self._fields[key] = header_block(request)
+        return fields
+
+    async def send_async(self, request: HTTPRequest) -> HTTPResponse:
+        """Send one request on the running loop; ``request.timeout`` bounds the whole attempt."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout
+        fields = self._head_fields(request)  # bad headers fail here, before any connection
+        found = self._targets.get(request.url)
+        if found is None:
+            found = self._targets[request.url] = split_origin(request.url)
+        origin, target = found
+        pool = self._pool(loop)
+        while True:  # a reused connection the server had closed (Stale): its slot is taken again
+            conn = pool.checkout(origin) or await pool.slot(origin, deadline)
+            if conn is None:
+                break  # leave to open one
+            try:
+                return await self._exchange(pool, origin, conn, target, fields, request, True, deadline)
+            except Stale:
+                pass
+        try:
+            conn = await self._connect(loop, origin, deadline)
+        except BaseException:
+            pool.release(origin)
+            raise
+        try:
+            return await self._exchange(pool, origin, conn, target, fields, request, False, deadline)
+        except Stale as stale:  # pragma: no cover - only reused connections are stale
+            raise ConnectionLostError("connection lost") from stale
+
+    async def _exchange(self, pool: LoopPool, origin: Origin, conn: Connection, target: str, fields: Sealed,
+                        request: HTTPRequest, reused: bool, deadline: float) -> HTTPResponse:
+        waiter = conn.start(pool.loop, self._max_body, request.method == "HEAD", reused)
+        pool.watch(conn, deadline)
+        try:  # written without a local holding the head (frame-local capture sees no key)
+            conn.transport.write(LeanTransport._head(request, conn, target, fields).data)  # type: ignore[arg-type]
+            response = await waiter
+        except BaseException:  # Stale, an error, the timeout, a cancellation: the state is unknown
+            pool.discard(origin, conn)
+            raise
+        finally:
+            pool.unwatch(conn)
+            conn.waiter = None
+        if conn.reusable():
+            pool.checkin(origin, conn)
+        else:
+            pool.discard(origin, conn)
+        return response
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> Connection:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise TransportTimeout("connect timed out")
+        try:
+            return await asyncio.wait_for(self._open(loop, origin, deadline), left)
+        except asyncio.TimeoutError:
+            raise TransportTimeout("connect timed out") from None
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float) -> Connection:
+        scheme, host, port = origin
+        proxy = self._options.proxy(origin)
+        name, number = (proxy.host, proxy.port) if proxy else (host, port)
+        try:
+            left = deadline - loop.time()
+            connect_timeout = self._options.connect_timeout(Deadline(left))
+            sock = await _tcp(loop, name, number, None if connect_timeout >= left else connect_timeout)
+        except OSError as exc:
+            raise map_os_error(exc, connecting=True, target=(name, number)) from None
+        tls = scheme == "https"
+        conn = Connection(loop, sock, _host_line(host, port, scheme), proxy, not tls and proxy is not None)
+        handshake = max(0.1, deadline - loop.time()) + 1.0  # the attempt's deadline ends it first
+        try:
+            if tls and proxy is None:
+                await loop.create_connection(lambda: conn, sock=sock, ssl=self._options.ssl_context(),
+                                             server_hostname=host, ssl_handshake_timeout=handshake)
+            else:
+                await loop.create_connection(lambda: conn, sock=sock)
+                if tls and proxy is not None:
+                    await self._tunnel(loop, conn, proxy, host, port)
+                    conn.transport = await loop.start_tls(conn.transport, conn, self._options.ssl_context(),
+                                                          server_hostname=host, ssl_handshake_timeout=handshake)
+        except OSError as exc:
+            conn.close_now() if conn.transport is None else conn.abort()
+            raise map_os_error(exc, connecting=True) from None
+        except BaseException:
+            conn.close_now() if conn.transport is None else conn.abort()
+            raise
+        return conn
+
+    @staticmethod
+    async def _tunnel(loop: asyncio.AbstractEventLoop, conn: Connection, proxy: Proxy, host: str, port: int) -> None:
+        """Ask an HTTP proxy for a tunnel to ``host:port`` (``CONNECT``)."""
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        waiter = conn.start(loop, 0, True, False)  # a CONNECT answer's body is never read
+        auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+        conn.transport.write(Sealed(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode(
+            "latin-1")).data)
+        del auth
+        try:
+            response = await waiter
+        except ConnectionLostError as exc:
+            raise ConnectError(f"could not connect: the proxy closed the connection ({exc})") from None
+        finally:
+            conn.waiter = None
+        if not 200 <= response.status < 300:
+            raise ConnectError(f"could not connect: the proxy answered CONNECT with HTTP {response.status}")
+        if conn.dirty or conn.will_close:
+            raise ConnectError("could not connect: the proxy sent more than its CONNECT answer")
+
