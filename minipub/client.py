@@ -219,23 +219,23 @@ class SDK:
 
     async def send_async(
         self, request: PublishRequest, *, retry_config: Optional[RetryConfig] = None,
-        timeout_ms: Optional[float] = None,
+        timeout_ms: Optional[float] = None, on_retry: Optional[RetryObserver] = None,
     ) -> PublishResponse:
         """:meth:`send`, awaited: natively when the transport has ``send_async``, else in a worker
         thread (``asyncio.to_thread``), as also when an observability plugin is installed: its hooks
-        wrap a blocking call."""
+        wrap a blocking call. (No ``wait_for_budget``: waiting for a token would block the event loop.)"""
         _check_request(request, retry_config)
-        return await self._publish_async(request, retry_config, timeout_ms)
+        return await self._publish_async(request, retry_config, timeout_ms, on_retry)
 
     async def _publish_async(self, request: PublishRequest, retry_config: Optional[RetryConfig],
-                             timeout_ms: Optional[float]) -> PublishResponse:
+                             timeout_ms: Optional[float], on_retry: Optional[RetryObserver] = None) -> PublishResponse:
         native = getattr(self._transport, "send_async", None)
         import asyncio
 
         if not callable(native) or (self.plugins is not None and self.plugins.observed):
-            return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms)
+            return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms, on_retry)
         config, timeout = self._resolve(retry_config, timeout_ms)
-        return await self._attempts(request, config, timeout, _keyless_async(native), None, False, asyncio.sleep)
+        return await self._attempts(request, config, timeout, _keyless_async(native), on_retry, False, asyncio.sleep)
 
     def _resolve(self, retry_config: Optional[RetryConfig], timeout_ms: Optional[float]) -> Tuple[RetryConfig, float]:
         """A publish's retry config and per-attempt timeout (seconds): its own, else the client's."""

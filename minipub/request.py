@@ -180,7 +180,7 @@ def _build(tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, desti
     topic_name = _text("topic", topic)
     if type(eligible_for_retry) is not bool:
         raise ValidationError(f"eligible_for_retry must be True or False, got {type(eligible_for_retry).__name__}")
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # the common case without the ABC check
         raise ValidationError(
             f"data must be a mapping (a JSON object), got {type(data).__name__}; Outpost rejects other JSON values"
         )

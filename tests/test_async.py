@@ -251,3 +251,19 @@ def test_observability_plugins_see_async_publishes(server: OutpostServer) -> Non
         response = asyncio.run(sdk.publish.event_async(tenant_id="acme", topic="t", data={}))
     assert seen.ids == [response.id]  # hooks wrap the sync path: the worker thread is used
     assert native.async_sends == 0 and server.event_count(response.id) == 1
+
+
+def test_send_async_reports_each_retry_decision(server: OutpostServer) -> None:
+    """``on_retry`` sees the async path's decisions as it sees the sync path's (both transports' paths)."""
+    from minipub.request import build_publish_request
+
+    for transport in ("lean", "lean-async"):
+        server.clear()
+        server.fail_next(503, times=2)
+        decisions: List[Tuple[int, int, bool]] = []
+        with SDK(server.api_key, server_url=server.url, retry_config=FAST, transport=transport) as sdk:
+            request = build_publish_request(tenant_id="acme", topic="user.created", data={})
+            response = asyncio.run(sdk.send_async(request, on_retry=lambda n, error, delay: decisions.append(
+                (n, getattr(error, "status_code", 0), delay is not None))))
+        assert response.id == request.event_id
+        assert decisions == [(1, 503, True), (2, 503, True)], transport
