@@ -4,7 +4,7 @@ and ``PooledTransport`` (the bounded attempt itself is in ``bounded.py``)."""
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 from .. import _fork
@@ -34,6 +34,8 @@ from .proxy import Proxy, parse_proxy, select_proxy
 
 if TYPE_CHECKING:
     import ssl
+
+    from typing_extensions import Unpack
 
 __all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale",
            "Deadline", "Sealed", "header_block", "send_request",
@@ -80,6 +82,17 @@ def map_os_error(exc: BaseException, *, connecting: bool, target: Optional[Tuple
     if client is not None and isinstance(exc, client.HTTPException):
         return ProtocolError(f"invalid HTTP response: {type(exc).__name__}: {exc}"[:300])
     return ConnectionLostError(f"connection failed: {type(exc).__name__}: {exc}")
+
+
+class ConnectSettings(TypedDict, total=False):
+    """:class:`ConnectOptions`' arguments, for the transports that pass them on."""
+
+    ssl_context: Optional[ssl.SSLContext]
+    ca_file: Optional[str]
+    client_cert: Optional[str]
+    client_key: Optional[str]
+    proxy: Optional[str]
+    connect_timeout: Optional[float]
 
 
 class ConnectOptions:
@@ -201,20 +214,9 @@ class PooledTransport(Generic[K]):
     supports_keepalive = True
     supports_proxy = True
 
-    def __init__(
-        self,
-        *,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        ca_file: Optional[str] = None,
-        client_cert: Optional[str] = None,
-        client_key: Optional[str] = None,
-        proxy: Optional[str] = "env",
-        max_body: int = DEFAULT_MAX_BODY,
-        pool_size: int = 10,
-        connect_timeout: Optional[float] = None,
-    ) -> None:
-        self._options = ConnectOptions(ssl_context=ssl_context, ca_file=ca_file, client_cert=client_cert,
-                                       client_key=client_key, proxy=proxy, connect_timeout=connect_timeout)
+    def __init__(self, *, max_body: int = DEFAULT_MAX_BODY, pool_size: int = 10,
+                 **connect: Unpack[ConnectSettings]) -> None:
+        self._options = ConnectOptions(**connect)
         self._max_body = max_body
         self._pool: IdlePool[K] = IdlePool(pool_size, _close)
         self._targets: Dict[str, Tuple[Origin, str]] = {}
