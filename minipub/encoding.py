@@ -25,9 +25,29 @@ __all__ = ["encode_json", "encode_envelope", "format_datetime", "show"]
 # A path is built only when an error needs it: (parent path, key) pairs.
 _Path = Optional[Tuple[Any, Union[str, int]]]
 
-_dumps: Callable[[Any], str] = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
-).encode
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
+_dumps: Callable[[Any], str] = _encoder.encode
+
+
+def _direct_dumps() -> Callable[[Any], str]:
+    """``_dumps`` without the per-call setup of ``JSONEncoder.encode`` (it builds a C encoder each
+    time): the C encoder made once, for plain values only (no cycle check: callers pass flat data).
+    Where the C encoder is missing or its signature differs, ``_dumps`` itself."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - a Python without the _json accelerator
+        return _dumps
+    try:
+        encode = make(None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+        sample = {"a": [1, 2.5, "\u20ac\n", None, True]}
+        if "".join(encode(sample, 0)) != _dumps(sample):  # pragma: no cover - another json version
+            return _dumps
+    except Exception:  # pragma: no cover - another json version
+        return _dumps
+    return lambda value: "".join(encode(value, 0))
+
+
+#: ``_dumps`` for flat plain values: the same text, for less work.
+_dumps_flat = _direct_dumps()
 
 
 class _Number(str):
@@ -294,25 +314,29 @@ def encode_json(value: Any, *, root: str = "data") -> bytes:
     return _write(plain, walk.has_numbers, root)
 
 
+_STR = frozenset({str})
+_TEXT_OR_BOOL = frozenset({str, bool})
+#: Values the C encoder writes exactly as the walk would (a float that is not finite makes it raise).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _flat_plain(envelope: Dict[str, Any]) -> bool:
     """Whether every value is an exact str or bool, or a dict of exact str to exact str."""
+    if _TEXT_OR_BOOL.issuperset(map(type, envelope.values())):  # C-level loops: the common case
+        return True
     for value in envelope.values():
         kind = type(value)
         if kind is dict:
-            if not all(type(k) is str and type(v) is str for k, v in value.items()):
+            if not (_STR.issuperset(map(type, value)) and _STR.issuperset(map(type, value.values()))):
                 return False
         elif kind is not str and kind is not bool:
             return False
     return True
 
 
-_SCALARS = frozenset({str, int, bool, type(None)})
-
-
 def _flat_scalars(value: Dict[Any, Any]) -> bool:
-    """Whether a dict has only exact str keys and exact str, int, bool or None values."""
-    scalars = _SCALARS
-    return all(type(key) is str and type(item) in scalars for key, item in value.items())
+    """Whether a dict has only exact str keys and exact str, int, float, bool or None values."""
+    return _STR.issuperset(map(type, value)) and _SCALARS.issuperset(map(type, value.values()))
 
 
 def encode_envelope(envelope: Dict[str, Any], key: str, value: Any, *, root: str = "data",
@@ -322,13 +346,15 @@ def encode_envelope(envelope: Dict[str, Any], key: str, value: Any, *, root: str
     The same bytes as encoding the envelope and the value apart and splicing them, for less work.
     Errors in the written JSON name top-level fields bare: ``tenant_id``, ``metadata["k"]``, ``data["x"]``.
     """
-    outer = None if _flat_plain(envelope) else _Walk(envelope_root)
+    flat = _flat_plain(envelope)
+    if flat and type(value) is dict and _flat_scalars(value):  # nothing to convert
+        try:
+            return _dumps_flat({**envelope, key: value}).encode()
+        except ValueError:  # a float that is not finite, a lone surrogate, an int too long: named below
+            pass
+    outer = None if flat else _Walk(envelope_root)
     plain_envelope = envelope if outer is None else _walk(outer, envelope)
     numbers = outer is not None and outer.has_numbers
-    if type(value) is dict and _flat_scalars(value):  # nothing to check or convert
-        whole = {**plain_envelope, key: value}
-        if not numbers:
-            return _write(whole, False, "")
     inner = _Walk(root)
     whole = {**plain_envelope, key: _walk(inner, value)}
     return _write(whole, inner.has_numbers or numbers, "")
