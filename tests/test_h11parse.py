@@ -208,10 +208,8 @@ def test_interim_then_close_names_the_interim_status() -> None:
     assert isinstance(outcome, ConnectionLostError) and "before any response" in str(outcome)
 
 
-@given(case=responses(), cap=st.integers(0, 400), extra=st.sampled_from([b"", b"H", b"HTTP/1.1 200 OK\r\n"]),
-       head_request=st.booleans())
-def test_the_one_read_fast_path_agrees_with_the_parser(case: Tuple, cap: int, extra: bytes, head_request: bool) -> None:
-    wire = case[0] + extra
+def assert_fast_path_agrees(wire: bytes, cap: int, head_request: bool) -> bool:
+    """parse_whole gives what the parser gives, or None; True when it gave a response."""
     try:
         whole = parse_whole(wire, cap, head_request)
     except ProtocolError:
@@ -219,10 +217,40 @@ def test_the_one_read_fast_path_agrees_with_the_parser(case: Tuple, cap: int, ex
         with pytest.raises(ProtocolError):
             run([wire], cap, head_request=head_request)
     if whole is None:
-        return
+        return False
     response, will_close = whole
     outcome, parser = run([wire], cap, head_request=head_request, close=False)
     assert isinstance(outcome, HTTPResponse)
     assert (response.status, response.headers, response.body, response.truncated, will_close) == (
         outcome.status, outcome.headers, outcome.body, outcome.truncated, parser.will_close)
-    assert case[4] == "length" or head_request
+    return True
+
+
+@given(case=responses(), cap=st.integers(0, 400), extra=st.sampled_from([b"", b"H", b"HTTP/1.1 200 OK\r\n"]),
+       head_request=st.booleans())
+def test_the_one_read_fast_path_agrees_with_the_parser(case: Tuple, cap: int, extra: bytes, head_request: bool) -> None:
+    if assert_fast_path_agrees(case[0] + extra, cap, head_request):
+        assert case[4] == "length" or head_request
+
+
+@given(first=responses(), second=responses(), tail=st.binary(max_size=40), cap=st.integers(0, 400),
+       head_requests=st.tuples(st.booleans(), st.booleans()))
+def test_a_head_like_the_last_one_read_parses_as_if_it_were_new(
+    first: Tuple, second: Tuple, tail: bytes, cap: int, head_requests: Tuple[bool, bool]
+) -> None:
+    # parse_whole remembers the last head it read: whatever follows (the same head with another
+    # body or more bytes, another head), the answer is the parser's.
+    wire = first[0]
+    cut = min(i for i in (wire.find(b"\n\r\n") + 3, wire.find(b"\n\n") + 2) if i > 1)
+    for follower in (wire, wire + tail, wire[:cut] + tail, wire[:cut] + second[0], second[0], wire[:cut - 1]):
+        assert_fast_path_agrees(wire, cap, head_requests[0])
+        assert_fast_path_agrees(follower, cap, head_requests[1])
+
+
+def test_a_remembered_head_is_not_shared_between_responses() -> None:
+    wire = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nX-A: 1\r\n\r\n{}"
+    first = parse_whole(wire, 100)
+    assert first is not None
+    first[0].headers["x-a"] = "changed"
+    second = parse_whole(wire, 100)
+    assert second is not None and second[0].headers == {"content-length": "2", "x-a": "1"}
