@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Tuple
 
 from .errors import APIError, ProtocolError, error_class_for
 from .models import PublishResponse
@@ -12,7 +12,11 @@ from .transports.base import HTTPResponse
 
 __all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT", "QUEUED_HEADER"]
 
-_decode = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_decode = _decoder.decode
+#: One JSON value from an index: (value, end). ``decode`` without its two whitespace matches.
+_scan: Callable[[str, int], Tuple[Any, int]] = _decoder.scan_once
+_STR = frozenset({str})
 
 #: How much of an error body is kept as text on the exception (characters).
 MAX_ERROR_TEXT = 8192
@@ -32,9 +36,11 @@ def _json_body(response: HTTPResponse) -> Any:
         return None
     try:
         if body[:1] == b"{" and body[1:2] not in (b"", b"\x00"):  # UTF-8 (what json.loads would detect)
-            return _decode(body.decode("utf-8", "surrogatepass"))
+            text = body.decode("utf-8", "surrogatepass")
+            value, end = _scan(text, 0)
+            return value if end == len(text) else _decode(text)  # else trailing blanks or extra data
         return json.loads(body)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError, StopIteration):
         return None
 
 
@@ -85,7 +91,7 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Secret
         raise ProtocolError(f"the server answered for event {shown!r}, not for {event_id!r} (not retried)")
     duplicate = data.get("duplicate")
     destinations = data.get("destination_ids")
-    if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
+    if type(destinations) is not list or not _STR.issuperset(map(type, destinations)):  # JSON: exact types
         destinations = []
     return PublishResponse(
         id=answered_id if isinstance(answered_id, str) and answered_id else event_id,
