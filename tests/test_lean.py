@@ -7,12 +7,15 @@ import threading
 from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from minipub import SDK
 from minipub.errors import ConnectError, ConnectionLostError, ProtocolError, TransportTimeout, ValidationError
 from minipub.testing import OutpostServer, TransportContract
 from minipub.testing.rawserver import RawServer as SharedRawServer
 from minipub.transports import BUILTIN_TRANSPORTS, HTTPRequest, Transport, create_transport
+from minipub.secret import Secret
 from minipub.transports.lean import LeanTransport
 
 from .conftest import API_KEY, NO_RETRY
@@ -296,3 +299,18 @@ def test_threads_share_the_pool(server: OutpostServer) -> None:
             thread.join(30)
     assert not errors and len(server.events) == 80
     assert len({r.client_port for r in server.requests}) <= 4
+
+
+_FIELD_TEXT = set("\t") | {chr(c) for c in range(0x20, 0x7F)} | {chr(c) for c in range(0x80, 0x100)}
+
+
+@given(names=st.lists(st.sampled_from(["Authorization", "Cookie", "X-Token"]), min_size=1, max_size=2, unique=True),
+       values=st.lists(st.text(st.characters(max_codepoint=0x130), max_size=12), min_size=2, max_size=2))
+def test_credential_lines_are_latin1_text_without_controls(names: List[str], values: List[str]) -> None:
+    request = HTTPRequest.split("POST", "http://127.0.0.1/", {}, {n: Secret(v) for n, v in zip(names, values)}, b"", 1)
+    if all(_FIELD_TEXT.issuperset(v) for v in values[:len(names)]):
+        assert request.secret_head() == "".join(f"{n}: {v}\r\n" for n, v in zip(names, values)).encode("latin-1")
+    else:
+        with pytest.raises(ValidationError) as info:
+            request.secret_head()
+        assert all(v not in str(info.value) for v in values if len(v) > 3)

@@ -92,6 +92,12 @@ class HTTPRequest:
         """The credential header lines (``Name: value\r\n``, latin-1), for a transport writing its own head."""
         if not self.secret_headers:
             return b""
+        if len(self.secret_headers) == 1:  # the common case, checked on the bytes: printable ASCII
+            for name, secret in self.secret_headers.items():
+                head = b"%s: %s\r\n" % (name.encode("latin-1", "replace"), secret.reveal_bytes())
+                if not head[:-2].translate(None, _PRINTABLE_ASCII):
+                    return head
+                del head
         lines = "".join([f"{name}: {secret.reveal()}\r\n" for name, secret in self.secret_headers.items()])
         if lines.count("\r") != len(self.secret_headers) or _bad_value(lines.replace("\r\n", "")):
             del lines
@@ -115,6 +121,7 @@ class HTTPRequest:
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: Anything but latin-1 text without control characters (tab allowed), as RFC 9110 field values are.
 _bad_value = re.compile(r"[^\t\x20-\x7e\x80-\xff]").search
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
 class _HeaderView(Dict[str, str]):
