@@ -249,9 +249,6 @@ def readable(sock: socket.socket) -> bool:
 _poll: Optional[Callable[[], Any]] = getattr(select, "poll", None)
 
 
-# A blocking plain socket (lean's, kernel timeouts) is checked by a non-blocking peek.
-_PEEK = (socket.MSG_PEEK | socket.MSG_DONTWAIT) if hasattr(socket, "MSG_DONTWAIT") else 0
-
 
 def idle_clean(sock: Optional[socket.socket]) -> bool:
     """True when an idle keep-alive connection received nothing since its last response.
@@ -262,14 +259,6 @@ def idle_clean(sock: Optional[socket.socket]) -> bool:
     """
     if sock is None:
         return False
-    if _PEEK and type(sock) is socket.socket and sock.gettimeout() is None:  # one system call, nothing consumed
-        try:
-            sock.recv(1, _PEEK)  # a byte or b"" (an EOF): either way not clean
-            return False
-        except BlockingIOError:
-            return True  # nothing to read: idle and clean
-        except OSError:
-            return False
     if not readable(sock):
         return True
     ssl: Any = loaded_module("ssl")
@@ -458,6 +447,10 @@ class PooledTransport(Generic[K]):
     def _socket(self, conn: K) -> Optional[socket.socket]:
         raise NotImplementedError
 
+    def _idle_clean(self, conn: K) -> bool:
+        """True when an idle connection received nothing since its last response (:func:`idle_clean`)."""
+        return idle_clean(self._socket(conn))
+
     def _target(self, url: str) -> Tuple[Origin, str]:
         found = self._targets.get(url)
         if found is None:
@@ -472,7 +465,7 @@ class PooledTransport(Generic[K]):
         deadline = Deadline(request.timeout)
         origin, target = self._target(request.url)
         conn = self._pool.checkout(origin)
-        while conn is not None and not idle_clean(self._socket(conn)):
+        while conn is not None and not self._idle_clean(conn):
             conn.close()  # bytes or an EOF arrived while it was idle: never read them as our answer
             conn = self._pool.checkout(origin)
         if conn is not None:

@@ -9,10 +9,11 @@ the request is sent once more on a fresh connection.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..errors import ConnectError, ConnectionLostError, TransportTimeout, ValidationError
 from .base import HTTPRequest, HTTPResponse
@@ -25,6 +26,7 @@ from .common import (
     Sealed,
     Stale,
     header_block,
+    idle_clean,
     map_os_error,
     read_response,
     send_request,
@@ -38,6 +40,7 @@ __all__ = ["LeanTransport"]
 FIELDS_CACHE = 64
 # A reused connection failing this way before any response byte: the server had closed it.
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_poll: Optional[Callable[[], Any]] = getattr(select, "poll", None)
 # Methods sent without a Content-Length when they have no body.
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
@@ -58,7 +61,7 @@ class _Connection:
     and a retried read each time. TLS sockets (and platforms refusing the option) use ``settimeout``.
     """
 
-    __slots__ = ("absolute", "host_line", "kernel_timeouts", "proxy_auth", "sock", "timeout")
+    __slots__ = ("absolute", "host_line", "kernel_timeouts", "lines", "poller", "proxy_auth", "sock", "timeout")
 
     def __init__(self, sock: socket.socket, host_line: str, proxy: Optional[Proxy], absolute: bool,
                  tls: bool) -> None:
@@ -69,6 +72,18 @@ class _Connection:
             proxy.authorization else ""
         self.timeout = -1.0
         self.kernel_timeouts = not tls
+        self.lines: Dict[Tuple[str, str], bytes] = {}  # (method, URL): request line, Host, proxy lines
+        # A plain socket's idle check: one poll(2) on a poll object made once (TLS: idle_clean).
+        self.poller: Optional[Any] = None
+        if not tls and _poll is not None:
+            self.poller = _poll()
+            self.poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+
+    def idle_clean(self) -> bool:
+        """True when nothing (no byte, no EOF, no error) arrived since the last response."""
+        if self.poller is None:
+            return idle_clean(self.sock)
+        return not self.poller.poll(0)
 
     def set_timeout(self, seconds: float) -> None:
         """The timeout of the next socket operation: ``seconds`` (the attempt's time left), or at
@@ -100,6 +115,17 @@ def _host_line(host: str, port: int, scheme: str) -> str:
     return f"Host: {name}\r\n" if port == default else f"Host: {name}:{port}\r\n"
 
 
+def _request_line(request: HTTPRequest, conn: _Connection, target: str) -> bytes:
+    """The request line and the connection's own header lines (Host, a proxy's credentials)."""
+    if len(conn.lines) >= FIELDS_CACHE:
+        conn.lines.clear()
+    try:
+        return f"{request.method} {request.url if conn.absolute else target} HTTP/1.1\r\n{conn.host_line}" \
+               f"{conn.proxy_auth}".encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValidationError("the request URL and method must be ASCII (percent-encode the path)") from None
+
+
 class LeanTransport(PooledTransport[_Connection]):
     """Keep-alive connections per origin, reused across calls and threads (one user at a time).
 
@@ -114,6 +140,9 @@ class LeanTransport(PooledTransport[_Connection]):
 
     def _socket(self, conn: _Connection) -> Optional[socket.socket]:
         return conn.sock
+
+    def _idle_clean(self, conn: _Connection) -> bool:
+        return conn.idle_clean()
 
     def _connect(self, origin: Origin, deadline: Deadline) -> _Connection:
         scheme, host, port = origin
@@ -173,14 +202,12 @@ class LeanTransport(PooledTransport[_Connection]):
     @staticmethod
     def _head(request: HTTPRequest, conn: _Connection, target: str, fields: Sealed) -> Sealed:
         """Request line, header fields and body, in one piece (sent in one call)."""
-        if conn.absolute:
-            target = request.url
-        length = f"Content-Length: {len(request.body)}\r\n" if request.body or request.method not in _NO_BODY else ""
-        try:
-            line = f"{request.method} {target} HTTP/1.1\r\n{conn.host_line}{conn.proxy_auth}".encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValidationError("the request URL and method must be ASCII (percent-encode the path)") from None
-        return Sealed(b"".join((line, fields.data, request.secret_head(), length.encode(), b"\r\n", request.body)))
+        line = conn.lines.get((request.method, request.url))
+        if line is None:
+            line = conn.lines[(request.method, request.url)] = _request_line(request, conn, target)
+        body = request.body
+        length = b"Content-Length: %d\r\n\r\n" % len(body) if body or request.method not in _NO_BODY else b"\r\n"
+        return Sealed(b"".join((line, fields.data, request.secret_head(), length, body)))
 
     def _exchange(
         self, origin: Origin, conn: _Connection, target: str, fields: Sealed, request: HTTPRequest, reused: bool,
