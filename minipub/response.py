@@ -15,7 +15,7 @@ __all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT", "Q
 _decoder = json.JSONDecoder()
 _decode = _decoder.decode
 #: One JSON value from an index: (value, end). ``decode`` without its two whitespace matches.
-_scan: Callable[[str, int], Tuple[Any, int]] = _decoder.scan_once
+_scan: Callable[[str, int], Tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 _STR = frozenset({str})
 
 #: How much of an error body is kept as text on the exception (characters).

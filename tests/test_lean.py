@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from minipub import SDK
 from minipub.errors import ConnectError, ConnectionLostError, ProtocolError, TransportTimeout, ValidationError
+from minipub.secret import Secret
 from minipub.testing import OutpostServer, TransportContract
 from minipub.testing.rawserver import RawServer as SharedRawServer
 from minipub.transports import BUILTIN_TRANSPORTS, HTTPRequest, Transport, create_transport
-from minipub.secret import Secret
 from minipub.transports.lean import LeanTransport
 
 from .conftest import API_KEY, NO_RETRY
