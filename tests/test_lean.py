@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from typing import Any, Callable, Iterator, List, Tuple
 
@@ -314,3 +315,64 @@ def test_credential_lines_are_latin1_text_without_controls(names: List[str], val
         with pytest.raises(ValidationError) as info:
             request.secret_head()
         assert all(v not in str(info.value) for v in values if len(v) > 3)
+
+
+class _Counted:
+    """A pooled connection that counts its closes."""
+
+    def __init__(self) -> None:
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_the_idle_pool_under_threads_keeps_its_size_and_closes_everything_once(size: int) -> None:
+    from minipub.errors import ConnectError as Closed
+    from minipub.transports.common import IdlePool
+
+    count, per_thread = 8, 400
+    pool: IdlePool[_Counted] = IdlePool(size, lambda conn: conn.close())
+    origin = ("http", "127.0.0.1", 1)
+    pooled: List[_Counted] = []  # every connection checked in
+    start = threading.Barrier(count + 1)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(per_thread):
+            try:
+                taken = pool.checkout(origin)
+            except Closed:
+                return
+            fresh = _Counted()
+            pooled.append(fresh)
+            pool.checkin(origin, fresh)
+            if taken is not None:
+                pool.checkin(origin, taken)
+
+    def run(close: bool) -> None:
+        threads = [threading.Thread(target=work) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        if close:
+            pool.close()  # while the threads check connections in and out
+        for thread in threads:
+            thread.join()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # thread switches inside the pool's methods, not only between calls
+    try:
+        run(close=False)
+        assert 1 <= len(pool._idle[origin]) <= size
+        run(close=True)
+    finally:
+        sys.setswitchinterval(interval)
+    late = _Counted()
+    pooled.append(late)
+    pool.checkin(origin, late)  # taken out before the close, given back after it
+    assert not pool._idle[origin]
+    with pytest.raises(Closed):
+        pool.checkout(origin)
+    assert [conn.closes for conn in pooled] == [1] * len(pooled)

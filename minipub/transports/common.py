@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypeVar
 from urllib.parse import urlsplit
@@ -123,51 +122,59 @@ class ConnectOptions:
 
 
 class IdlePool(Generic[C]):
-    """Idle keep-alive connections per origin, at most ``size`` each; thread-safe."""
+    """Idle keep-alive connections per origin, at most ``size`` each; thread-safe.
+
+    Lock-free: each origin's list is only popped and appended to (atomic list operations), and
+    ``close`` sets ``closed`` before it drains, so a connection checked in meanwhile is either
+    drained by it or, ``closed`` seen after the append, closed by its own checkin.
+    """
 
     def __init__(self, size: int, close: Callable[[C], None]) -> None:
         self.size = size
         self._close = close
         self._idle: Dict[Origin, List[C]] = {}
-        self._lock = threading.Lock()
         self.closed = False
         _fork.register(self)
 
     def _after_fork_in_child(self) -> None:
         """A forked child never uses the parent's sockets: it closes its copies (close(2) only, no
         shutdown or TLS alert, so the parent's connections are untouched) and starts an empty pool."""
-        self._lock = threading.Lock()
         idle, self._idle = self._idle, {}
         for conn in (conn for conns in idle.values() for conn in conns):
             self._close(conn)
 
     def checkout(self, origin: Origin) -> Optional[C]:
         """An idle connection to reuse, or None; raises once the transport is closed."""
-        with self._lock:
-            if self.closed:
-                raise ConnectError("transport is closed")
-            idle = self._idle.get(origin)
+        if self.closed:
+            raise ConnectError("transport is closed")
+        idle = self._idle.get(origin)
+        try:
             return idle.pop() if idle else None
+        except IndexError:  # another thread took the last one
+            return None
 
     def checkin(self, origin: Origin, conn: C) -> None:
         """Keep a connection for reuse (or close it when the pool is full or closed)."""
-        with self._lock:
-            idle = self._idle.get(origin)
-            if idle is None:
-                idle = self._idle[origin] = []
-            if not self.closed and len(idle) < self.size:
-                idle.append(conn)
+        idle = self._idle.get(origin)
+        if idle is None:
+            idle = self._idle.setdefault(origin, [])
+        idle.append(conn)
+        while self.closed or len(idle) > self.size:  # the oldest goes (threads checking in at once)
+            try:
+                self._close(idle.pop(0))
+            except IndexError:
                 return
-        self._close(conn)
 
     def close(self) -> None:
         """Close every idle connection; later checkouts raise."""
-        with self._lock:
-            self.closed = True
-            idle = [conn for conns in self._idle.values() for conn in conns]
-            self._idle.clear()
-        for conn in idle:
-            self._close(conn)
+        self.closed = True
+        for idle in list(self._idle.values()):
+            while idle:
+                try:
+                    conn = idle.pop()
+                except IndexError:
+                    break
+                self._close(conn)
 
 
 class Stale(Exception):
