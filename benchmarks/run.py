@@ -328,8 +328,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="connections in flight for the latency rows (default 4,16,64)")
     parser.add_argument("--drain-timeout", type=float, default=120.0,
                         help="real Outpost: how long to wait for a case's deliveries (default 120 s)")
+    parser.add_argument("--pin-cpu", type=int, default=None, metavar="N",
+                        help="run on CPU N only, with the servers started (they inherit it): on a small VM,"
+                             " a client and a server on different CPUs pay a cross-CPU wake-up per request that"
+                             " swings sequential figures by 3-4x from run to run")
     parser.add_argument("--json", default=str(HERE / "results" / "latest.json"), help="where to write the results")
     args = parser.parse_args(argv)
+    if args.pin_cpu is not None:
+        os.sched_setaffinity(0, {args.pin_cpu})
     kinds = ["real"] if args.real else parse_targets(args.target)
     from minipub.transports import DEFAULT_TRANSPORT
 
@@ -337,7 +343,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "targets_run": kinds, "n": args.n, "rounds": args.rounds, "threads": THREADS,
         "python": platform.python_version(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "outpost_sdk": _version("outpost_sdk") if not args.no_outpost_sdk else None,
-        "default_transport": DEFAULT_TRANSPORT,
+        "default_transport": DEFAULT_TRANSPORT, "pinned_cpu": args.pin_cpu,
     }
     if "real" in kinds:  # first: without a server, say so before spending minutes on the rest
         try:
@@ -359,7 +365,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     if "cases" in report:
-        print(f"server: {report['server']}; N={args.n} events per case and mode, {args.rounds} rounds (medians)")
+        pinned = "" if args.pin_cpu is None else f"; client and server pinned to CPU {args.pin_cpu}"
+        print(f"server: {report['server']}; N={args.n} events per case and mode, {args.rounds} rounds (medians)"
+              f"{pinned}")
         print(table(report["cases"], {k: report[k] for k in ("import_ms", "first_event_ms", "peak_rss_mib")
                                       if k in report}))
         print()

@@ -112,8 +112,16 @@ def evaluate(report: Report) -> List[Dict[str, Any]]:
 
 
 def info_lines(report: Report) -> List[str]:
-    """Figures the issue asks for in the table, without a limit: bulk, the client's CPU share on the real server."""
+    """Figures the issue asks for, without a limit: the outbox's group commits, bulk, the client's CPU share
+    on the real server."""
     lines = []
+    for name, modes in (report.get("cases") or {}).items():
+        commits = (modes.get("async") or {}).get("group_commits")
+        if commits:
+            lines.append(f"[info  ] {name}: one group commit costs {commits['ms_per_commit']:.2f} ms and carries"
+                         f" {commits['inserts_per_commit']:.1f} submits, {commits['outcomes_per_commit']:.1f}"
+                         f" outcomes, {commits['claims_per_commit']:.1f} claims ({commits['commits']:,.0f} commits,"
+                         f" {THREADS} submitting threads)")
     for name, row in ((report.get("bulk") or {}).get("rows") or {}).items():
         lines.append(f"[info  ] {name}: {row['events_per_s']:,.0f} events/s, {row['cpu_us']:,.1f} CPU us/event")
     for name, row in ((report.get("real") or {}).get("rows") or {}).items():
