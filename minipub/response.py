@@ -79,13 +79,13 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Secret
         del response  # the raw body may echo the key: no frame local keeps it in a traceback
         raise error
     data = _json_body(response)
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         data = {}
     if QUEUED_HEADER in response.headers:
         queued_id = data.get("id")
         return PublishResponse(queued_id if isinstance(queued_id, str) and queued_id else event_id, None, None)
     answered_id = data.get("id")
-    if isinstance(answered_id, str) and answered_id and answered_id != event_id:
+    if type(answered_id) is str and answered_id and answered_id != event_id:
         # Not this request's answer (a late or unsolicited one): an error, never a success for the wrong event.
         shown = redact(answered_id, secret, 64)
         raise ProtocolError(f"the server answered for event {shown!r}, not for {event_id!r} (not retried)")
@@ -93,8 +93,5 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Secret
     destinations = data.get("destination_ids")
     if type(destinations) is not list or not _STR.issuperset(map(type, destinations)):  # JSON: exact types
         destinations = []
-    return PublishResponse(
-        id=answered_id if isinstance(answered_id, str) and answered_id else event_id,
-        duplicate=duplicate if isinstance(duplicate, bool) else False,
-        destination_ids=destinations,
-    )
+    return PublishResponse(answered_id if type(answered_id) is str and answered_id else event_id,
+                           duplicate if type(duplicate) is bool else False, destinations)  # JSON: exact types
