@@ -156,6 +156,33 @@ def test_request_head_is_complete(raw: Callable[[Script], RawServer]) -> None:
     assert body == b"{}"
 
 
+def test_a_shared_header_dict_changed_in_place_is_sent_and_checked_as_it_is_now(
+    raw: Callable[[Script], RawServer]
+) -> None:
+    # A client passes the same dict with every request: the prebuilt lines follow what it holds.
+    seen: List[bytes] = []
+
+    def script(sock: socket.socket, index: int) -> None:
+        while True:
+            request = read_request(sock)
+            if not request:
+                return
+            seen.append(request)
+            sock.sendall(OK)
+
+    server = raw(script)
+    transport = LeanTransport(proxy=None)
+    shared = {"Content-Type": "application/json", "X-Step": "1"}
+    for step in ("1", "2"):
+        shared["X-Step"] = step
+        transport.send(HTTPRequest.split("POST", server.url, shared, {}, b"{}", 5.0))
+    shared["X-Step"] = "3\r\nInjected: 1"
+    with pytest.raises(ValidationError):
+        transport.send(HTTPRequest.split("POST", server.url, shared, {}, b"{}", 5.0))
+    transport.close()
+    assert [b"X-Step: 1" in r for r in seen] == [True, False] and b"X-Step: 2" in seen[1]
+
+
 def test_chunked_interim_and_connection_close(raw: Callable[[Script], RawServer]) -> None:
     chunked = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")

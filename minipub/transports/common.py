@@ -412,8 +412,9 @@ class _Closable(Protocol):
 
 
 K = TypeVar("K", bound=_Closable)
-#: One exchange on a connection: (origin, connection, request target, reused, deadline) -> response.
-Exchange = Callable[[Origin, K, str, bool, Deadline], HTTPResponse]
+#: One exchange on a connection: (request, what the transport prepared for it, origin, connection,
+#: request target, reused, deadline) -> response. A method, not a closure made per request.
+Exchange = Callable[[HTTPRequest, Any, Origin, K, str, bool, Deadline], HTTPResponse]
 
 
 class PooledTransport(Generic[K]):
@@ -464,7 +465,7 @@ class PooledTransport(Generic[K]):
             found = self._targets[url] = split_origin(url)
         return found
 
-    def _roundtrip(self, request: HTTPRequest, exchange: Exchange[K]) -> HTTPResponse:
+    def _roundtrip(self, request: HTTPRequest, exchange: Exchange[K], prepared: Any = None) -> HTTPResponse:
         """Send on an idle connection if there is a clean one, else (or if it was stale) on a fresh one.
 
         ``request.timeout`` bounds the whole attempt: connect, send, wait and read.
@@ -477,12 +478,12 @@ class PooledTransport(Generic[K]):
             conn = self._pool.checkout(origin)
         if conn is not None:
             try:
-                return exchange(origin, conn, target, True, deadline)
+                return exchange(request, prepared, origin, conn, target, True, deadline)
             except Stale:
                 pass  # the server closed the idle connection: send once more on a fresh one
         conn = self._connect(origin, deadline)
         try:
-            return exchange(origin, conn, target, False, deadline)
+            return exchange(request, prepared, origin, conn, target, False, deadline)
         except Stale as stale:  # pragma: no cover - exchanges raise Stale only for reused connections
             raise ConnectionLostError("connection lost") from stale
 

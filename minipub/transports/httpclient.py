@@ -207,11 +207,11 @@ class HTTPClientTransport(PooledTransport[Connection]):
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         header_block(request)  # the one header rule (a ValidationError naming the header)
-        return self._roundtrip(request, lambda origin, conn, path, reused, deadline: self._exchange(
-            origin, conn, path, request, reused, deadline))
+        return self._roundtrip(request, self._exchange)
 
     def _exchange(
-        self, origin: Origin, conn: Connection, path: str, request: HTTPRequest, reused: bool, deadline: Deadline,
+        self, request: HTTPRequest, _: Any, origin: Origin, conn: Connection, path: str, reused: bool,
+        deadline: Deadline,
     ) -> HTTPResponse:
         # No local holds the headers: frame-local capture (error reporters) never sees the key.
         proxy = conn.minipub_proxy

@@ -137,6 +137,7 @@ class LeanTransport(PooledTransport[_Connection]):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}  # prebuilt, checked header lines
+        self._last_fields: Tuple[Optional[Dict[str, str]], Dict[str, str], Sealed] = (None, {}, Sealed(b""))
 
     def _socket(self, conn: _Connection) -> Optional[socket.socket]:
         return conn.sock
@@ -190,14 +191,18 @@ class LeanTransport(PooledTransport[_Connection]):
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
         # No local names the header values: frame-local capture (error reporters) sees no key.
-        fields = self._fields.get(tuple(request.public_headers.items()))
+        headers = request.public_headers
+        last = self._last_fields  # the same dict as last time (the client's own), unchanged: its lines
+        if last[0] is headers and last[1] == headers:
+            return self._roundtrip(request, self._exchange, last[2])
+        fields = self._fields.get(tuple(headers.items()))
         if fields is None:
             fields = header_block(request)
             if len(self._fields) >= FIELDS_CACHE:
                 self._fields.clear()
-            self._fields[tuple(request.public_headers.items())] = fields
-        return self._roundtrip(request, lambda origin, conn, target, reused, deadline: self._exchange(
-            origin, conn, target, fields, request, reused, deadline))
+            self._fields[tuple(headers.items())] = fields
+        self._last_fields = (headers, dict(headers), fields)
+        return self._roundtrip(request, self._exchange, fields)
 
     @staticmethod
     def _head(request: HTTPRequest, conn: _Connection, target: str, fields: Sealed) -> Sealed:
@@ -210,7 +215,7 @@ class LeanTransport(PooledTransport[_Connection]):
         return Sealed(b"".join((line, fields.data, request.secret_head(), length, body)))
 
     def _exchange(
-        self, origin: Origin, conn: _Connection, target: str, fields: Sealed, request: HTTPRequest, reused: bool,
+        self, request: HTTPRequest, fields: Sealed, origin: Origin, conn: _Connection, target: str, reused: bool,
         deadline: Deadline,
     ) -> HTTPResponse:
         sock = conn.sock
