@@ -341,11 +341,13 @@ def send_request(sock: socket.socket, data: Sealed, deadline: Deadline, set_time
     del data  # no frame local holds the head (error reporters record them); the view is released below
     total = len(view)
     sent = 0
-    plain = type(sock) is socket.socket and bool(_DONTWAIT)
     try:
         if total <= SEND_PIECE:
             set_timeout(deadline.left())
             sent = sock.send(view)
+            if sent == total:
+                return None
+        plain = type(sock) is socket.socket and bool(_DONTWAIT)
         while sent < total:
             can_read, can_write = _wait(sock, deadline.left())
             if can_read:
