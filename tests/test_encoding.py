@@ -110,3 +110,28 @@ def test_cycles_are_rejected() -> None:
         encode_json(loop)
     shared: List[int] = [1]
     assert encode_json({"a": shared, "b": shared}) == b'{"a":[1],"b":[1]}'  # shared, not cyclic
+
+
+flat_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text())
+
+
+@given(data=st.dictionaries(st.text(), flat_scalars, max_size=6))
+def test_the_flat_envelope_fast_path_writes_what_the_checked_walk_writes(data: Dict[str, Any]) -> None:
+    from minipub.encoding import encode_envelope
+
+    envelope = {"id": "evt_1", "tenant_id": "t", "eligible_for_retry": True}
+    if any(isinstance(v, float) and not math.isfinite(v) for v in data.values()):
+        with pytest.raises(ValidationError, match=r'^data\["'):
+            encode_envelope(envelope, "data", data)
+        return
+    assert encode_envelope(envelope, "data", data) == encode_json({**envelope, "data": data}, root="")
+
+
+@pytest.mark.parametrize("bad, problem", [({"x": "\udc80"}, "lone surrogate"), ({"x": 10 ** 5000}, "too long"),
+                                          ({"x": float("inf")}, "finite"), ({1: 2}, "must be str")])
+def test_flat_data_the_fast_path_cannot_write_is_named_by_the_walk(bad: Dict[Any, Any], problem: str) -> None:
+    from minipub.encoding import encode_envelope
+
+    with pytest.raises(ValidationError, match=problem) as info:
+        encode_envelope({"id": "evt_1"}, "data", bad)
+    assert str(info.value).startswith("data")
