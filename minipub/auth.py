@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, TypeVar, runtime_checkable
 
 from .errors import ConfigurationError
 from .secret import Secret
 
-__all__ = ["AuthProvider", "StaticKey", "resolve_auth", "check_key", "key_problem", "API_KEY_ENV"]
+__all__ = ["AuthProvider", "StaticKey", "resolve_auth", "check_key", "key_problem", "provided_key", "from_provider",
+           "API_KEY_ENV"]
 
 API_KEY_ENV = "OUTPOST_API_KEY"
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -101,3 +103,28 @@ def resolve_auth(
         return StaticKey(env[API_KEY_ENV], API_KEY_ENV)
     finally:
         admin_api_key = None  # a traceback through this frame shows no key
+
+
+def provided_key(auth: AuthProvider) -> Tuple[Secret, Secret]:
+    """A provider's current key, checked, as Secrets (the key, ``"Bearer <key>"``); whatever goes
+    wrong is a ConfigurationError. No local of this frame holds the key when it raises."""
+    if isinstance(auth, StaticKey):
+        return auth.secrets()
+    key = from_provider(auth.api_key, "api_key()")
+    problem = key_problem(key)
+    if problem is None:
+        return Secret(key), Secret("Bearer " + key)
+    del key  # not in this frame's locals in the error's traceback
+    raise ConfigurationError(f"the key from the auth provider ({type(auth).__name__}.api_key()) {problem}")
+
+
+def from_provider(call: Callable[[], _T], what: str) -> _T:
+    """A call into an auth provider: its own failure (not minipub's) is a ConfigurationError naming the call."""
+    from .errors import MinipubError
+
+    try:
+        return call()
+    except MinipubError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"the auth provider's {what} raised {type(exc).__name__}") from exc

@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from . import _log
 from ._sync import ready, run_sync
 from ._version import __version__
-from .auth import API_KEY_ENV, AuthProvider, StaticKey, key_problem, resolve_auth
+from .auth import API_KEY_ENV, AuthProvider, StaticKey, from_provider, provided_key, resolve_auth
 from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
-from .fields import build, timeout_seconds
+from .fields import build, check_retry_config, timeout_seconds
 from .models import PublishResponse
 from .request import PublishRequest
 from .response import parse_publish_response
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
     from .fields import EventCall
 
-_T = TypeVar("_T")
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
 
@@ -279,7 +278,7 @@ class SDK:
         public = {**self._headers, **request.headers} if request.headers else self._headers
         if auth is None:  # a transport that needs no key: no Authorization header at all
             return HTTPRequest.split("POST", self._publish_url, public, {}, request.body, timeout), None
-        key, bearer = auth.secrets() if type(auth) is StaticKey else _provided_key(auth)
+        key, bearer = auth.secrets() if type(auth) is StaticKey else provided_key(auth)
         http_request = HTTPRequest.split("POST", self._publish_url, public, {"Authorization": bearer}, request.body,
                                          timeout)
         if _log.enabled("DEBUG"):
@@ -289,27 +288,7 @@ class SDK:
     def _should_refresh(self, error: UnauthorizedError) -> bool:
         if error.status_code != 401 or self._auth is None:
             return False
-        return bool(_from_provider(self._auth.refresh, "refresh()"))
-
-
-def _provided_key(auth: AuthProvider) -> Tuple[Secret, Secret]:
-    """An auth provider's current key, checked, as Secrets; whatever goes wrong is a ConfigurationError."""
-    key = _from_provider(auth.api_key, "api_key()")
-    problem = key_problem(key)
-    if problem is None:
-        return Secret(key), Secret("Bearer " + key)
-    del key  # not in this frame's locals in the error's traceback
-    raise ConfigurationError(f"the key from the auth provider ({type(auth).__name__}.api_key()) {problem}")
-
-
-def _from_provider(call: Callable[[], _T], what: str) -> _T:
-    """A call into an auth provider: its own failure (not minipub's) is a ConfigurationError naming the call."""
-    try:
-        return call()
-    except MinipubError:
-        raise
-    except Exception as exc:
-        raise ConfigurationError(f"the auth provider's {what} raised {type(exc).__name__}") from exc
+        return bool(from_provider(self._auth.refresh, "refresh()"))
 
 
 def _keyless(send: Callable[[HTTPRequest], HTTPResponse]) -> Callable[[HTTPRequest, Optional[Secret]],
@@ -334,8 +313,8 @@ def _check_request(request: PublishRequest, retry_config: Optional[RetryConfig])
     """What ``send`` is handed, checked (``Publish.event`` builds its request itself: ``fields.build``)."""
     if type(request) is not PublishRequest:
         raise ValidationError("request must be a minipub.request.PublishRequest, made by build_publish_request()")
-    if retry_config is not None and not isinstance(retry_config, RetryConfig):
-        raise ValidationError("retry_config must be a minipub.RetryConfig (or None for the client's)")
+    if retry_config is not None:
+        check_retry_config(retry_config, "retry_config")
 
 
 def _both(first: Optional[RetryObserver], second: Optional[RetryObserver]) -> Optional[RetryObserver]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .retry import RetryConfig
 
 __all__ = ["EventFields", "PublishOptions", "EventCall", "FIELDS", "LINE_FIELDS", "REQUIRED", "REQUIRED_FIELDS",
-           "build", "timeout_seconds"]
+           "build", "check_retry_config", "timeout_seconds"]
 
 
 class _Tenant(TypedDict):
@@ -108,18 +108,19 @@ def build(fields: Mapping[str, Any]) -> Tuple[PublishRequest, Optional[RetryConf
     timeout_ms = fields.get("timeout_ms")
     if retries is not None or timeout_ms is not None or "retries" in fields or "timeout_ms" in fields:
         if retries is not None:
-            _check_retry_config(retries)
+            check_retry_config(retries, "retries")
         if timeout_ms is not None:
             timeout_seconds(timeout_ms, "timeout_ms")
         fields = {name: value for name, value in fields.items() if name not in _SEND_OPTIONS}
     return build_publish_request(**fields), retries, timeout_ms
 
 
-def _check_retry_config(retries: Any) -> None:
+def check_retry_config(value: Any, field: str) -> None:
+    """A publish's retry config: a RetryConfig (None, the client's, is for the caller to allow)."""
     from .retry import RetryConfig
 
-    if type(retries) is not RetryConfig and not isinstance(retries, RetryConfig):
-        raise ValidationError("retries must be a minipub.RetryConfig (or None for the client's)")
+    if type(value) is not RetryConfig and not isinstance(value, RetryConfig):
+        raise ValidationError(f"{field} must be a minipub.RetryConfig (or None for the client's)")
 
 
 def _unknown(fields: Mapping[str, Any]) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Collection, Dict, Optional, Tuple, Union
 
-from .auth import StaticKey, key_problem
+from .auth import provided_key
 from .client import USER_AGENT
-from .errors import ConfigurationError, MinipubError
+from .errors import ConfigurationError
 from .response import error_from_response
 from .secret import Secret
 from .transports.base import HTTPRequest, HTTPResponse
@@ -51,15 +51,4 @@ def credentials(sdk: SDK) -> Credentials:
     auth = sdk.auth
     if auth is None:
         raise ConfigurationError("no Outpost API key: this read needs the admin API key")
-    if isinstance(auth, StaticKey):
-        return auth.secrets()
-    try:
-        key = Secret(auth.api_key())
-    except MinipubError:
-        raise
-    except Exception as exc:
-        raise ConfigurationError(f"the auth provider's api_key() raised {type(exc).__name__}") from exc
-    problem = key_problem(key.reveal())
-    if problem is not None:
-        raise ConfigurationError(f"the key from the auth provider ({type(auth).__name__}.api_key()) {problem}")
-    return key, Secret("Bearer " + key.reveal())
+    return provided_key(auth)
