@@ -1,4 +1,4 @@
-"""One thread, one asyncio loop, K publishes in flight through ``AsyncLeanTransport`` (issue 14's option).
+"""One thread, one asyncio loop, K publishes in flight through ``LeanTransport`` (issue 14's option).
 
     python benchmarks/aio.py [--n 3000] [--rounds 5] [--levels 4,16,64] [--latency-ms 2] [--profile 64]
 
@@ -58,9 +58,9 @@ def _schedstat() -> Tuple[float, float]:
 def aio_in_flight(url: str, n: int, k: int, profile: cProfile.Profile | None = None) -> Figures:
     """``n`` publishes by ``k`` coroutines on one loop, each awaiting its next ``event_async`` in turn."""
     import minipub
-    from minipub.transports.aio import AsyncLeanTransport
+    from minipub.transports.lean import LeanTransport
 
-    sdk = minipub.SDK(KEY, server_url=url, transport=AsyncLeanTransport(proxy=None, max_connections=k))
+    sdk = minipub.SDK(KEY, server_url=url, transport=LeanTransport(proxy=None, max_connections=k))
     event = sdk.publish.event_async
 
     async def main() -> Figures:
@@ -104,9 +104,9 @@ def aio_fed(url: str, n: int, k: int) -> Figures:
 
     import minipub
     from minipub.request import build_publish_request
-    from minipub.transports.aio import AsyncLeanTransport
+    from minipub.transports.lean import LeanTransport
 
-    sdk = minipub.SDK(KEY, server_url=url, transport=AsyncLeanTransport(proxy=None, max_connections=k))
+    sdk = minipub.SDK(KEY, server_url=url, transport=LeanTransport(proxy=None, max_connections=k))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -26,7 +26,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 def ready(call: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """``call`` as a coroutine function that never suspends."""
 
-    async def awaited(*args: Any) -> T:
-        return call(*args)
+    async def awaited(*args: Any, **kwargs: Any) -> T:
+        return call(*args, **kwargs)
 
     return awaited

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time as _time
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 from . import _fork
 from .errors import ValidationError
 
 __all__ = ["RetryBudget", "PER_CLIENT_BUDGET"]
+
+#: How often a coroutine waiting for a token looks for a success's refill (seconds): it is not notified.
+_REFILL_LOOK = 0.05
 
 
 class RetryBudget:
@@ -52,6 +55,16 @@ class RetryBudget:
             self._tokens -= 1
             return True
 
+    def _take(self, now: float) -> Optional[float]:
+        """With the lock held: take a token (None), else the monotonic time a paced one may come."""
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return None
+        if self.wait_rate > 0 and self._paced_at <= now:
+            self._paced_at = now + 1 / self.wait_rate
+            return None
+        return self._paced_at if self.wait_rate > 0 else float("inf")
+
     def acquire(self, timeout: float) -> Optional[float]:
         """Take one token, waiting up to ``timeout`` seconds for one; the seconds waited, or None."""
         start = _time.monotonic()
@@ -59,20 +72,31 @@ class RetryBudget:
         with self._lock:
             while True:
                 now = _time.monotonic()
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return now - start
-                if self.wait_rate > 0 and self._paced_at <= now:
-                    self._paced_at = now + 1 / self.wait_rate
+                paced = self._take(now)
+                if paced is None:
                     return now - start
                 if now >= end:
                     return None
-                wake = min(end, self._paced_at) if self.wait_rate > 0 else end
                 self._waiters += 1
                 try:
-                    self._refilled.wait(wake - now)
+                    self._refilled.wait(min(end, paced) - now)
                 finally:
                     self._waiters -= 1
+
+    async def acquire_async(self, timeout: float, sleep: Callable[[float], Awaitable[None]]) -> Optional[float]:
+        """:meth:`acquire` for a coroutine: ``await sleep(...)`` between looks (a success's refill is
+        seen within ``_REFILL_LOOK`` seconds), never blocking the thread for more than the lock."""
+        start = _time.monotonic()
+        end = start + max(0.0, timeout)
+        while True:
+            now = _time.monotonic()
+            with self._lock:
+                paced = self._take(now)
+            if paced is None:
+                return now - start
+            if now >= end:
+                return None
+            await sleep(max(0.0, min(end, paced, now + _REFILL_LOOK) - now))
 
     def deposit(self) -> None:
         """Credit a success."""

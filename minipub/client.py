@@ -218,23 +218,41 @@ class SDK:
 
     async def send_async(
         self, request: PublishRequest, *, retry_config: Optional[RetryConfig] = None,
-        timeout_ms: Optional[float] = None, on_retry: Optional[RetryObserver] = None,
+        timeout_ms: Optional[float] = None, on_retry: Optional[RetryObserver] = None, wait_for_budget: bool = False,
     ) -> PublishResponse:
-        """:meth:`send`, awaited: natively when the transport has ``send_async``, else in a worker
-        thread (``asyncio.to_thread``), as also when an observability plugin is installed: its hooks
-        wrap a blocking call. (No ``wait_for_budget``: waiting for a token would block the event loop.)"""
+        """:meth:`send`, awaited: natively when the transport has ``send_async`` (a wait for a budget
+        token is awaited too), else in a worker thread (``asyncio.to_thread``), as also when an
+        observability plugin is installed: its hooks wrap a blocking call."""
         _check_request(request, retry_config)
-        return await self._publish_async(request, retry_config, timeout_ms, on_retry)
+        return await self._publish_async(request, retry_config, timeout_ms, on_retry, wait_for_budget)
+
+    def sends_natively_async(self) -> bool:
+        """Whether :meth:`send_async` runs on the event loop itself (a transport with ``send_async``
+        and no observability plugin), rather than in a worker thread."""
+        return callable(getattr(self._transport, "send_async", None)) and not (
+            self.plugins is not None and self.plugins.observed)
 
     async def _publish_async(self, request: PublishRequest, retry_config: Optional[RetryConfig],
-                             timeout_ms: Optional[float], on_retry: Optional[RetryObserver] = None) -> PublishResponse:
-        native = getattr(self._transport, "send_async", None)
+                             timeout_ms: Optional[float], on_retry: Optional[RetryObserver] = None,
+                             wait_for_budget: bool = False) -> PublishResponse:
         import asyncio
 
-        if not callable(native) or (self.plugins is not None and self.plugins.observed):
-            return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms, on_retry)
+        if not self.sends_natively_async():
+            return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms, on_retry, wait_for_budget)
         config, timeout = self._resolve(retry_config, timeout_ms)
-        return await self._attempts(request, config, timeout, _keyless_async(native), on_retry, False, asyncio.sleep)
+        send = _keyless_async(self._transport.send_async)  # type: ignore[attr-defined]
+        return await self._attempts(request, config, timeout, send, on_retry, wait_for_budget, self._sleep_async,
+                                    _awaited_tokens(self.retry_budget) if wait_for_budget else None)
+
+    async def _sleep_async(self, seconds: float) -> None:
+        """The wait between async attempts: ``asyncio.sleep``, or an injected ``sleep=`` (a test's
+        clock) run in a worker thread, so that it is honoured and never blocks the loop."""
+        import asyncio
+
+        if self._sleep is _time.sleep:
+            await asyncio.sleep(seconds)
+        else:
+            await asyncio.to_thread(self._sleep, seconds)
 
     def _resolve(self, retry_config: Optional[RetryConfig], timeout_ms: Optional[float]) -> Tuple[RetryConfig, float]:
         """A publish's retry config and per-attempt timeout (seconds): its own, else the client's."""
@@ -252,11 +270,12 @@ class SDK:
         on_retry: Optional[RetryObserver],
         wait_for_budget: bool,
         sleep: Callable[[float], Awaitable[None]],
+        acquire: Optional[Callable[[float], Awaitable[Optional[float]]]] = None,
     ) -> PublishResponse:
         """auth → send → classify, under the retry loop; on a 401 a rotating key is reloaded once per
         publish and that attempt repeated once. Each attempt's timeout is cut to the publish's deadline."""
         state = RetryState(config, budget=self.retry_budget, clock=self._clock, on_retry_decision=on_retry,
-                           wait_for_budget=wait_for_budget)
+                           wait_for_budget=wait_for_budget, acquire=acquire)
         refreshed = False
 
         async def attempt(number: int) -> PublishResponse:
@@ -307,6 +326,18 @@ def _keyless_async(send: Callable[[HTTPRequest], Awaitable[HTTPResponse]]) -> Ca
         return await send(request)
 
     return sent
+
+
+def _awaited_tokens(budget: Optional[RetryBudget]) -> Optional[Callable[[float], Awaitable[Optional[float]]]]:
+    """A wait for a budget token that awaits (``asyncio.sleep``) instead of blocking the loop's thread."""
+    if budget is None:
+        return None
+    import asyncio
+
+    def acquire(timeout: float) -> Awaitable[Optional[float]]:
+        return budget.acquire_async(timeout, asyncio.sleep)
+
+    return acquire
 
 
 def _check_request(request: PublishRequest, retry_config: Optional[RetryConfig]) -> None:

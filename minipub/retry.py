@@ -178,11 +178,12 @@ class RetryState:
 
     ``number`` is the attempt about to run (1 first). ``failed(error)`` answers the wait before
     the next attempt, or None to stop and raise; ``succeeded()`` credits the budget. With
-    ``wait_for_budget`` (blocking callers only), an empty budget delays the retry (up to the
-    deadline) instead of ending it.
+    ``wait_for_budget``, an empty budget delays the retry (up to the deadline) instead of ending
+    it: ``acquire(seconds)`` waits for a token (default: :meth:`RetryBudget.acquire`, which blocks
+    the thread; a coroutine passes one that awaits, e.g. :meth:`RetryBudget.acquire_async`).
     """
 
-    __slots__ = ("_budget", "_clock", "_config", "_deadline", "_observer", "_random", "_wait", "number")
+    __slots__ = ("_acquire", "_budget", "_clock", "_config", "_deadline", "_observer", "_random", "_wait", "number")
 
     def __init__(
         self,
@@ -193,9 +194,11 @@ class RetryState:
         random: Optional[Callable[[], float]] = None,
         on_retry_decision: Optional[RetryObserver] = None,
         wait_for_budget: bool = False,
+        acquire: Optional[Callable[[float], Awaitable[Optional[float]]]] = None,
     ) -> None:
         self._config = config
         self._wait = wait_for_budget
+        self._acquire = acquire
         self._budget = budget
         self._clock = clock
         self._random = random
@@ -210,12 +213,13 @@ class RetryState:
             return timeout
         return max(0.001, min(timeout, self._deadline - self._clock()))
 
-    def failed(self, error: MinipubError) -> Optional[float]:
-        """Seconds to wait before the next attempt, or None: raise ``error``."""
+    async def failed(self, error: MinipubError) -> Optional[float]:
+        """Seconds to wait before the next attempt, or None: raise ``error``. (It only suspends
+        while waiting for a budget token with an ``acquire`` that awaits.)"""
         remaining = self._deadline - self._clock()
         delay = _next_delay(error, self.number, self._config, remaining, self._random)
         if delay is not None and self._budget is not None:
-            delay = self._spend(self._budget, delay, remaining, error)
+            delay = await self._spend(self._budget, delay, remaining, error)
         if self._observer is not None:
             self._observer(self.number, error, delay)
         if delay is not None:
@@ -225,12 +229,13 @@ class RetryState:
             self.number += 1
         return delay
 
-    def _spend(self, budget: RetryBudget, delay: float, remaining: float, error: MinipubError) -> Optional[float]:
+    async def _spend(self, budget: RetryBudget, delay: float, remaining: float, error: MinipubError,
+                     ) -> Optional[float]:
         """The wait once a budget token is taken (waiting overlaps the backoff), or None: no token."""
         if budget.spend():
             return delay
         if self._wait:
-            waited = budget.acquire(remaining)
+            waited = budget.acquire(remaining) if self._acquire is None else await self._acquire(remaining)
             if waited is not None:
                 return max(0.0, delay - waited)
             if _log.enabled("WARNING"):
@@ -257,7 +262,7 @@ async def retrying(attempt: Callable[[int], Awaitable[T]], state: RetryState,
         try:
             result = await attempt(state.number)
         except MinipubError as error:
-            delay = state.failed(error)
+            delay = await state.failed(error)
             if delay is None:
                 raise
             await sleep(delay)

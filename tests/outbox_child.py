@@ -7,13 +7,16 @@ printing ``ok SEQ ID`` once each submit has returned (the event is on disk), the
 Environment (all optional): ``CHILD_LEASE`` (seconds, default 2), ``CHILD_TIMEOUT_MS`` (per attempt,
 default 500), ``CHILD_SWEEP`` (the outbox's dead-owner sweep interval, seconds), ``CHILD_NO_FCNTL=1``
 (run as on a platform without ``fcntl``: liveness unknown, leases alone decide), ``CHILD_HOLD=1``
-(``produce`` stays alive and idle after ``done``, until killed).
+(``produce`` stays alive and idle after ``done``, until killed), ``CHILD_KILL_AFTER=N`` (``produce``
+sends itself SIGKILL right after the N-th submit returned: a crash at a known point, however fast
+the delivery keeps up).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 if os.environ.get("CHILD_NO_FCNTL") == "1":
@@ -36,6 +39,8 @@ def main(argv: list) -> int:
         for seq in range(int(argv[4])):
             event_id = publisher.submit("crash.test", {"seq": seq}, tenant_id="acme")
             print(f"ok {seq} {event_id}", flush=True)
+            if seq + 1 == int(os.environ.get("CHILD_KILL_AFTER", "0")):
+                os.kill(os.getpid(), signal.SIGKILL)
         publisher.flush(60)
         print("done", flush=True)
         if os.environ.get("CHILD_HOLD") == "1":  # stay alive and idle (the lock held) until killed, 60 s at most

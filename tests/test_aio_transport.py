@@ -22,7 +22,7 @@ from minipub.errors import ConfigurationError, ConnectError, ConnectionLostError
 from minipub.testing import OutpostServer
 from minipub.testing.contract import API_KEY, ContractRequest, HostileServerContract, Peer, RawServer, TransportContract
 from minipub.transports import HTTPRequest, HTTPResponse, Transport, create_transport
-from minipub.transports.aio import AsyncLeanTransport
+from minipub.transports.lean import LeanTransport
 
 NO_RETRY = RetryConfig("none")
 SLACK = 1.0
@@ -60,13 +60,13 @@ def _loop_thread() -> Iterator[None]:
 
 
 class _OnALoop:
-    """A sync face on ``AsyncLeanTransport.send_async``: every ``send`` runs it on the shared loop."""
+    """A sync face on ``LeanTransport.send_async``: every ``send`` runs it on the shared loop."""
 
     supports_keepalive = True
     supports_proxy = True
 
     def __init__(self, **options: Any) -> None:
-        self.inner = AsyncLeanTransport(**options)
+        self.inner = LeanTransport(**options)
 
     def __repr__(self) -> str:
         return repr(self.inner)
@@ -92,7 +92,7 @@ class TestSyncFace(TransportContract):
     """Its own ``send``/``close`` (the lean transport) keep the contract too."""
 
     def make_transport(self, **options: Any) -> Transport:
-        return AsyncLeanTransport(**options)
+        return LeanTransport(**options)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def _request(url: str, event_id: str, timeout: float = 5.0) -> HTTPRequest:
 
 
 def test_200_publishes_at_once_are_each_delivered_once_over_at_most_max_connections(server: OutpostServer) -> None:
-    transport = AsyncLeanTransport(proxy=None, max_connections=8)
+    transport = LeanTransport(proxy=None, max_connections=8)
     ids = [f"evt_many_{n}" for n in range(200)]
 
     async def main() -> List[str]:
@@ -138,7 +138,7 @@ def test_200_publishes_at_once_are_each_delivered_once_over_at_most_max_connecti
 
 
 def test_a_second_batch_reuses_the_first_batchs_connections(server: OutpostServer) -> None:
-    transport = AsyncLeanTransport(proxy=None, max_connections=4)
+    transport = LeanTransport(proxy=None, max_connections=4)
 
     async def main() -> None:
         with SDK(server.api_key, server_url=server.url, transport=transport) as sdk:
@@ -152,7 +152,7 @@ def test_a_second_batch_reuses_the_first_batchs_connections(server: OutpostServe
 
 
 def test_two_loops_never_share_a_connection(server: OutpostServer) -> None:
-    transport = AsyncLeanTransport(proxy=None)
+    transport = LeanTransport(proxy=None)
     sdk = SDK(server.api_key, server_url=server.url, transport=transport)
     ports: Dict[int, Set[int]] = {}
     failures: List[BaseException] = []
@@ -187,7 +187,7 @@ def test_two_loops_never_share_a_connection(server: OutpostServer) -> None:
 
 def test_waiting_for_a_free_connection_is_bounded_by_the_deadline() -> None:
     with RawServer(lambda peer: peer.serve(lambda request, peer: peer.wait(5.0))) as server:
-        transport = AsyncLeanTransport(proxy=None, max_connections=1)
+        transport = LeanTransport(proxy=None, max_connections=1)
 
         async def main() -> List[Any]:
             return await asyncio.gather(*[transport.send_async(_request(server.url(), f"evt_{n}", 0.5))
@@ -210,7 +210,7 @@ def test_a_cancelled_publish_never_leaves_its_answer_to_the_next() -> None:
         _answer(request, peer)
 
     with RawServer(lambda peer: peer.serve(reply)) as server:
-        transport = AsyncLeanTransport(proxy=None, max_connections=1)
+        transport = LeanTransport(proxy=None, max_connections=1)
 
         async def main() -> HTTPResponse:
             slow = asyncio.ensure_future(transport.send_async(_request(server.url(), "evt_slow")))
@@ -242,7 +242,7 @@ def test_bytes_on_an_idle_connection_are_never_the_next_answer_and_drop_it(loop:
         peer.serve(_answer)
 
     with RawServer(handler) as server:
-        transport = AsyncLeanTransport(proxy=None)
+        transport = LeanTransport(proxy=None)
 
         async def main() -> List[str]:
             first = await transport.send_async(_request(server.url(), "evt_1"))
@@ -270,7 +270,7 @@ def test_an_early_answer_without_close_still_drops_the_connection() -> None:
         peer.serve(_answer)
 
     with RawServer(handler) as server:
-        transport = AsyncLeanTransport(proxy=None)
+        transport = LeanTransport(proxy=None)
 
         async def main() -> List[HTTPResponse]:
             big = HTTPRequest("POST", server.url(), {}, b"u" * (24 << 20), 4.0)
@@ -328,7 +328,7 @@ def test_publish_async_ends_at_its_deadline_or_with_the_error(handler: Any, erro
 def test_publish_async_retries_a_reset_before_the_answer_on_a_new_connection() -> None:
     with RawServer(_resets_first) as server:
         retries = RetryConfig("backoff", None, True)
-        sdk = _sdk(server.url(""), AsyncLeanTransport(proxy=None), retry_config=retries)
+        sdk = _sdk(server.url(""), LeanTransport(proxy=None), retry_config=retries)
         response = asyncio.run(_publish(sdk, "evt_retried"))
         sdk.close()
     assert response.id == "evt_retried"
@@ -337,7 +337,7 @@ def test_publish_async_retries_a_reset_before_the_answer_on_a_new_connection() -
 
 def test_publish_async_a_reset_without_retries_is_connection_lost() -> None:
     with RawServer(_resets_first) as server:
-        sdk = _sdk(server.url(""), AsyncLeanTransport(proxy=None))
+        sdk = _sdk(server.url(""), LeanTransport(proxy=None))
         with pytest.raises(ConnectionLostError):
             asyncio.run(_publish(sdk, "evt_lost"))
         sdk.close()
@@ -350,7 +350,7 @@ def _plain_http(peer: Peer) -> None:
 
 def test_publish_async_tls_to_a_plain_server_is_tls_error() -> None:
     with RawServer(_plain_http) as server:
-        sdk = _sdk(f"https://127.0.0.1:{server.port}", AsyncLeanTransport(proxy=None))
+        sdk = _sdk(f"https://127.0.0.1:{server.port}", LeanTransport(proxy=None))
         with pytest.raises(TLSError):
             asyncio.run(_publish(sdk, "evt_tls"))
         sdk.close()
@@ -360,7 +360,7 @@ def test_publish_async_refused_is_connect_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, never listening: refused
-        sdk = _sdk(f"http://127.0.0.1:{port}", AsyncLeanTransport(proxy=None))
+        sdk = _sdk(f"http://127.0.0.1:{port}", LeanTransport(proxy=None))
         with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
             asyncio.run(_publish(sdk, "evt_refused"))
         sdk.close()
@@ -371,7 +371,7 @@ def test_the_body_cap_on_the_async_path() -> None:
         peer.serve(lambda request, peer: peer.respond(200, b"z" * 5000))
 
     with RawServer(handler) as server:
-        transport = AsyncLeanTransport(proxy=None, max_body=1000)
+        transport = LeanTransport(proxy=None, max_body=1000)
 
         async def main() -> List[HTTPResponse]:
             return [await transport.send_async(_request(server.url(), f"evt_{n}")) for n in range(2)]
@@ -385,12 +385,12 @@ def test_the_body_cap_on_the_async_path() -> None:
 def test_bad_max_connections_is_a_configuration_error() -> None:
     for bad in (0, -1, 2.5, "8"):
         with pytest.raises(ConfigurationError, match="max_connections"):
-            AsyncLeanTransport(max_connections=bad)  # type: ignore[arg-type]
+            LeanTransport(max_connections=bad)  # type: ignore[arg-type]
 
 
 def test_close_from_another_thread_closes_the_loops_connections() -> None:
     with RawServer(lambda peer: peer.serve(_answer)) as server:
-        transport = AsyncLeanTransport(proxy=None)
+        transport = LeanTransport(proxy=None)
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()
@@ -409,7 +409,7 @@ def test_close_from_another_thread_closes_the_loops_connections() -> None:
 
 def test_a_forked_child_keeps_none_of_the_parents_connections_open() -> None:
     with RawServer(lambda peer: peer.serve(_answer)) as server:
-        transport = AsyncLeanTransport(proxy=None)
+        transport = LeanTransport(proxy=None)
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(transport.send_async(_request(server.url(), "evt_parent")))

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 from ..errors import APIError, UnauthorizedError
 
-__all__ = ["KeyGate"]
+__all__ = ["KeyGate", "PROBING"]
+
+#: ``admit(wait=False)``'s answer while a probe is out: ask again later (a coroutine must not block).
+PROBING = "probing"
 
 
 class KeyGate:
@@ -25,13 +28,16 @@ class KeyGate:
         self._refusals = 0
         self._probing = False
 
-    def admit(self) -> Optional[Tuple[UnauthorizedError, float]]:
+    def admit(self, wait: bool = True) -> Union[str, Tuple[UnauthorizedError, float], None]:
         """None: send this job (the key is not known to be refused, or this is the probe); else the
-        refusal and when the next probe may go (the caller keeps the job, or fails it, unsent)."""
+        refusal and when the next probe may go (the caller keeps the job, or fails it, unsent).
+        While a probe is out its answer decides: waited for, or (``wait=False``) ``PROBING``."""
         if self._refusal is None:  # the common case, without the lock
             return None
         with self._changed:
-            while self._probing and self._refusal is not None:  # a probe is out: its answer decides
+            while self._probing and self._refusal is not None:
+                if not wait:
+                    return PROBING
                 self._changed.wait()
             if self._refusal is None:
                 return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Protocol
 
 from ..models import Event
 
@@ -61,6 +61,7 @@ class JobQueue(Protocol):
     (the outbox) rather than final. The tracker's lock is the queue's too."""
 
     defers: bool
+    handout: Handout
 
     def start(self) -> None:
         """With the lock held: start what the queue runs, and take over what earlier processes left."""
@@ -86,18 +87,37 @@ class JobQueue(Protocol):
 
 
 class Handout:
-    """Jobs ready for the workers, and the jobs in flight; ``lock`` is the tracker's."""
+    """Jobs ready for the workers, and the jobs in flight; ``lock`` is the tracker's.
+
+    Worker threads wait on ``work``. Workers on an event loop (``loop.py``) set ``waker`` and, with
+    the lock held, ``wanted`` when they wait: the next ``put`` or ``halt`` calls ``waker`` once (the
+    lock held), so a busy loop costs the submitting threads no wake-up each.
+    """
 
     def __init__(self, lock: threading.Lock) -> None:
         self.ready: Deque[Job] = deque()
         self.in_flight: Dict[int, Job] = {}
         self.work = threading.Condition(lock)
         self.stopping = False
+        self.waker: Optional[Callable[[], None]] = None
+        self.wanted = False
+
+    def _wake(self) -> None:
+        if self.wanted and self.waker is not None:
+            self.wanted = False
+            self.waker()
 
     def put(self, job: Job) -> None:
         """With the lock held: one more job for the workers."""
         self.ready.append(job)
         self.work.notify()
+        self._wake()
+
+    def pop(self) -> Job:
+        """With the lock held and a job ready: the next one, now in flight."""
+        job = self.ready.popleft()
+        self.in_flight[job.seq] = job
+        return job
 
     def take(self) -> Optional[Job]:
         with self.work:
@@ -105,15 +125,14 @@ class Handout:
                 if self.stopping:
                     return None
                 if self.ready:
-                    job = self.ready.popleft()
-                    self.in_flight[job.seq] = job
-                    return job
+                    return self.pop()
                 self.work.wait()
 
     def halt(self) -> List[Job]:
         """With the lock held: no more jobs for the workers; those not taken yet."""
         self.stopping = True
         self.work.notify_all()
+        self._wake()
         waiting = list(self.ready)
         self.ready.clear()
         return waiting

@@ -22,7 +22,7 @@ class MemoryQueue:
     def __init__(self, tracker: Tracker, max_queue: int) -> None:
         self._tracker = tracker
         self._max_queue = max_queue
-        self._handout = Handout(tracker.lock)
+        self.handout = Handout(tracker.lock)
 
     def start(self) -> None:
         pass
@@ -36,10 +36,10 @@ class MemoryQueue:
         with tracker.lock:
             tracker.admit()
             tracker.wait_for_room(self._max_queue, block, block_timeout)
-            self._handout.put(Job(tracker.track(True), request, retry_config, timeout_ms))
+            self.handout.put(Job(tracker.track(True), request, retry_config, timeout_ms))
 
     def take(self) -> Optional[Job]:
-        return self._handout.take()
+        return self.handout.take()
 
     def report(self, job: Job, outcome: Outcome) -> None:
         """Settle the job; ``on_error`` runs before a failed event counts as settled (flush waits for it)."""
@@ -58,20 +58,20 @@ class MemoryQueue:
             self._settle(job, outcome)
 
     def _settle(self, job: Job, outcome: Outcome) -> None:
-        self._handout.in_flight.pop(job.seq, None)
+        self.handout.in_flight.pop(job.seq, None)
         self._tracker.count(outcome)
         self._tracker.settle(job.seq)
 
     def stop(self) -> None:
         """No more jobs for the workers: the unsent ones go to ``on_error``."""
         with self._tracker.lock:
-            unsent = self._abandon(self._handout.halt())
+            unsent = self._abandon(self.handout.halt())
         self._tell(unsent, "the Publisher was closed before this event was sent")
 
     def close(self, deadline: float) -> None:
         """After the workers stopped: a send still in hand is given up too."""
         with self._tracker.lock:
-            unknown = self._abandon(list(self._handout.in_flight.values()))
+            unknown = self._abandon(list(self.handout.in_flight.values()))
         self._tell(unknown, "the Publisher was closed while this event was being sent; it may or may not have "
                             "been delivered")
 

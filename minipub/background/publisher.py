@@ -17,15 +17,17 @@ import random
 import threading
 import time as _time
 import weakref
-from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .. import _fork, _log
+from .._sync import ready, run_sync
 from ..client import SDK
 from ..errors import ConfigurationError, MinipubError
 from ..fields import build
+from ..models import PublishResponse
 from ..request import new_event_id
 from ..retry import BackoffStrategy, backoff_ceiling, is_final
-from .gate import KeyGate
+from .gate import PROBING, KeyGate
 from .jobs import DEAD, DEFERRED, DELIVERED, POSTPONED, Job, JobQueue, Outcome
 from .memory import MemoryQueue
 from .tracker import ErrorHandler, PublisherStats, Tracker, describe
@@ -34,12 +36,20 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ..fields import PublishOptions
+    from .loop import LoopWorkers, Take
     from .pump import OutboxPump
     from .rows import DeadLetter
     from .store import Outbox
 
 __all__ = ["Publisher"]
 
+#: How a worker sends a job: ``SDK.send`` (made awaitable) or ``SDK.send_async``.
+Send = Callable[..., Awaitable[PublishResponse]]
+#: ``engine=``: worker threads, or worker coroutines on one event loop thread.
+ENGINES = ("auto", "threads", "loop")
+
+#: How often a worker coroutine looks whether a key probe was answered (seconds).
+_PROBE_NAP = 0.02
 #: After close()'s flush: how long the workers and the outbox thread get to stop (seconds).
 _STOP_GRACE = 1.0
 
@@ -54,14 +64,17 @@ def _positive(name: str, value: Any, *, integer: bool = False, zero: bool = Fals
 class Publisher:
     """Publish in the background: ``submit`` validates, assigns the id and returns it at once.
 
-    ``sdk``: the client to send with (default: ``minipub.default_client()``). ``workers`` threads
-    send concurrently over its pooled transport. Without an outbox, at most ``max_queue`` events wait
-    (``submit`` blocks for room, up to ``block_timeout``; ``block=False`` raises ``QueueFullError``);
-    with ``outbox="path.db"`` events wait on disk and ``submit`` returns once the row is committed.
-    ``on_error(event, error)`` hears of each event that failed for good (default: a WARNING log).
-    After the server refused the key (401/403), one event per pause probes it and the others are not
-    sent (kept in the outbox, or failed to ``on_error``) until a probe is accepted. Use as a context
-    manager, or call ``close()``; open publishers are closed at exit (``exit_timeout``).
+    ``sdk``: the client to send with (default: ``minipub.default_client()``). ``workers`` sends run
+    at once over its pooled transport: as coroutines on one event loop thread when the transport has
+    ``send_async`` and no observability plugin is installed (``engine="loop"``; the default ``lean``
+    has it), else as threads (``engine="threads"``); ``engine="auto"`` picks. Without an outbox, at
+    most ``max_queue`` events wait (``submit`` blocks for room, up to ``block_timeout``;
+    ``block=False`` raises ``QueueFullError``); with ``outbox="path.db"`` events wait on disk and
+    ``submit`` returns once the row is committed. ``on_error(event, error)`` hears of each event
+    that failed for good (default: a WARNING log). After the server refused the key (401/403), one
+    event per pause probes it and the others are not sent (kept in the outbox, or failed to
+    ``on_error``) until a probe is accepted. Use as a context manager, or call ``close()``; open
+    publishers are closed at exit (``exit_timeout``).
     """
 
     def __init__(
@@ -80,6 +93,7 @@ class Publisher:
         backoff_initial: float = 1.0,
         backoff_cap: float = 30.0,
         poll_interval: float = 1.0,
+        engine: str = "auto",
     ) -> None:
         _positive("workers", workers, integer=True)
         _positive("max_queue", max_queue, integer=True)
@@ -97,6 +111,14 @@ class Publisher:
             sdk = default_client()
         elif not isinstance(sdk, SDK):
             raise ConfigurationError("sdk must be a minipub.SDK (or None for minipub.default_client())")
+        if engine not in ENGINES:
+            raise ConfigurationError(f"Publisher engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+        native = sdk.sends_natively_async()
+        if engine == "loop" and not native:
+            raise ConfigurationError("Publisher engine='loop' needs a transport with send_async (e.g. the default "
+                                     "'lean', or 'httpx') and no observability plugin; use engine='threads'")
+        #: How the workers run: "loop" (coroutines on one event loop thread) or "threads".
+        self.engine = ("loop" if native else "threads") if engine == "auto" else engine
         if outbox is not None and lease_seconds <= sdk.timeout_ms / 1000:
             raise ConfigurationError(
                 f"lease_seconds ({lease_seconds}) must exceed the per-attempt timeout ({sdk.timeout_ms / 1000} s); "
@@ -138,6 +160,7 @@ class Publisher:
         self._resting = threading.Event()  # set at close: wakes workers pausing after a failure
         self._gate = KeyGate(self._pause)
         self._threads: List[threading.Thread] = []
+        self._loop: Optional[LoopWorkers] = None
         self._started = False
 
     def _after_fork_in_child(self) -> None:
@@ -155,10 +178,18 @@ class Publisher:
             if self._started or self._tracker.closing:
                 return
             self._queue.start()
-            for number in range(self._workers):
-                thread = threading.Thread(target=self._work, name=f"minipub-publisher-{number + 1}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+            if self.engine == "loop":
+                from .loop import LoopWorkers  # asyncio loads only for this engine
+
+                self._loop = LoopWorkers(self._queue.handout, self._workers, "minipub-publisher-loop")
+                self._threads.append(self._loop.thread)
+                self._loop.start(lambda take, rest, nap: self._work(take, self._sdk.send_async, rest, nap))
+            else:
+                for number in range(self._workers):
+                    thread = threading.Thread(target=self._thread_work, name=f"minipub-publisher-{number + 1}",
+                                              daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
             self._started = True
 
     def __enter__(self) -> Publisher:
@@ -169,7 +200,7 @@ class Publisher:
 
     def __repr__(self) -> str:
         where = f", outbox={self._outbox.path!r}" if self._outbox is not None else ""
-        return f"Publisher(workers={self._workers}{where}, closed={self._closed})"
+        return f"Publisher(workers={self._workers}, engine={self.engine!r}{where}, closed={self._closed})"
 
     @property
     def sdk(self) -> SDK:
@@ -216,6 +247,8 @@ class Publisher:
         deadline = _time.monotonic() + _STOP_GRACE  # then stop: workers finish their current send
         self._queue.stop()
         self._resting.set()
+        if self._loop is not None:
+            self._loop.stop_resting()
         for thread in self._threads:
             thread.join(max(0.0, deadline - _time.monotonic()))
         self._queue.close(deadline)
@@ -251,31 +284,41 @@ class Publisher:
 
     # -- workers ---------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _thread_work(self) -> None:
+        """A worker thread: the worker coroutine, run here with calls that block (never suspends)."""
+        run_sync(self._work(ready(self._queue.take), ready(self._sdk.send), ready(self._resting.wait), None))
+
+    async def _work(self, take: Take, send: Send, rest: Callable[[float], Awaitable[object]],
+                    nap: Optional[Callable[[float], Awaitable[None]]]) -> None:
+        """One worker, written once for threads and for the event loop (``loop.py``). ``nap``: how a
+        coroutine waits for a key probe's answer (None: the thread waits in the gate)."""
         queue = self._queue
         streak = 0  # failures in a row that may pass later: this worker pauses longer after each
         while True:
-            job = queue.take()
+            job = await take()
             if job is None:
                 return
-            closed = self._gate.admit()
-            if closed is not None:  # the key was refused: not sent; kept (outbox) or failed (memory)
+            closed = self._gate.admit(nap is None)
+            while closed == PROBING and nap is not None:
+                await nap(_PROBE_NAP)
+                closed = self._gate.admit(False)
+            if isinstance(closed, tuple):  # the key was refused: not sent; kept (outbox) or failed (memory)
                 refusal, until = closed
                 queue.report(job, Outcome(POSTPONED, refusal, until) if queue.defers else
                              Outcome(DEAD, refusal, _time.time()))
                 continue
-            outcome, passing = self._deliver(job, queue.defers)
+            outcome, passing = await self._deliver(job, queue.defers, send)
             self._gate.sent(outcome.error)
             queue.report(job, outcome)
             streak = streak + 1 if passing else 0
             if passing:
-                self._resting.wait(self._pause(streak))
+                await rest(self._pause(streak))
 
     def _pause(self, number: int) -> float:
         """Capped exponential backoff with equal jitter: in [ceiling/2, ceiling]."""
         return backoff_ceiling(self._backoff, number) * (0.5 + 0.5 * random.random())
 
-    def _deliver(self, job: Job, defers: bool) -> Tuple[Outcome, bool]:
+    async def _deliver(self, job: Job, defers: bool, send: Send) -> Tuple[Outcome, bool]:
         """Send one job: its outcome, and whether it failed in a way that may pass later."""
         retried = 1 if job.rounds else 0  # a row due again: its first attempt here is a retry too
 
@@ -285,8 +328,8 @@ class Publisher:
                 retried += 1
 
         try:
-            response = self._sdk.send(job.request, retry_config=job.retry_config, timeout_ms=job.timeout_ms,
-                                      on_retry=observe, wait_for_budget=True)
+            response = await send(job.request, retry_config=job.retry_config, timeout_ms=job.timeout_ms,
+                                  on_retry=observe, wait_for_budget=True)
         except Exception as error:
             passing = isinstance(error, MinipubError) and not is_final(error)
             if passing and defers:

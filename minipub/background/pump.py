@@ -93,7 +93,7 @@ class OutboxPump:
         self._capacity = 2 * workers  # rows held at once: one in flight and one waiting per worker
         self._lease = lease_seconds
         self._poll = poll_interval
-        self._handout = Handout(self._lock)
+        self.handout = Handout(self._lock)
         self._wake = threading.Condition(self._lock)  # an op is queued: the outbox thread
         self._ops: Deque[Union[_Insert, _Result]] = deque()
         self._row_seq: Dict[int, int] = {}  # outbox row id -> seq, for rows this process waits for
@@ -136,7 +136,7 @@ class OutboxPump:
             raise insert.error
 
     def take(self) -> Optional[Job]:
-        return self._handout.take()
+        return self.handout.take()
 
     def report(self, job: Job, outcome: Outcome) -> None:
         """``on_error`` runs before a failed event counts as settled (flush waits for it)."""
@@ -150,7 +150,7 @@ class OutboxPump:
     def stop(self) -> None:
         """No more jobs for the workers: rows claimed but not started are released at shutdown."""
         with self._lock:
-            self._unstarted.extend(self._handout.halt())
+            self._unstarted.extend(self.handout.halt())
 
     def close(self, deadline: float) -> None:
         """Stop the thread (after its last commit); rows still in flight stay leased until expiry."""
@@ -162,7 +162,7 @@ class OutboxPump:
             if self._thread.is_alive():
                 _log.log("WARNING", "the outbox thread did not stop in time; its rows stay leased until expiry")
         with self._lock:
-            in_flight = len(self._handout.in_flight)
+            in_flight = len(self.handout.in_flight)
         if in_flight:
             _log.log("WARNING", "%d event(s) still in flight at close; their outbox rows stay leased for %.0f s",
                      in_flight, self._lease)
@@ -218,7 +218,7 @@ class OutboxPump:
             while not (self._ops or self._stop):
                 room = self._capacity - len(self._claimed)
                 now = time.time()
-                if room > 0 and not self._handout.stopping and (self._more_due or due_at <= now):
+                if room > 0 and not self.handout.stopping and (self._more_due or due_at <= now):
                     break
                 flushing = self._tracker.flushing
                 if flushing and check_at <= time.monotonic():
@@ -231,7 +231,7 @@ class OutboxPump:
             ops = list(self._ops)
             self._ops.clear()
             results = sum(1 for op in ops if isinstance(op, _Result))
-            stop = self._stop or self._handout.stopping
+            stop = self._stop or self.handout.stopping
             room = 0 if stop else self._capacity - len(self._claimed) + results
             return ops, room, self._stop, self._tracker.flushing
 
@@ -269,13 +269,13 @@ class OutboxPump:
         if seq is None or not self._tracker.is_unsettled(seq):
             seq = self._row_seq[row.row_id] = self._tracker.track(False)
         self._claimed.add(row.row_id)
-        self._handout.put(Job(seq, row.request, row.retries, row.timeout_ms, row.row_id, row.rounds))
+        self.handout.put(Job(seq, row.request, row.retries, row.timeout_ms, row.row_id, row.rounds))
 
     def _applied(self, result: _Result) -> None:
         """With the lock held: a worker's outcome is committed."""
         job = result.job
         assert job.row_id is not None
-        self._handout.in_flight.pop(job.seq, None)
+        self.handout.in_flight.pop(job.seq, None)
         self._claimed.discard(job.row_id)
         self._tracker.count(result.outcome)
         if result.outcome.kind in (DELIVERED, DEAD):
@@ -287,7 +287,7 @@ class OutboxPump:
         _log.log("ERROR", "%s", error)
         with self._lock:
             for result in results:
-                self._handout.in_flight.pop(result.job.seq, None)
+                self.handout.in_flight.pop(result.job.seq, None)
                 assert result.job.row_id is not None
                 self._claimed.discard(result.job.row_id)
         for op in inserts:
@@ -325,9 +325,9 @@ class OutboxPump:
     def _shutdown(self) -> None:
         """Release the rows claimed but not started, then close the connection."""
         with self._lock:
-            waiting = [job.row_id for job in [*self._unstarted, *self._handout.ready] if job.row_id is not None]
+            waiting = [job.row_id for job in [*self._unstarted, *self.handout.ready] if job.row_id is not None]
             self._unstarted.clear()
-            self._handout.ready.clear()
+            self.handout.ready.clear()
         if waiting:
             try:
                 self._outbox.transact([], [("release", row_id, None, None, 0.0) for row_id in waiting],

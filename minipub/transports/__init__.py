@@ -21,12 +21,6 @@ def _lean(**options: Any) -> Transport:
     return LeanTransport(**options)
 
 
-def _lean_async(**options: Any) -> Transport:
-    from .aio import AsyncLeanTransport
-
-    return AsyncLeanTransport(**options)
-
-
 def _urllib(**options: Any) -> Transport:
     from .urllib import UrllibTransport
 
@@ -37,7 +31,7 @@ def _urllib(**options: Any) -> Transport:
 BUILTIN_TRANSPORTS: Dict[str, Callable[..., Transport]] = {
     "http.client": _httpclient,
     "lean": _lean,
-    "lean-async": _lean_async,
+    "lean-async": _lean,  # the lean transport's own send_async; the name of the time it was apart
     "urllib": _urllib,
 }
 

@@ -1,12 +1,13 @@
-"""The lean transport on asyncio: many requests in flight on one event loop, in one thread.
+"""The lean transport's async half: many requests in flight on one event loop, in one thread.
 
-``send_async`` runs on the running loop. Each connection is an ``asyncio.Protocol`` (made with
-``loop.create_connection``; no streams) that feeds the sans-IO parser (``h11parse.py``) as bytes
-arrive; one deadline per attempt bounds connect, TLS, send and read (loop timers). TLS goes through ``ssl`` with
-the same verifying context as the sync transports; proxies as ``lean.py`` does them (``CONNECT``
-then ``loop.start_tls`` for HTTPS, absolute URLs for HTTP). Idle connections are pooled per origin
-*and per event loop*; ``max_connections`` bounds how many are open per origin and loop (a request
-beyond it waits for one, within its deadline). ``send``/``close`` are the sync lean transport's.
+``LeanTransport.send_async`` runs here, on the running loop (this module, and asyncio, load on its
+first call). Each connection is an ``asyncio.Protocol`` (made with ``loop.create_connection``; no
+streams) that feeds the sans-IO parser (``h11parse.py``) as bytes arrive; one deadline per attempt
+bounds connect, TLS, send and read (loop timers). TLS goes through ``ssl`` with the same verifying
+context as the sync transports; proxies as ``lean.py`` does them (``CONNECT`` then
+``loop.start_tls`` for HTTPS, absolute URLs for HTTP). Idle connections are pooled per origin *and
+per event loop*; ``max_connections`` bounds how many are open per origin and loop (a request beyond
+it waits for one, within its deadline).
 """
 
 from __future__ import annotations
@@ -14,20 +15,26 @@ from __future__ import annotations
 import asyncio
 import socket
 import weakref
-from typing import Any, Dict, Optional, Tuple
+from typing import AsyncIterator, Dict, Optional, Tuple
 
 from .. import _fork
-from ..errors import ConfigurationError, ConnectError, ConnectionLostError, TransportTimeout
+from ..errors import ConnectError, ConnectionLostError, TransportTimeout
 from .aio_pool import CLOSED, Connection, LoopPool
-from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
+from .base import HTTPRequest, HTTPResponse
 from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, header_block, map_os_error, split_origin
-from .lean import FIELDS_CACHE, LeanTransport, _host_line
+from .head import FIELDS_CACHE, host_line, request_head
 from .proxy import Proxy
 
-__all__ = ["AsyncLeanTransport", "DEFAULT_MAX_CONNECTIONS"]
+__all__ = ["LoopSender"]
 
-#: Connections open at once per origin and event loop, by default.
-DEFAULT_MAX_CONNECTIONS = 64
+
+async def _keeper(pool: LoopPool) -> AsyncIterator[None]:
+    """Started on a pool's loop: ``loop.shutdown_asyncgens()`` (``asyncio.run`` calls it after the
+    last task) finalizes it, so no idle connection outlives its loop."""
+    try:
+        yield
+    finally:
+        pool.close()
 
 
 async def _tcp(loop: asyncio.AbstractEventLoop, name: str, port: int, connect_timeout: Optional[float],
@@ -54,26 +61,15 @@ async def _tcp(loop: asyncio.AbstractEventLoop, name: str, port: int, connect_ti
     raise error or OSError(f"no address for {name}")
 
 
-class AsyncLeanTransport:
-    """Keep-alive connections per origin and event loop, for many ``send_async`` calls at once.
+class LoopSender:
+    """The lean transport's async half (``LeanTransport.send_async``): idle connections per origin
+    *and per event loop*, at most ``limit`` open at once per origin and loop (None: no limit)."""
 
-    Options: those of :class:`~minipub.transports.lean.LeanTransport` (``ssl_context`` or
-    ``ca_file``/``client_cert``/``client_key``, ``proxy``, ``max_body``, ``pool_size``,
-    ``connect_timeout``) and ``max_connections`` (open at once per origin and loop; None: no
-    limit). Each loop keeps up to ``max(pool_size, max_connections)`` idle connections per origin.
-    """
-
-    supports_keepalive = True
-    supports_proxy = True
-
-    def __init__(self, *, max_connections: Optional[int] = DEFAULT_MAX_CONNECTIONS, **options: Any) -> None:
-        self._sync = LeanTransport(**options)  # checks the options too
-        self._options = ConnectOptions(**{k: v for k, v in options.items() if k not in ("max_body", "pool_size")})
-        self._max_body: int = options.get("max_body", DEFAULT_MAX_BODY)
-        self._pool_size: int = options.get("pool_size", 10)
-        if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
-            raise ConfigurationError("max_connections must be a positive int, or None for no limit")
-        self._limit = max_connections
+    def __init__(self, options: ConnectOptions, max_body: int, pool_size: int, limit: Optional[int]) -> None:
+        self._options = options
+        self._max_body = max_body
+        self._pool_size = pool_size
+        self._limit = limit
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
         self._targets: Dict[str, Tuple[Origin, str]] = {}
         self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
@@ -87,19 +83,9 @@ class AsyncLeanTransport:
         for pool in pools:
             pool.forget()
 
-    def __repr__(self) -> str:
-        return f"AsyncLeanTransport(pool_size={self._pool_size}, max_connections={self._limit}, " \
-               f"max_body={self._max_body})"
-
-    # -- sync: the lean transport ---------------------------------------------------------------
-
-    def send(self, request: HTTPRequest) -> HTTPResponse:
-        return self._sync.send(request)
-
     def close(self) -> None:
-        """Close every connection, the sync ones and each loop's idle ones (from any thread)."""
+        """Close each loop's idle connections (from any thread); later sends fail with ConnectError."""
         self._closed = True
-        self._sync.close()
         try:
             current: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
@@ -115,19 +101,18 @@ class AsyncLeanTransport:
             else:
                 pool.close(in_loop=False)
 
-    async def aclose(self) -> None:
-        self.close()
-
     # -- async ----------------------------------------------------------------------------------
 
-    def _pool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
+    async def _pool(self, loop: asyncio.AbstractEventLoop) -> LoopPool:
         if self._closed:
             raise ConnectError(CLOSED)
         pool = self._pools.get(loop)
         if pool is None:
             # Every open connection may be idle at once between two requests: keep up to the limit.
             idle = max(self._pool_size, self._limit or 0)
-            pool = self._pools.setdefault(loop, LoopPool(loop, idle, self._limit))
+            pool = self._pools[loop] = LoopPool(loop, idle, self._limit)
+            pool.keeper = _keeper(pool)
+            await pool.keeper.__anext__()  # first iterated here: the loop finalizes it
         return pool
 
     def _head_fields(self, request: HTTPRequest) -> Sealed:
@@ -148,7 +133,7 @@ class AsyncLeanTransport:
         if found is None:
             found = self._targets[request.url] = split_origin(request.url)
         origin, target = found
-        pool = self._pool(loop)
+        pool = self._pools.get(loop) or await self._pool(loop)
         while True:  # a reused connection the server had closed (Stale): its slot is taken again
             conn = pool.checkout(origin) or await pool.slot(origin, deadline)
             if conn is None:
@@ -172,7 +157,7 @@ class AsyncLeanTransport:
         waiter = conn.start(pool.loop, self._max_body, request.method == "HEAD", reused)
         pool.watch(conn, deadline)
         try:  # written without a local holding the head (frame-local capture sees no key)
-            conn.transport.write(LeanTransport._head(request, conn, target, fields).data)  # type: ignore[arg-type]
+            conn.transport.write(request_head(request, conn, target, fields).data)
             response = await waiter
         except BaseException:  # Stale, an error, the timeout, a cancellation: the state is unknown
             pool.discard(origin, conn)
@@ -206,7 +191,7 @@ class AsyncLeanTransport:
         except OSError as exc:
             raise map_os_error(exc, connecting=True, target=(name, number)) from None
         tls = scheme == "https"
-        conn = Connection(loop, sock, _host_line(host, port, scheme), proxy, not tls and proxy is not None)
+        conn = Connection(loop, sock, host_line(host, port, scheme), proxy, not tls and proxy is not None)
         handshake = max(0.1, deadline - loop.time()) + 1.0  # the attempt's deadline ends it first
         try:
             if tls and proxy is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional
 
 from ..errors import ConnectError, MinipubError, TransportTimeout
 from .base import HTTPResponse
@@ -156,6 +156,7 @@ class LoopPool:
         self.open: Dict[Origin, int] = {}
         self.waiters: Dict[Origin, Deque[asyncio.Future[Optional[Connection]]]] = {}
         self.closed = False
+        self.keeper: Optional[AsyncIterator[None]] = None  # closes the pool when the loop finalizes it (aio.py)
         # The deadlines of the exchanges in flight, under one loop timer set for the earliest (a timer
         # per exchange costs a heap entry and a cancelled handle each).
         self.inflight: Dict[Connection, float] = {}

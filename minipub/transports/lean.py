@@ -13,9 +13,10 @@ import select
 import socket
 import struct
 import sys
-from typing import Any, Callable, Dict, Optional, Tuple
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
-from ..errors import ConnectError, ConnectionLostError, TransportTimeout, ValidationError
+from ..errors import ConfigurationError, ConnectError, ConnectionLostError, TransportTimeout
 from .base import HTTPRequest, HTTPResponse
 from .common import (
     READ_SIZE,
@@ -32,17 +33,20 @@ from .common import (
     send_request,
 )
 from .h11parse import ResponseParser, parse_whole
+from .head import FIELDS_CACHE, host_line, request_head
 from .proxy import Proxy
 
-__all__ = ["LeanTransport"]
+if TYPE_CHECKING:
+    from .aio import LoopSender
 
-#: How many distinct header sets keep their prebuilt head lines.
-FIELDS_CACHE = 64
+__all__ = ["LeanTransport", "AsyncLeanTransport", "DEFAULT_MAX_CONNECTIONS"]
+
+#: Connections open at once per origin and event loop for ``send_async``, by default.
+DEFAULT_MAX_CONNECTIONS = 64
+
 # A reused connection failing this way before any response byte: the server had closed it.
 _STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _poll: Optional[Callable[[], Any]] = getattr(select, "poll", None)
-# Methods sent without a Content-Length when they have no body.
-_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 def _timeval(seconds: float) -> bytes:
@@ -109,33 +113,23 @@ class _Connection:
             pass
 
 
-def _host_line(host: str, port: int, scheme: str) -> str:
-    name = f"[{host}]" if ":" in host else host
-    default = 443 if scheme == "https" else 80
-    return f"Host: {name}\r\n" if port == default else f"Host: {name}:{port}\r\n"
-
-
-def _request_line(request: HTTPRequest, conn: _Connection, target: str) -> bytes:
-    """The request line and the connection's own header lines (Host, a proxy's credentials)."""
-    if len(conn.lines) >= FIELDS_CACHE:
-        conn.lines.clear()
-    try:
-        return f"{request.method} {request.url if conn.absolute else target} HTTP/1.1\r\n{conn.host_line}" \
-               f"{conn.proxy_auth}".encode("latin-1")
-    except UnicodeEncodeError:
-        raise ValidationError("the request URL and method must be ASCII (percent-encode the path)") from None
-
-
 class LeanTransport(PooledTransport[_Connection]):
-    """Keep-alive connections per origin, reused across calls and threads (one user at a time).
+    """Keep-alive connections per origin, reused across calls and threads (one user at a time);
+    ``send_async`` sends on the running event loop (``aio.py``), many requests in flight at once.
 
     Same options as the ``http.client`` transport: ``ssl_context`` or ``ca_file``/``client_cert``/
     ``client_key``, ``proxy`` (``"env"``, ``None`` or a URL), ``max_body``, ``pool_size``,
-    ``connect_timeout``.
+    ``connect_timeout``; and ``max_connections``: open at once per origin and event loop for
+    ``send_async`` (None: no limit); each loop keeps up to ``max(pool_size, max_connections)`` idle.
     """
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, max_connections: Optional[int] = DEFAULT_MAX_CONNECTIONS, **options: Any) -> None:
+        if max_connections is not None and (type(max_connections) is not int or max_connections < 1):
+            raise ConfigurationError("max_connections must be a positive int, or None for no limit")
         super().__init__(**options)
+        self._limit = max_connections
+        self._loops: Optional[LoopSender] = None  # the async half, made on the first send_async
+        self._loops_made = threading.Lock()
         self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}  # prebuilt, checked header lines
         self._last_fields: Tuple[Optional[Dict[str, str]], Dict[str, str], Sealed] = (None, {}, Sealed(b""))
 
@@ -169,7 +163,7 @@ class LeanTransport(PooledTransport[_Connection]):
         except BaseException:
             sock.close()
             raise
-        return _Connection(sock, _host_line(host, port, scheme), proxy, scheme == "http" and proxy is not None,
+        return _Connection(sock, host_line(host, port, scheme), proxy, scheme == "http" and proxy is not None,
                            scheme == "https")
 
     def _tunnel(self, sock: socket.socket, proxy: Proxy, host: str, port: int, deadline: Deadline) -> None:
@@ -186,6 +180,31 @@ class LeanTransport(PooledTransport[_Connection]):
             raise ConnectError(f"could not connect: the proxy closed the connection ({exc})") from None
         if not 200 <= response.status < 300:
             raise ConnectError(f"could not connect: the proxy answered CONNECT with HTTP {response.status}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pool_size={self._pool.size}, max_connections={self._limit}, " \
+               f"max_body={self._max_body})"
+
+    def close(self) -> None:
+        """Close every idle connection, the sync pool's and each event loop's (from any thread)."""
+        super().close()
+        if self._loops is not None:
+            self._loops.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def send_async(self, request: HTTPRequest) -> HTTPResponse:
+        """Send one request on the running event loop; ``request.timeout`` bounds the whole attempt."""
+        loops = self._loops
+        if loops is None:
+            with self._loops_made:
+                if self._loops is None:
+                    from .aio import LoopSender
+
+                    self._loops = LoopSender(self._options, self._max_body, self._pool.size, self._limit)
+                loops = self._loops
+        return await loops.send_async(request)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -204,16 +223,6 @@ class LeanTransport(PooledTransport[_Connection]):
         self._last_fields = (headers, dict(headers), fields)
         return self._roundtrip(request, self._exchange, fields)
 
-    @staticmethod
-    def _head(request: HTTPRequest, conn: _Connection, target: str, fields: Sealed) -> Sealed:
-        """Request line, header fields and body, in one piece (sent in one call)."""
-        line = conn.lines.get((request.method, request.url))
-        if line is None:
-            line = conn.lines[(request.method, request.url)] = _request_line(request, conn, target)
-        body = request.body
-        length = b"Content-Length: %d\r\n\r\n" % len(body) if body or request.method not in _NO_BODY else b"\r\n"
-        return Sealed(b"".join((line, fields.data, request.secret_head(), length, body)))
-
     def _exchange(
         self, request: HTTPRequest, fields: Sealed, origin: Origin, conn: _Connection, target: str, reused: bool,
         deadline: Deadline,
@@ -222,7 +231,7 @@ class LeanTransport(PooledTransport[_Connection]):
         head_request = request.method == "HEAD"
         received = False
         try:
-            early = send_request(sock, self._head(request, conn, target, fields), deadline, conn.set_timeout)
+            early = send_request(sock, request_head(request, conn, target, fields), deadline, conn.set_timeout)
             if early:
                 chunk = early
             else:
@@ -255,3 +264,7 @@ class LeanTransport(PooledTransport[_Connection]):
         else:
             self._pool.checkin(origin, conn)
         return response
+
+
+#: The name ``transport="lean-async"`` had when it was a transport of its own: the same transport.
+AsyncLeanTransport = LeanTransport
