@@ -281,14 +281,17 @@ class CommitLog:
 def publisher_timed(url: str, n: int, *, workers: int = THREADS, submitters: int = THREADS, key: str = KEY,
                     tenant: str = TENANT, outbox: Optional[str] = None, synchronous: str = "FULL",
                     after_warmup: Callable[[int], None] = lambda warm: None,
-                    commit_log: Optional[CommitLog] = None) -> Tuple[float, float]:
+                    commit_log: Optional[CommitLog] = None, engine: str = "auto") -> Tuple[float, float]:
     """(events/s, CPU us per event) of the background ``Publisher``: submit ``n`` from ``submitters``
     threads, then ``flush``. ``workers`` warm-up events (one per worker's connection) go first.
-    With an outbox, ``commit_log`` records its group commits during the timed loop."""
+    With an outbox, ``commit_log`` records its group commits during the timed loop. ``engine``: the
+    Publisher's (auto: the event loop on the default transport)."""
     import minipub
 
     sdk = minipub.SDK(key, server_url=url, proxy=None)
     options: Dict[str, Any] = {"workers": workers, "max_queue": max(10_000, n + workers)}
+    if engine != "auto":
+        options["engine"] = engine
     if outbox is not None:
         options.update(outbox=outbox, synchronous=synchronous)
     publisher = minipub.Publisher(sdk, **options)

@@ -149,6 +149,10 @@ class SDK:
         # the sync path's send and sleep as the one publish path awaits them (made once: see _sync.py)
         self._send_now = _keyless(self._transport.send)
         self._sleep_now = ready(self._sleep)
+        native = getattr(self._transport, "send_async", None)  # observability hooks wrap a blocking call:
+        self._send_async_now = _keyless_async(native) if callable(native) and not (  # then a thread instead
+            self.plugins is not None and self.plugins.observed) else None
+        self._tokens_async = _awaited_tokens(self.retry_budget)
         self.publish = Publish(self)
 
     def __repr__(self) -> str:
@@ -229,20 +233,19 @@ class SDK:
     def sends_natively_async(self) -> bool:
         """Whether :meth:`send_async` runs on the event loop itself (a transport with ``send_async``
         and no observability plugin), rather than in a worker thread."""
-        return callable(getattr(self._transport, "send_async", None)) and not (
-            self.plugins is not None and self.plugins.observed)
+        return self._send_async_now is not None
 
     async def _publish_async(self, request: PublishRequest, retry_config: Optional[RetryConfig],
                              timeout_ms: Optional[float], on_retry: Optional[RetryObserver] = None,
                              wait_for_budget: bool = False) -> PublishResponse:
-        import asyncio
+        send = self._send_async_now
+        if send is None:
+            import asyncio
 
-        if not self.sends_natively_async():
             return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms, on_retry, wait_for_budget)
         config, timeout = self._resolve(retry_config, timeout_ms)
-        send = _keyless_async(self._transport.send_async)  # type: ignore[attr-defined]
         return await self._attempts(request, config, timeout, send, on_retry, wait_for_budget, self._sleep_async,
-                                    _awaited_tokens(self.retry_budget) if wait_for_budget else None)
+                                    self._tokens_async if wait_for_budget else None)
 
     async def _sleep_async(self, seconds: float) -> None:
         """The wait between async attempts: ``asyncio.sleep``, or an injected ``sleep=`` (a test's
