@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Set
 
 import pytest
 
@@ -32,8 +32,9 @@ def accept(request: ContractRequest, peer: Peer) -> None:
     peer.respond(202, json.dumps(body).encode(), [("Content-Type", "application/json")])
 
 
-def _loop_threads() -> List[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("minipub-publisher")]
+def _publisher_threads(before: Set[threading.Thread]) -> List[str]:
+    """The names of the publisher threads started since ``before`` (other tests may leave theirs)."""
+    return sorted(t.name for t in set(threading.enumerate()) - before if t.name.startswith("minipub-publisher"))
 
 
 class _Observer:
@@ -48,17 +49,18 @@ def test_the_engine_follows_the_transport(server: OutpostServer) -> None:
         assert lean.sends_natively_async() and not plain.sends_natively_async()
         assert not observed.sends_natively_async()  # observability hooks wrap a blocking call
         for sdk, engine in ((lean, "loop"), (plain, "threads"), (observed, "threads")):
+            before = set(threading.enumerate())
             with Publisher(sdk, workers=3) as publisher:
                 assert publisher.engine == engine and f"engine={engine!r}" in repr(publisher)
                 publisher.submit("t", {}, tenant_id="acme")
                 assert publisher.flush(timeout=10)
-                assert _loop_threads() == (["minipub-publisher-loop"] if engine == "loop" else
-                                           [f"minipub-publisher-{n}" for n in (1, 2, 3)])
+                assert _publisher_threads(before) == (["minipub-publisher-loop"] if engine == "loop" else
+                                                      [f"minipub-publisher-{n}" for n in (1, 2, 3)])
+            assert _publisher_threads(before) == []  # a closed publisher leaves no thread behind
         with pytest.raises(ConfigurationError, match="engine='loop' needs a transport with send_async"):
             Publisher(plain, engine="loop")
         with pytest.raises(ConfigurationError, match="engine must be one of 'auto', 'threads', 'loop'"):
             Publisher(lean, engine="asyncio")
-    assert _loop_threads() == []  # closed publishers leave no thread behind
 
 
 def test_workers_sends_are_in_flight_at_once_on_one_thread() -> None:
@@ -76,11 +78,12 @@ def test_workers_sends_are_in_flight_at_once_on_one_thread() -> None:
     with RawServer(handler) as raw, SDK(API_KEY, server_url=raw.url("").rstrip("/"), proxy=None,
                                         retry_config=RetryConfig("none"), timeout_ms=10_000) as sdk:
         errors = Errors()
+        before = set(threading.enumerate())
         with Publisher(sdk, workers=k, on_error=errors) as publisher:
             for n in range(k):
                 publisher.submit("t", {"n": n}, tenant_id="acme")
             assert publisher.flush(timeout=15)
-            assert _loop_threads() == ["minipub-publisher-loop"]
+            assert _publisher_threads(before) == ["minipub-publisher-loop"]
             stats = publisher.stats()
     assert errors.calls == [] and stats.delivered == k and raw.accepted == k
 
