@@ -8,6 +8,7 @@ its pool and its connection limit). The rest awaits ``sdk.publish.event_async`` 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import socket
@@ -356,14 +357,18 @@ def test_publish_async_tls_to_a_plain_server_is_tls_error() -> None:
         sdk.close()
 
 
-def test_publish_async_refused_is_connect_error() -> None:
+def test_publish_async_refused_is_connect_error_saying_so_as_the_sync_path_does() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, never listening: refused
-        sdk = _sdk(f"http://127.0.0.1:{port}", LeanTransport(proxy=None))
-        with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
+        sdk = _sdk(f"http://127.0.0.1:{port}", LeanTransport(proxy=None), retry_config=RetryConfig("none"))
+        with pytest.raises(ConnectError) as sync_refusal:
+            sdk.publish.event(tenant_id="acme", topic="t", data={}, id="evt_refused")
+        with pytest.raises(ConnectError) as async_refusal:  # asyncio says "Connect call failed (...)"
             asyncio.run(_publish(sdk, "evt_refused"))
         sdk.close()
+    assert str(async_refusal.value) == str(sync_refusal.value) == \
+        f"could not connect to 127.0.0.1:{port}: [Errno {errno.ECONNREFUSED}] {os.strerror(errno.ECONNREFUSED)}"
 
 
 def test_the_body_cap_on_the_async_path() -> None:

@@ -3,6 +3,7 @@ and ``PooledTransport`` (the bounded attempt itself is in ``bounded.py``)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypedDict, TypeVar
 from urllib.parse import urlsplit
@@ -58,6 +59,14 @@ def split_origin(url: str) -> Tuple[Origin, str]:
     return (parts.scheme, parts.hostname, port), target
 
 
+def _os_reason(exc: BaseException) -> str:
+    """An OSError as the system says it (asyncio's "Connect call failed (...)" becomes "Connection refused")."""
+    number = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and isinstance(number, int) and number > 0:
+        return f"[Errno {number}] {os.strerror(number)}"
+    return str(exc)
+
+
 def map_os_error(exc: BaseException, *, connecting: bool, target: Optional[Tuple[str, int]] = None) -> TransportError:
     """A socket-level exception as minipub's transport error (messages carry no secrets);
     ``target``, the host and port being connected to, is named in a connect failure.
@@ -74,7 +83,7 @@ def map_os_error(exc: BaseException, *, connecting: bool, target: Optional[Tuple
         return TLSError(f"TLS error: {exc.reason or exc}")
     if connecting or isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
         where = "" if target is None else f" to {target[0]}:{target[1]}"
-        return ConnectError(f"could not connect{where}: {exc}")
+        return ConnectError(f"could not connect{where}: {_os_reason(exc)}")
     if isinstance(exc, ConnectionError) or (
         client is not None and isinstance(exc, (client.IncompleteRead, client.RemoteDisconnected))
     ):
