@@ -178,6 +178,8 @@ def child_env() -> Dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         env.pop(name, None)
+    # A deployed program runs from cached bytecode: without this, every child compiles minipub anew.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

@@ -335,9 +335,10 @@ def _awaited_tokens(budget: Optional[RetryBudget]) -> Optional[Callable[[float],
     """A wait for a budget token that awaits (``asyncio.sleep``) instead of blocking the loop's thread."""
     if budget is None:
         return None
-    import asyncio
 
     def acquire(timeout: float) -> Awaitable[Optional[float]]:
+        import asyncio  # only on the async path: a sync client never loads it
+
         return budget.acquire_async(timeout, asyncio.sleep)
 
     return acquire
