@@ -6,24 +6,35 @@ All checks run before any network call; each error names the field and the fix.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .encoding import encode_envelope, format_datetime, show
+from ._charsets import LazyPattern, is_field_value, is_token
+from .encoding import encode_envelope, format_datetime, loaded_datetime, show
 from .errors import ValidationError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any, Dict, List, Optional, Tuple, Union
+
+    TimeLike = Union[datetime, str]
 
 __all__ = ["PublishRequest", "build_publish_request", "new_event_id", "check_headers"]
 
-TimeLike = Union[datetime, str]
-
-_RFC3339 = re.compile(
+_RFC3339 = LazyPattern(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|([+-])(\d{2}):(\d{2}))\Z"
 )
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-#: A header value as it goes on the wire: latin-1 text, no control characters but tab (RFC 9110).
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TimeLike":  # for annotations at run time (typing and datetime are imported only then)
+        from datetime import datetime
+        from typing import Union
+
+        return Union[datetime, str]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: Headers minipub sets itself; ``http_headers`` may not replace them.
 RESERVED_HEADERS = frozenset(
     {"authorization", "content-length", "content-type", "host", "transfer-encoding", "connection"}
@@ -75,6 +86,8 @@ def _check_rfc3339(field: str, value: str) -> str:
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     if second == 60:  # RFC 3339 allows a leap second; Go's parser (Outpost) does not
         raise ValidationError(f"{field}: {value!r} has second 60, which Outpost rejects; use :59")
+    from datetime import datetime, timedelta, timezone
+
     try:
         datetime(year, month, day, hour, minute, second)
         if match.group(9) and int(match.group(11)) > 59:
@@ -91,10 +104,11 @@ def _check_rfc3339(field: str, value: str) -> str:
 def _time(value: Any) -> Optional[str]:
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return format_datetime(value, field="time")
     if isinstance(value, str):
         return _check_rfc3339("time", value)
+    dates = loaded_datetime()
+    if dates is not None and isinstance(value, dates.datetime):
+        return format_datetime(value, field="time")
     raise ValidationError(f"time must be an aware datetime or an RFC 3339 str, got {type(value).__name__}")
 
 
@@ -133,12 +147,12 @@ def check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
                               f"{type(headers).__name__}")
     out: Dict[str, str] = {}
     for name, value in _items("http_headers", headers):
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not isinstance(name, str) or not is_token(name):
             raise ValidationError(f"http_headers: {show(name)} is not a valid header name (letters, digits, "
                                   "and !#$%&'*+-.^_`|~)")
         if not isinstance(value, str):
             raise ValidationError(f"http_headers[{name!r}] must be a str, got {type(value).__name__}")
-        if not _HEADER_VALUE.match(value):
+        if not is_field_value(value):
             raise ValidationError(
                 f"http_headers[{name!r}]: the value must be latin-1 text without control characters "
                 "(CR, LF, NUL, ESC...; tab is allowed); percent-encode or base64 anything else"

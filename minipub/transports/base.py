@@ -6,9 +6,9 @@ and maps every network failure to a :class:`~minipub.errors.TransportError` subc
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, Mapping, Optional, Protocol, Union, runtime_checkable
 
+from .._charsets import is_field_value
 from ..errors import ValidationError
 from ..secret import Secret
 
@@ -63,7 +63,7 @@ class HTTPRequest:
         if isinstance(value, Secret):
             self.secret_headers = {**self.secret_headers, name: value}
         elif lowered in _SECRET_HEADERS:
-            if not isinstance(value, str) or _bad_value(value):
+            if not isinstance(value, str) or not is_field_value(value):
                 del value  # the error must not hold it
                 raise ValidationError(f"the {name} header must be latin-1 text without control characters")
             self.secret_headers = {**self.secret_headers, name: Secret(value)}
@@ -99,7 +99,7 @@ class HTTPRequest:
                     return head
                 del head
         lines = "".join([f"{name}: {secret.reveal()}\r\n" for name, secret in self.secret_headers.items()])
-        if lines.count("\r") != len(self.secret_headers) or _bad_value(lines.replace("\r\n", "")):
+        if lines.count("\r") != len(self.secret_headers) or not is_field_value(lines.replace("\r\n", "")):
             del lines
             raise ValidationError("a credential header must be latin-1 text without control characters")
         return lines.encode("latin-1")
@@ -119,8 +119,6 @@ class HTTPRequest:
 
 
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-#: Anything but latin-1 text without control characters (tab allowed), as RFC 9110 field values are.
-_bad_value = re.compile(r"[^\t\x20-\x7e\x80-\xff]").search
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypedDict, TypeVar
-from urllib.parse import urlsplit
 
 from .. import _fork
 from .._modules import loaded_module
@@ -47,7 +46,9 @@ C = TypeVar("C")
 
 
 def split_origin(url: str) -> Tuple[Origin, str]:
-    """The (scheme, host, port) of a URL and its path with query."""
+    """The (scheme, host, port) of a URL and its path with query (once per URL: transports keep it)."""
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectError(f"cannot send to {parts.scheme}://{parts.hostname or ''}: not an http(s) URL")
