@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from types import ModuleType
 
-__all__ = ["encode_json", "encode_envelope", "format_datetime", "loaded_datetime", "show"]
+__all__ = ["encode_json", "encode_envelope", "encode_event", "format_datetime", "loaded_datetime", "show"]
 
 # A path is built only when an error needs it: (parent path, key) pairs.
 _Path = Optional[Tuple[Any, Union[str, int]]]
@@ -52,6 +52,8 @@ def _direct_dumps() -> Callable[[Any], str]:
 
 #: ``_dumps`` for flat plain values: the same text, for less work.
 _dumps_flat = _direct_dumps()
+#: A str as JSON text: the C encoder's own string writer (what ``_dumps`` writes for an exact str).
+_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 class _Number(str):
@@ -342,6 +344,22 @@ def _flat_plain(envelope: Dict[str, Any]) -> bool:
 def _flat_scalars(value: Dict[Any, Any]) -> bool:
     """Whether a dict has only exact str keys and exact str, int, float, bool or None values."""
     return _STR.issuperset(map(type, value)) and _SCALARS.issuperset(map(type, value.values()))
+
+
+def encode_event(event_id: str, tenant_id: str, topic: str, eligible_for_retry: bool, data: Any) -> Optional[bytes]:
+    """The common body, ``encode_envelope`` of exactly these four fields (in this order) and ``data``,
+    written with one template: the same bytes for less work (tests/test_encoding.py), or None when
+    anything needs ``encode_envelope`` (a str subclass, data that is not a flat dict, a value JSON
+    cannot carry: that path names it)."""
+    if not (type(event_id) is str and type(tenant_id) is str and type(topic) is str and type(data) is dict
+            and _flat_scalars(data)):
+        return None
+    try:
+        return (f'{{"id":{_string(event_id)},"tenant_id":{_string(tenant_id)},"topic":{_string(topic)},'
+                f'"eligible_for_retry":{"true" if eligible_for_retry else "false"},"data":{_dumps_flat(data)}}}'
+                ).encode()
+    except ValueError:  # a float that is not finite, a lone surrogate, an int too long
+        return None
 
 
 def encode_envelope(envelope: Dict[str, Any], key: str, value: Any, *, root: str = "data",

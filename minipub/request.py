@@ -5,11 +5,11 @@ All checks run before any network call; each error names the field and the fix.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from ._charsets import LazyPattern, is_field_value, is_token
-from .encoding import encode_envelope, format_datetime, loaded_datetime, show
+from ._ids import new_event_id
+from .encoding import encode_envelope, encode_event, format_datetime, loaded_datetime, show
 from .errors import ValidationError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
@@ -55,16 +55,6 @@ class PublishRequest:
 
     def __repr__(self) -> str:
         return f"PublishRequest(event_id={self.event_id!r}, tenant_id={self.tenant_id!r}, topic={self.topic!r})"
-
-
-#: The RFC 4122 variant digit (10xx) for each random hex digit.
-_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
-
-
-def new_event_id() -> str:
-    """A random UUID4 string, made without importing ``uuid``: 122 random bits, version 4, variant 10."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def _text(field: str, value: Any, *, optional: bool = False) -> Optional[str]:
@@ -198,7 +188,13 @@ def _build(tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, desti
         raise ValidationError(
             f"data must be a mapping (a JSON object), got {type(data).__name__}; Outpost rejects other JSON values"
         )
-    event_id = _text("id", id, optional=True) or new_event_id()
+    event_id = new_event_id() if id is None else _text("id", id, optional=True)
+    assert tenant is not None and topic_name is not None and event_id is not None
+    if destination_id is None and time is None and metadata is None:  # the common event: one template
+        body = encode_event(event_id, tenant, topic_name, eligible_for_retry, data)
+        if body is not None:
+            return PublishRequest(event_id, body, {} if http_headers is None else check_headers(http_headers),
+                                  tenant, topic_name)
     payload: Dict[str, Any] = {"id": event_id, "tenant_id": tenant, "topic": topic_name,
                                "eligible_for_retry": eligible_for_retry}
     destination = _text("destination_id", destination_id, optional=True)
@@ -211,5 +207,4 @@ def _build(tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, desti
     if meta is not None:
         payload["metadata"] = meta
     body = encode_envelope(payload, "data", data, root="data", envelope_root="request")
-    assert tenant is not None and topic_name is not None
     return PublishRequest(event_id, body, check_headers(http_headers), tenant, topic_name)
