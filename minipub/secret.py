@@ -32,13 +32,14 @@ _MIN_CORE = 6
 class Secret:
     """A credential: ``repr``/``str`` show ``'***'``; pickling keeps no value; ``reveal()`` gives it back."""
 
-    __slots__ = ("_masked", "_pad", "_size")
+    __slots__ = ("_masked", "_pad", "_printable", "_size")
 
     def __init__(self, value: Union[str, bytes]) -> None:
         raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
         self._size = len(raw)
         self._pad = int.from_bytes(os.urandom(len(raw)), "little")
         self._masked = int.from_bytes(raw, "little") ^ self._pad
+        self._printable: Optional[bool] = None
 
     def reveal(self) -> str:
         """The value. Call it only inside the expression that writes it (no local keeps it)."""
@@ -49,6 +50,14 @@ class Secret:
         if self._size < 0:
             raise ConfigurationError("a key does not survive pickling or copying across processes; pass it again")
         return (self._masked ^ self._pad).to_bytes(self._size, "little")
+
+    def printable_ascii(self) -> bool:
+        """Whether the value is printable ASCII only (0x20 to 0x7E), as a header line's value must be
+        to go out as is: checked once (the value never changes), so each request skips the check."""
+        printable = self._printable
+        if printable is None:
+            printable = self._printable = not self.reveal_bytes().translate(None, _PRINTABLE_ASCII)
+        return printable
 
     def __repr__(self) -> str:
         return "'***'"
@@ -69,8 +78,11 @@ class Secret:
 def _unpickled() -> Secret:
     """What a pickled Secret becomes: one that refuses to reveal anything."""
     secret = Secret.__new__(Secret)
-    secret._size, secret._pad, secret._masked = -1, 0, 0
+    secret._size, secret._pad, secret._masked, secret._printable = -1, 0, 0, None
     return secret
+
+
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
 SecretLike = Union[Secret, str, None]
