@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, 
 
 from .. import _fork
 from .._modules import loaded_module
+from .._url import urlsplit
 from ..errors import (
     ConnectError,
     ConnectionLostError,
@@ -46,9 +47,7 @@ C = TypeVar("C")
 
 
 def split_origin(url: str) -> Tuple[Origin, str]:
-    """The (scheme, host, port) of a URL and its path with query (once per URL: transports keep it)."""
-    from urllib.parse import urlsplit
-
+    """The (scheme, host, port) of a URL and its path with query."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectError(f"cannot send to {parts.scheme}://{parts.hostname or ''}: not an http(s) URL")
