@@ -86,14 +86,15 @@ def build(fields: Mapping[str, Any]) -> Tuple[PublishRequest, Optional[RetryConf
         raise ValidationError(_unknown(fields))
     if not _REQUIRED.issubset(fields):
         raise ValidationError(f"{next(name for name in REQUIRED_FIELDS if name not in fields)} is required")
+    if _SEND_OPTIONS.isdisjoint(fields):  # the common call
+        return build_publish_request(**fields), None, None
     retries = fields.get("retries")
     timeout_ms = fields.get("timeout_ms")
-    if retries is not None or timeout_ms is not None or "retries" in fields or "timeout_ms" in fields:
-        if retries is not None:
-            check_retry_config(retries, "retries")
-        if timeout_ms is not None:
-            timeout_seconds(timeout_ms, "timeout_ms")
-        fields = {name: value for name, value in fields.items() if name not in _SEND_OPTIONS}
+    if retries is not None:
+        check_retry_config(retries, "retries")
+    if timeout_ms is not None:
+        timeout_seconds(timeout_ms, "timeout_ms")
+    fields = {name: value for name, value in fields.items() if name not in _SEND_OPTIONS}
     return build_publish_request(**fields), retries, timeout_ms
 
 
