@@ -9,9 +9,11 @@ an optional port of digits, no user info) is split here, with the very attribute
 
 from __future__ import annotations
 
+from ._record import Record
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
 if TYPE_CHECKING:
-    from typing import Optional, Union
+    from typing import ClassVar, Optional, Union
     from urllib.parse import SplitResult
 
 __all__ = ["urlsplit", "PlainURL"]
@@ -20,27 +22,18 @@ _HOST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 _PRINTABLE = frozenset(map(chr, range(0x21, 0x7F)))
 
 
-class PlainURL:
+class PlainURL(Record):
     """A plain URL split: ``SplitResult``'s attributes (a plain URL has no user info)."""
 
-    __slots__ = ("fragment", "hostname", "netloc", "path", "port", "query", "scheme")
-
-    username = None
-    password = None
-
-    def __init__(self, scheme: str, netloc: str, path: str, query: str, fragment: str, hostname: str,
-                 port: Optional[int]) -> None:
-        self.scheme = scheme
-        self.netloc = netloc
-        self.path = path
-        self.query = query
-        self.fragment = fragment
-        self.hostname = hostname
-        self.port = port
-
-    def __repr__(self) -> str:
-        return (f"PlainURL(scheme={self.scheme!r}, netloc={self.netloc!r}, path={self.path!r}, "
-                f"query={self.query!r}, fragment={self.fragment!r})")
+    scheme: str
+    netloc: str
+    path: str
+    query: str
+    fragment: str
+    hostname: str
+    port: Optional[int]
+    username: ClassVar[None] = None
+    password: ClassVar[None] = None
 
 
 def urlsplit(url: str) -> Union[PlainURL, SplitResult]:
