@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
-from types import ModuleType
-from typing import Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Optional
 
 __all__ = ["loaded_module"]
 
@@ -18,4 +20,6 @@ def loaded_module(name: str) -> Optional[ModuleType]:
     """
     if name not in sys.modules:
         return None
+    import importlib
+
     return importlib.import_module(name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, TypeVar, runtime_checkable
 
 from .errors import ConfigurationError
@@ -63,14 +62,14 @@ class StaticKey:
 
 
 #: Characters an HTTP header cannot carry, or that no key has: controls (C0, DEL, C1) and whitespace.
-_NOT_IN_A_KEY = re.compile(r"[^\x21-\x7e\xa1-\xff]").search
+_KEY_CHARS = frozenset("".join(map(chr, range(0x21, 0x7F))) + "".join(map(chr, range(0xA1, 0x100))))
 
 
 def key_problem(key: object) -> Optional[str]:
     """What is wrong with a key ("must be ...", never showing it), or None. Never raises."""
     if not isinstance(key, str) or not key.strip():
         return "must be a non-empty str (the Outpost admin API key)"
-    if _NOT_IN_A_KEY(key):
+    if not _KEY_CHARS.issuperset(key):
         return ("contains whitespace, control characters or characters an HTTP header cannot carry "
                 "(only printable latin-1 text can be sent); check how it was loaded")
     return None

@@ -5,25 +5,36 @@ All checks run before any network call; each error names the field and the fix.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .encoding import encode_envelope, format_datetime, show
+from ._charsets import LazyPattern, is_field_value, is_token
+from ._ids import new_event_id
+from .encoding import encode_envelope, encode_event, format_datetime, loaded_datetime, show
 from .errors import ValidationError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads it the same way)
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any, Dict, List, Optional, Tuple, Union
+
+    TimeLike = Union[datetime, str]
 
 __all__ = ["PublishRequest", "build_publish_request", "new_event_id", "check_headers"]
 
-TimeLike = Union[datetime, str]
-
-_RFC3339 = re.compile(
+_RFC3339 = LazyPattern(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|([+-])(\d{2}):(\d{2}))\Z"
 )
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-#: A header value as it goes on the wire: latin-1 text, no control characters but tab (RFC 9110).
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TimeLike":  # for annotations at run time (typing and datetime are imported only then)
+        from datetime import datetime
+        from typing import Union
+
+        return Union[datetime, str]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: Headers minipub sets itself; ``http_headers`` may not replace them.
 RESERVED_HEADERS = frozenset(
     {"authorization", "content-length", "content-type", "host", "transfer-encoding", "connection"}
@@ -46,16 +57,6 @@ class PublishRequest:
         return f"PublishRequest(event_id={self.event_id!r}, tenant_id={self.tenant_id!r}, topic={self.topic!r})"
 
 
-#: The RFC 4122 variant digit (10xx) for each random hex digit.
-_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
-
-
-def new_event_id() -> str:
-    """A random UUID4 string, made without importing ``uuid``: 122 random bits, version 4, variant 10."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
 def _text(field: str, value: Any, *, optional: bool = False) -> Optional[str]:
     if value is None and optional:
         return None
@@ -75,6 +76,8 @@ def _check_rfc3339(field: str, value: str) -> str:
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     if second == 60:  # RFC 3339 allows a leap second; Go's parser (Outpost) does not
         raise ValidationError(f"{field}: {value!r} has second 60, which Outpost rejects; use :59")
+    from datetime import datetime, timedelta, timezone
+
     try:
         datetime(year, month, day, hour, minute, second)
         if match.group(9) and int(match.group(11)) > 59:
@@ -91,10 +94,11 @@ def _check_rfc3339(field: str, value: str) -> str:
 def _time(value: Any) -> Optional[str]:
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return format_datetime(value, field="time")
     if isinstance(value, str):
         return _check_rfc3339("time", value)
+    dates = loaded_datetime()
+    if dates is not None and isinstance(value, dates.datetime):
+        return format_datetime(value, field="time")
     raise ValidationError(f"time must be an aware datetime or an RFC 3339 str, got {type(value).__name__}")
 
 
@@ -133,12 +137,12 @@ def check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
                               f"{type(headers).__name__}")
     out: Dict[str, str] = {}
     for name, value in _items("http_headers", headers):
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not isinstance(name, str) or not is_token(name):
             raise ValidationError(f"http_headers: {show(name)} is not a valid header name (letters, digits, "
                                   "and !#$%&'*+-.^_`|~)")
         if not isinstance(value, str):
             raise ValidationError(f"http_headers[{name!r}] must be a str, got {type(value).__name__}")
-        if not _HEADER_VALUE.match(value):
+        if not is_field_value(value):
             raise ValidationError(
                 f"http_headers[{name!r}]: the value must be latin-1 text without control characters "
                 "(CR, LF, NUL, ESC...; tab is allowed); percent-encode or base64 anything else"
@@ -184,7 +188,13 @@ def _build(tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, desti
         raise ValidationError(
             f"data must be a mapping (a JSON object), got {type(data).__name__}; Outpost rejects other JSON values"
         )
-    event_id = _text("id", id, optional=True) or new_event_id()
+    event_id = new_event_id() if id is None else _text("id", id, optional=True)
+    assert tenant is not None and topic_name is not None and event_id is not None
+    if destination_id is None and time is None and metadata is None:  # the common event: one template
+        body = encode_event(event_id, tenant, topic_name, eligible_for_retry, data)
+        if body is not None:
+            return PublishRequest(event_id, body, {} if http_headers is None else check_headers(http_headers),
+                                  tenant, topic_name)
     payload: Dict[str, Any] = {"id": event_id, "tenant_id": tenant, "topic": topic_name,
                                "eligible_for_retry": eligible_for_retry}
     destination = _text("destination_id", destination_id, optional=True)
@@ -197,5 +207,4 @@ def _build(tenant_id: Any, topic: Any, data: Any, eligible_for_retry: Any, desti
     if meta is not None:
         payload["metadata"] = meta
     body = encode_envelope(payload, "data", data, root="data", envelope_root="request")
-    assert tenant is not None and topic_name is not None
     return PublishRequest(event_id, body, check_headers(http_headers), tenant, topic_name)

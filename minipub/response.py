@@ -31,17 +31,17 @@ def _json_body(response: HTTPResponse) -> Any:
     body = response.body
     if not body or response.truncated:
         return None
-    looks_json = "json" in response.headers.get("content-type", "") or body.lstrip()[:1] in (b"{", b"[")
-    if not looks_json:
-        return None
     try:
-        if body[:1] == b"{" and body[1:2] not in (b"", b"\x00"):  # UTF-8 (what json.loads would detect)
+        # An object first (it looks like JSON whatever the content type), in UTF-8 (what json.loads would detect)
+        if body[:1] == b"{" and body[1:2] not in (b"", b"\x00"):
             text = body.decode("utf-8", "surrogatepass")
             value, end = _scan(text, 0)
             return value if end == len(text) else _decode(text)  # else trailing blanks or extra data
-        return json.loads(body)
+        if "json" in response.headers.get("content-type", "") or body.lstrip()[:1] in (b"{", b"["):
+            return json.loads(body)
     except (ValueError, RecursionError, StopIteration):
-        return None
+        pass
+    return None
 
 
 def _message(status: int, data: Any, content_type: str) -> str:
@@ -85,13 +85,14 @@ def parse_publish_response(response: HTTPResponse, event_id: str, secret: Secret
         queued_id = data.get("id")
         return PublishResponse(queued_id if isinstance(queued_id, str) and queued_id else event_id, None, None)
     answered_id = data.get("id")
-    if type(answered_id) is str and answered_id and answered_id != event_id:
+    if type(answered_id) is not str or not answered_id:
+        answered_id = event_id
+    elif answered_id != event_id:
         # Not this request's answer (a late or unsolicited one): an error, never a success for the wrong event.
         shown = redact(answered_id, secret, 64)
         raise ProtocolError(f"the server answered for event {shown!r}, not for {event_id!r} (not retried)")
     duplicate = data.get("duplicate")
     destinations = data.get("destination_ids")
     if type(destinations) is not list or not _STR.issuperset(map(type, destinations)):  # JSON: exact types
-        destinations = []
-    return PublishResponse(answered_id if type(answered_id) is str and answered_id else event_id,
-                           duplicate if type(duplicate) is bool else False, tuple(destinations))
+        destinations = ()
+    return PublishResponse(answered_id, duplicate if type(duplicate) is bool else False, tuple(destinations))

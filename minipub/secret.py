@@ -14,13 +14,11 @@ without padding, also inside a longer base64 text), and any mix of per-character
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import re
-from bisect import bisect_right
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from ._charsets import LazyPattern
 from .errors import ConfigurationError
 
 __all__ = ["Secret", "redact", "redact_data", "redact_bytes", "MIN_FRAGMENT", "reveal"]
@@ -34,13 +32,14 @@ _MIN_CORE = 6
 class Secret:
     """A credential: ``repr``/``str`` show ``'***'``; pickling keeps no value; ``reveal()`` gives it back."""
 
-    __slots__ = ("_masked", "_pad", "_size")
+    __slots__ = ("_masked", "_pad", "_printable", "_size")
 
     def __init__(self, value: Union[str, bytes]) -> None:
         raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
         self._size = len(raw)
         self._pad = int.from_bytes(os.urandom(len(raw)), "little")
         self._masked = int.from_bytes(raw, "little") ^ self._pad
+        self._printable: Optional[bool] = None
 
     def reveal(self) -> str:
         """The value. Call it only inside the expression that writes it (no local keeps it)."""
@@ -51,6 +50,14 @@ class Secret:
         if self._size < 0:
             raise ConfigurationError("a key does not survive pickling or copying across processes; pass it again")
         return (self._masked ^ self._pad).to_bytes(self._size, "little")
+
+    def printable_ascii(self) -> bool:
+        """Whether the value is printable ASCII only (0x20 to 0x7E), as a header line's value must be
+        to go out as is: checked once (the value never changes), so each request skips the check."""
+        printable = self._printable
+        if printable is None:
+            printable = self._printable = not self.reveal_bytes().translate(None, _PRINTABLE_ASCII)
+        return printable
 
     def __repr__(self) -> str:
         return "'***'"
@@ -71,8 +78,11 @@ class Secret:
 def _unpickled() -> Secret:
     """What a pickled Secret becomes: one that refuses to reveal anything."""
     secret = Secret.__new__(Secret)
-    secret._size, secret._pad, secret._masked = -1, 0, 0
+    secret._size, secret._pad, secret._masked, secret._printable = -1, 0, 0, None
     return secret
+
+
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
 SecretLike = Union[Secret, str, None]
@@ -99,6 +109,8 @@ def _marker(key: str) -> str:
 
 def _b64_forms(raw: bytes) -> Tuple[List[str], List[str]]:
     """(whole forms, pieces of the key inside a longer base64 text at each of the 3 alignments)."""
+    import base64
+
     whole: List[str] = []
     pieces: List[str] = []
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
@@ -115,6 +127,7 @@ def _b64_forms(raw: bytes) -> Tuple[List[str], List[str]]:
 
 def _forms(key: str) -> List[str]:
     """Every fixed form of the key, longest first (a longer form is replaced before its pieces)."""
+    import re
     from urllib.parse import quote
 
     raw = key.encode("utf-8", "surrogatepass")
@@ -129,7 +142,7 @@ def _forms(key: str) -> List[str]:
 
 # -- replacing echoes ----------------------------------------------------------------------------
 
-_ESCAPE = re.compile(
+_ESCAPE = LazyPattern(
     r"(?:%[0-9A-Fa-f]{2})+"
     r"|\\u[dD][89abAB][0-9A-Fa-f]{2}\\u[dD][c-fC-F][0-9A-Fa-f]{2}"
     r"|\\u[0-9A-Fa-f]{4}"
@@ -161,7 +174,7 @@ def _unescape(token: str) -> str:
 
 _Pieces = List[Tuple[str, int, int, bool]]  # (decoded, start, end, literal)
 #: An escape cut short by the end of a text: ``%``, ``%C``, ``\\``, ``\\u00``, ``&#x2``, ``&am``.
-_PARTIAL = re.compile(r"%[0-9A-Fa-f]?\Z|\\(?:u[0-9A-Fa-f]{0,3})?\Z|&#?[xX]?[0-9A-Za-z]{0,7}\Z")
+_PARTIAL = LazyPattern(r"%[0-9A-Fa-f]?\Z|\\(?:u[0-9A-Fa-f]{0,3})?\Z|&#?[xX]?[0-9A-Za-z]{0,7}\Z")
 
 
 def _pieces(text: str) -> Tuple[_Pieces, str, List[int]]:
@@ -186,6 +199,8 @@ def _pieces(text: str) -> Tuple[_Pieces, str, List[int]]:
 
 def _original(pieces: _Pieces, offsets: List[int], at: int, end: bool) -> int:
     """Where decoded index ``at`` (as a match's start, or its end) is in the original text."""
+    from bisect import bisect_right
+
     index = bisect_right(offsets, at - 1 if end else at) - 1
     _, start, stop, literal = pieces[index]
     if literal:

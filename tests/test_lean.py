@@ -336,12 +336,13 @@ _FIELD_TEXT = set("\t") | {chr(c) for c in range(0x20, 0x7F)} | {chr(c) for c in
        values=st.lists(st.text(st.characters(max_codepoint=0x130), max_size=12), min_size=2, max_size=2))
 def test_credential_lines_are_latin1_text_without_controls(names: List[str], values: List[str]) -> None:
     request = HTTPRequest.split("POST", "http://127.0.0.1/", {}, {n: Secret(v) for n, v in zip(names, values)}, b"", 1)
-    if all(_FIELD_TEXT.issuperset(v) for v in values[:len(names)]):
-        assert request.secret_head() == "".join(f"{n}: {v}\r\n" for n, v in zip(names, values)).encode("latin-1")
-    else:
-        with pytest.raises(ValidationError) as info:
-            request.secret_head()
-        assert all(v not in str(info.value) for v in values if len(v) > 3)
+    for _ in range(2):  # the second time, with each Secret's printable-ASCII verdict already made
+        if all(_FIELD_TEXT.issuperset(v) for v in values[:len(names)]):
+            assert request.secret_head() == "".join(f"{n}: {v}\r\n" for n, v in zip(names, values)).encode("latin-1")
+        else:
+            with pytest.raises(ValidationError) as info:
+                request.secret_head()
+            assert all(v not in str(info.value) for v in values if len(v) > 3)
 
 
 class _Counted:

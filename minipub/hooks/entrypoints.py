@@ -19,6 +19,7 @@ import threading
 from importlib import import_module
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from .._charsets import LazyPattern
 from ..errors import PluginError
 
 __all__ = ["ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "EntryPoint", "entry_points", "from_directories", "from_metadata",
@@ -27,7 +28,7 @@ __all__ = ["ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "EntryPoint", "entry_points", "f
 ENTRY_POINT_GROUP = "minipub"
 AUTOLOAD_ENV = "MINIPUB_DISABLE_PLUGIN_AUTOLOAD"
 #: importlib.metadata's reading of an entry point's value: ``module[:attr.attr] [extras]``.
-_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+_VALUE = LazyPattern(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
 
 #: importlib.metadata keeps the first distribution of each name from Python 3.10 on (3.9 reads every copy).
 _UNIQUE = sys.version_info >= (3, 10)

@@ -6,9 +6,9 @@ and maps every network failure to a :class:`~minipub.errors.TransportError` subc
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, Mapping, Optional, Protocol, Union, runtime_checkable
 
+from .._charsets import is_field_value
 from ..errors import ValidationError
 from ..secret import Secret
 
@@ -63,7 +63,7 @@ class HTTPRequest:
         if isinstance(value, Secret):
             self.secret_headers = {**self.secret_headers, name: value}
         elif lowered in _SECRET_HEADERS:
-            if not isinstance(value, str) or _bad_value(value):
+            if not isinstance(value, str) or not is_field_value(value):
                 del value  # the error must not hold it
                 raise ValidationError(f"the {name} header must be latin-1 text without control characters")
             self.secret_headers = {**self.secret_headers, name: Secret(value)}
@@ -92,14 +92,13 @@ class HTTPRequest:
         """The credential header lines (``Name: value\r\n``, latin-1), for a transport writing its own head."""
         if not self.secret_headers:
             return b""
-        if len(self.secret_headers) == 1:  # the common case, checked on the bytes: printable ASCII
+        if len(self.secret_headers) == 1:  # the common case, printable ASCII (the value's check made once)
             for name, secret in self.secret_headers.items():
-                head = b"%s: %s\r\n" % (name.encode("latin-1", "replace"), secret.reveal_bytes())
-                if not head[:-2].translate(None, _PRINTABLE_ASCII):
-                    return head
-                del head
+                line_name = _printable_name(name)
+                if line_name is not None and secret.printable_ascii():
+                    return b"%s: %s\r\n" % (line_name, secret.reveal_bytes())
         lines = "".join([f"{name}: {secret.reveal()}\r\n" for name, secret in self.secret_headers.items()])
-        if lines.count("\r") != len(self.secret_headers) or _bad_value(lines.replace("\r\n", "")):
+        if lines.count("\r") != len(self.secret_headers) or not is_field_value(lines.replace("\r\n", "")):
             del lines
             raise ValidationError("a credential header must be latin-1 text without control characters")
         return lines.encode("latin-1")
@@ -119,9 +118,23 @@ class HTTPRequest:
 
 
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-#: Anything but latin-1 text without control characters (tab allowed), as RFC 9110 field values are.
-_bad_value = re.compile(r"[^\t\x20-\x7e\x80-\xff]").search
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+#: Credential header names seen, as written (latin-1, "?" for what it cannot carry) when that is printable ASCII.
+_NAMES: Dict[str, Optional[bytes]] = {}
+
+
+def _printable_name(name: str) -> Optional[bytes]:
+    """``name`` as a head line writes it, or None when that is not printable ASCII (remembered per name)."""
+    try:
+        return _NAMES[name]
+    except KeyError:
+        pass
+    encoded = name.encode("latin-1", "replace")
+    found = None if encoded.translate(None, _PRINTABLE_ASCII) else encoded
+    if len(_NAMES) >= 64:  # names are few (Authorization, Proxy-Authorization, a plugin's): bounded all the same
+        _NAMES.clear()
+    _NAMES[name] = found
+    return found
 
 
 class _HeaderView(Dict[str, str]):

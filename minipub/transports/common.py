@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypedDict, TypeVar
-from urllib.parse import urlsplit
 
 from .. import _fork
 from .._modules import loaded_module
+from .._url import urlsplit
 from ..errors import (
     ConnectError,
     ConnectionLostError,

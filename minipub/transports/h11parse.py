@@ -13,9 +13,9 @@ limit, and a body cap (``truncated`` set, the connection not reused).
 
 from __future__ import annotations
 
-import re
 from typing import Dict, List, Optional, Tuple
 
+from .. import _charsets
 from ..errors import ConnectionLostError, ProtocolError
 from .base import HTTPResponse
 
@@ -26,9 +26,8 @@ MAX_HEAD = 65536
 #: The largest chunk-size line (with extensions) accepted, in bytes.
 MAX_CHUNK_LINE = 4096
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 #: True for an HTTP token (a header name): the one rule, for what is sent and what is read.
-is_token = _TOKEN
+is_token = _TOKEN = _charsets.is_token
 _DIGITS = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
 

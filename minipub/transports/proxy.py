@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from typing import Any, Iterator, Mapping, Optional
-from urllib.parse import unquote, urlsplit
 
 from .._record import Record
 from ..errors import ConfigurationError
@@ -40,6 +38,8 @@ def _env(environ: Mapping[str, str], name: str) -> str:
 
 def parse_proxy(url: str) -> Proxy:
     """Parse ``http://user:pass@host:port`` (scheme optional) into a :class:`Proxy`."""
+    from urllib.parse import unquote, urlsplit
+
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"proxy URL {parts.scheme}://{parts.hostname or ''} is not an http(s) proxy URL")
@@ -54,6 +54,8 @@ def parse_proxy(url: str) -> Proxy:
         raise ConfigurationError(f"proxy URL {parts.scheme}://{parts.hostname} has an invalid port") from None
     authorization = None
     if parts.username is not None:
+        import base64
+
         raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(raw).decode()
     return Proxy(parts.hostname, port or (443 if parts.scheme == "https" else 80), authorization)
