@@ -50,7 +50,7 @@ USER_AGENT = f"minipub/{__version__} python/{sys.version_info[0]}.{sys.version_i
 
 def check_server_url(url: object) -> str:
     """An http(s) base URL without credentials, query or fragment; trailing slash removed."""
-    from urllib.parse import urlsplit
+    from ._url import urlsplit
 
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"server_url must be a non-empty str such as {DEFAULT_SERVER_URL!r}")
