@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .fields import EventCall
+    from .hooks.manager import Plugins
 
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]
@@ -100,14 +101,19 @@ class SDK:
         sleep: Callable[[float], None] = _time.sleep,
         plugins: Optional[Iterable[object]] = None,
     ) -> None:
-        from .hooks.manager import load_plugins
+        from .hooks.entrypoints import automatic
 
         try:  # the key is held as a Secret from here on; no frame of a traceback shows it
             static = None if admin_api_key is None else StaticKey(admin_api_key)
         finally:
             admin_api_key = None
         #: The client's plugins (``minipub.hooks.manager.Plugins``), or None: then no hook is ever called.
-        self.plugins = load_plugins(plugins)
+        if plugins is None and not automatic():  # no plugin: the manager (and pluggy) is never imported
+            self.plugins: Optional[Plugins] = None
+        else:
+            from .hooks.manager import load_plugins
+
+            self.plugins = load_plugins(plugins)
         self.server_url = check_server_url(server_url or os.environ.get(BASE_URL_ENV) or DEFAULT_SERVER_URL)
         if static is None and auth is None and self.plugins is not None:
             auth = self.plugins.auth(self.server_url)

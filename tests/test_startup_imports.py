@@ -18,7 +18,7 @@ from .conftest import API_KEY
 #: Not needed by an http:// publish of plain JSON; the floor (http.client) imports most of them.
 UNNEEDED = ("datetime", "_datetime", "base64", "bisect", "difflib", "ssl", "email", "http.client",
             "random", "hashlib", "platform", "uuid", "logging", "decimal", "dataclasses", "asyncio",
-            "minipub._fieldtypes")
+            "minipub._fieldtypes", "minipub.hooks.manager")
 
 _CHILD = """
 import sys

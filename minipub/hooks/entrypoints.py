@@ -185,6 +185,11 @@ def autoloaded() -> List[Tuple[str, object]]:
         return _loaded
 
 
+def automatic() -> List[Tuple[str, object]]:
+    """The entry points' plugins a new client gets: none when ``MINIPUB_DISABLE_PLUGIN_AUTOLOAD`` is set."""
+    return [] if os.environ.get(AUTOLOAD_ENV, "").strip() not in ("", "0") else autoloaded()
+
+
 def reset_autoload() -> None:
     """Forget the loaded entry points: the next ``SDK()`` scans them again (for tests)."""
     global _loaded

@@ -8,12 +8,12 @@ pluggy is imported only when there is a plugin to register.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import ConfigurationError, PluginError
-from .entrypoints import AUTOLOAD_ENV, autoloaded, pluggy_installed
+from .entrypoints import automatic as entry_point_plugins
+from .entrypoints import pluggy_installed
 
 if TYPE_CHECKING:
     import pluggy
@@ -42,7 +42,7 @@ def load_plugins(explicit: Optional[Iterable[object]]) -> Optional[Plugins]:
         raise ConfigurationError("plugins must not contain None")
     if chosen and not pluggy_installed():
         raise ConfigurationError(f"SDK(plugins=...) needs pluggy, which is not installed: {INSTALL_HINT}")
-    automatic = [] if os.environ.get(AUTOLOAD_ENV, "").strip() not in ("", "0") else autoloaded()
+    automatic = entry_point_plugins()
     if not chosen and not automatic:
         return None
     if chosen:
