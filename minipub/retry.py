@@ -112,10 +112,10 @@ DEFAULT_RETRY_CONFIG = RetryConfig("backoff", DEFAULT_BACKOFF, True, max_attempt
 
 
 #: ``retry-after-ms``: ASCII milliseconds, maybe with a fraction; ``Retry-After``: ASCII whole seconds.
-_MILLISECONDS = re.compile(r"[0-9]{1,64}(?:\.[0-9]{1,64})?")
-_SECONDS = re.compile(r"[0-9]{1,64}")
+_MILLISECONDS = r"[0-9]{1,64}(?:\.[0-9]{1,64})?"
+_SECONDS = r"[0-9]{1,64}"
 #: An HTTP-date is short printable ASCII (``Sun, 06 Nov 1994 08:49:37 GMT`` is 29 characters).
-_HTTP_DATE = re.compile(r"[ -~]{1,64}")
+_HTTP_DATE = r"[ -~]{1,64}"  # compiled on first use (re's cache): most answers carry no such header
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: Optional[float] = None,
@@ -124,15 +124,15 @@ def retry_after_seconds(headers: Mapping[str, str], now: Optional[float] = None,
     seconds within ``[0, cap]``; None when absent or not understood. Never raises: any header
     value from a server is either a delay or ignored."""
     value = headers.get("retry-after-ms")
-    if isinstance(value, str) and _MILLISECONDS.fullmatch(value.strip()):
+    if isinstance(value, str) and re.fullmatch(_MILLISECONDS, value.strip()):
         return min(float(value.strip()) / 1000, cap)
     value = headers.get("retry-after")
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if _SECONDS.fullmatch(value):
+    if re.fullmatch(_SECONDS, value):
         return min(float(value), cap)
-    if not _HTTP_DATE.fullmatch(value):
+    if not re.fullmatch(_HTTP_DATE, value):
         return None
     from email.utils import parsedate_to_datetime
 
