@@ -158,7 +158,6 @@ class SDK:
         native = getattr(self._transport, "send_async", None)  # observability hooks wrap a blocking call:
         self._send_async_now = _keyless_async(native) if callable(native) and not (  # then a thread instead
             self.plugins is not None and self.plugins.observed) else None
-        self._tokens_async = _awaited_tokens(self.retry_budget)
         self.publish = Publish(self)
 
     def __repr__(self) -> str:
@@ -251,7 +250,7 @@ class SDK:
             return await asyncio.to_thread(self._publish, request, retry_config, timeout_ms, on_retry, wait_for_budget)
         config, timeout = self._resolve(retry_config, timeout_ms)
         return await self._attempts(request, config, timeout, send, on_retry, wait_for_budget, self._sleep_async,
-                                    self._tokens_async if wait_for_budget else None)
+                                    _real_sleep)
 
     async def _sleep_async(self, seconds: float) -> None:
         """The wait between async attempts: ``asyncio.sleep``, or an injected ``sleep=`` (a test's
@@ -260,8 +259,13 @@ class SDK:
 
         if self._sleep is _time.sleep:
             await asyncio.sleep(seconds)
-        else:
-            await asyncio.to_thread(self._sleep, seconds)
+            return
+        try:
+            waiting = asyncio.get_running_loop().run_in_executor(None, self._sleep, seconds)
+        except RuntimeError:  # an exit hook (the interpreter stopped its thread pools): wait here
+            self._sleep(seconds)
+            return
+        await waiting
 
     def _resolve(self, retry_config: Optional[RetryConfig], timeout_ms: Optional[float]) -> Tuple[RetryConfig, float]:
         """A publish's retry config and per-attempt timeout (seconds): its own, else the client's."""
@@ -279,12 +283,12 @@ class SDK:
         on_retry: Optional[RetryObserver],
         wait_for_budget: bool,
         sleep: Callable[[float], Awaitable[None]],
-        acquire: Optional[Callable[[float], Awaitable[Optional[float]]]] = None,
+        token_sleep: Optional[Callable[[float], Awaitable[None]]] = None,
     ) -> PublishResponse:
         """auth → send → classify, under the retry loop; on a 401 a rotating key is reloaded once per
         publish and that attempt repeated once. Each attempt's timeout is cut to the publish's deadline."""
         state = RetryState(config, budget=self.retry_budget, clock=self._clock, on_retry_decision=on_retry,
-                           wait_for_budget=wait_for_budget, acquire=acquire)
+                           wait_for_budget=wait_for_budget, token_sleep=token_sleep)
         refreshed = False
 
         async def attempt(number: int) -> PublishResponse:
@@ -337,17 +341,11 @@ def _keyless_async(send: Callable[[HTTPRequest], Awaitable[HTTPResponse]]) -> Ca
     return sent
 
 
-def _awaited_tokens(budget: Optional[RetryBudget]) -> Optional[Callable[[float], Awaitable[Optional[float]]]]:
-    """A wait for a budget token that awaits (``asyncio.sleep``) instead of blocking the loop's thread."""
-    if budget is None:
-        return None
+async def _real_sleep(seconds: float) -> None:
+    """How the async path waits for a budget token between looks: real time, as the budget counts it."""
+    import asyncio  # only on the async path: a sync client never loads it
 
-    def acquire(timeout: float) -> Awaitable[Optional[float]]:
-        import asyncio  # only on the async path: a sync client never loads it
-
-        return budget.acquire_async(timeout, asyncio.sleep)
-
-    return acquire
+    await asyncio.sleep(seconds)
 
 
 def _check_request(request: PublishRequest, retry_config: Optional[RetryConfig]) -> None:

@@ -179,11 +179,11 @@ class RetryState:
     ``number`` is the attempt about to run (1 first). ``failed(error)`` answers the wait before
     the next attempt, or None to stop and raise; ``succeeded()`` credits the budget. With
     ``wait_for_budget``, an empty budget delays the retry (up to the deadline) instead of ending
-    it: ``acquire(seconds)`` waits for a token (default: :meth:`RetryBudget.acquire`, which blocks
-    the thread; a coroutine passes one that awaits, e.g. :meth:`RetryBudget.acquire_async`).
+    it: :meth:`failed` waits for a token blocking the thread (:meth:`RetryBudget.acquire`),
+    :meth:`failed_async` awaiting ``token_sleep`` between looks (:meth:`RetryBudget.acquire_async`).
     """
 
-    __slots__ = ("_acquire", "_budget", "_clock", "_config", "_deadline", "_observer", "_random", "_wait", "number")
+    __slots__ = ("_budget", "_clock", "_config", "_deadline", "_observer", "_random", "_token_sleep", "_wait", "number")
 
     def __init__(
         self,
@@ -194,11 +194,11 @@ class RetryState:
         random: Optional[Callable[[], float]] = None,
         on_retry_decision: Optional[RetryObserver] = None,
         wait_for_budget: bool = False,
-        acquire: Optional[Callable[[float], Awaitable[Optional[float]]]] = None,
+        token_sleep: Optional[Callable[[float], Awaitable[None]]] = None,
     ) -> None:
         self._config = config
         self._wait = wait_for_budget
-        self._acquire = acquire
+        self._token_sleep = token_sleep
         self._budget = budget
         self._clock = clock
         self._random = random
@@ -213,13 +213,21 @@ class RetryState:
             return timeout
         return max(0.001, min(timeout, self._deadline - self._clock()))
 
-    async def failed(self, error: MinipubError) -> Optional[float]:
-        """Seconds to wait before the next attempt, or None: raise ``error``. (It only suspends
-        while waiting for a budget token with an ``acquire`` that awaits.)"""
+    def failed(self, error: MinipubError) -> Optional[float]:
+        """Seconds to wait before the next attempt, or None: raise ``error``. A wait for a budget
+        token blocks the thread."""
+        return run_sync(self._failed(error, None))
+
+    async def failed_async(self, error: MinipubError) -> Optional[float]:
+        """:meth:`failed`, awaiting a budget token with ``token_sleep`` (the one retry loop calls this)."""
+        return await self._failed(error, self._token_sleep)
+
+    async def _failed(self, error: MinipubError, token_sleep: Optional[Callable[[float], Awaitable[None]]],
+                      ) -> Optional[float]:
         remaining = self._deadline - self._clock()
         delay = _next_delay(error, self.number, self._config, remaining, self._random)
         if delay is not None and self._budget is not None:
-            delay = await self._spend(self._budget, delay, remaining, error)
+            delay = await self._spend(self._budget, delay, remaining, error, token_sleep)
         if self._observer is not None:
             self._observer(self.number, error, delay)
         if delay is not None:
@@ -230,12 +238,13 @@ class RetryState:
         return delay
 
     async def _spend(self, budget: RetryBudget, delay: float, remaining: float, error: MinipubError,
-                     ) -> Optional[float]:
+                     token_sleep: Optional[Callable[[float], Awaitable[None]]]) -> Optional[float]:
         """The wait once a budget token is taken (waiting overlaps the backoff), or None: no token."""
         if budget.spend():
             return delay
         if self._wait:
-            waited = budget.acquire(remaining) if self._acquire is None else await self._acquire(remaining)
+            waited = budget.acquire(remaining) if token_sleep is None else await budget.acquire_async(
+                remaining, token_sleep)
             if waited is not None:
                 return max(0.0, delay - waited)
             if _log.enabled("WARNING"):
@@ -262,7 +271,7 @@ async def retrying(attempt: Callable[[int], Awaitable[T]], state: RetryState,
         try:
             result = await attempt(state.number)
         except MinipubError as error:
-            delay = await state.failed(error)
+            delay = await state.failed_async(error)
             if delay is None:
                 raise
             await sleep(delay)

@@ -440,3 +440,59 @@ def test_a_forked_child_keeps_none_of_the_parents_connections_open() -> None:
             assert os.waitpid(pid, 0)[1] == 0
         finally:
             loop.close()
+
+
+def test_async_generators_finalized_with_the_loop_may_still_publish(server: OutpostServer) -> None:
+    """``shutdown_asyncgens`` finalizes the pool's keeper and the program's own generators together,
+    in any order: a generator whose cleanup publishes still gets its event through."""
+    sent: List[str] = []
+    held: List[Any] = []
+    with SDK(server.api_key, server_url=server.url, proxy=None, timeout_ms=2000) as sdk:
+        async def stream(k: int) -> Any:
+            try:
+                yield
+            finally:
+                await sdk.publish.event_async(tenant_id="acme", topic="t", data={"k": k})
+                sent.append(f"{k}")
+
+        async def main() -> None:
+            for k in range(10):  # made before and after the keeper: finalized on both sides of it
+                held.append(stream(k))
+                await held[-1].__anext__()
+            await sdk.publish.event_async(tenant_id="acme", topic="t", data={})
+            for k in range(10, 20):
+                held.append(stream(k))
+                await held[-1].__anext__()
+
+        asyncio.run(main())
+    assert sorted(sent, key=int) == [str(k) for k in range(20)] and len(server.events) == 21
+
+
+def test_a_closed_loop_is_not_kept_by_the_transport(server: OutpostServer) -> None:
+    """Pools are per loop; once a loop ends, nothing of the transport keeps it (or its sockets)."""
+    import gc
+    import weakref
+
+    loops: List[Any] = []
+    with SDK(server.api_key, server_url=server.url, proxy=None) as sdk:
+        async def one() -> None:
+            loops.append(weakref.ref(asyncio.get_running_loop()))
+            await sdk.publish.event_async(tenant_id="acme", topic="t", data={})
+
+        for _ in range(5):
+            asyncio.run(one())
+        gc.collect()
+        assert [ref() for ref in loops] == [None] * 5
+        sdk.publish.event(tenant_id="acme", topic="t", data={})  # the sync pool is untouched
+    assert len(server.events) == 6
+
+
+def test_closed_before_its_first_async_send_refuses_it_too(server: OutpostServer) -> None:
+    transport = LeanTransport(proxy=None)
+    sdk = _sdk(server.url, transport)
+    sdk.close()
+    with pytest.raises(ConnectError, match="closed"):
+        sdk.publish.event(tenant_id="acme", topic="t", data={})
+    with pytest.raises(ConnectError, match="closed"):
+        asyncio.run(_publish(sdk, "evt_after_close"))
+    assert server.events == []

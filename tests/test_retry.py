@@ -31,6 +31,7 @@ from minipub.retry import (
     BackoffStrategy,
     RetryBudget,
     RetryConfig,
+    RetryState,
     backoff_ceiling,
     call_with_retries,
     retry_after_seconds,
@@ -402,3 +403,27 @@ def test_hostile_retry_after_headers_are_ignored_end_to_end(transport: str, tmp_
         assert publisher.flush(timeout=20)
         assert publisher.dead_letters() == []
         assert publisher.stats().delivered == 1
+
+
+def test_retry_state_answers_a_sync_caller_directly_and_an_async_one_awaiting() -> None:
+    """``failed`` stays a plain call (a delay or None) for code driving its own loop; the one retry
+    loop awaits ``failed_async``, whose wait for a budget token awaits instead of blocking."""
+    import asyncio
+
+    config = RetryConfig("backoff", BackoffStrategy(10, 10, 1.0, 2_000), True, max_attempts=3)
+    state = RetryState(config)
+    first = state.failed(InternalServerError("busy", status_code=503))
+    assert isinstance(first, float) and 0 < first <= 0.010
+    assert state.failed(InternalServerError("busy", status_code=503)) is not None
+    assert state.failed(InternalServerError("busy", status_code=503)) is None  # the third attempt was the last
+    naps: List[float] = []
+
+    async def nap(seconds: float) -> None:
+        naps.append(seconds)
+        await asyncio.sleep(seconds)
+
+    empty = RetryBudget(capacity=0, refill=0, wait_rate=0)
+    waiting = RetryState(config, budget=empty, wait_for_budget=True, token_sleep=nap)
+    started = time.monotonic()
+    assert asyncio.run(waiting.failed_async(InternalServerError("busy", status_code=503))) is None  # no token by the deadline
+    assert 1.9 <= time.monotonic() - started <= 5 and len(naps) >= 20  # it looked every 50 ms, awaiting

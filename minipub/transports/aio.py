@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import weakref
 from typing import AsyncIterator, Dict, Optional, Tuple
 
@@ -30,11 +31,12 @@ __all__ = ["LoopSender"]
 
 async def _keeper(pool: LoopPool) -> AsyncIterator[None]:
     """Started on a pool's loop: ``loop.shutdown_asyncgens()`` (``asyncio.run`` calls it after the
-    last task) finalizes it, so no idle connection outlives its loop."""
+    last task) finalizes it, so no idle connection outlives its loop. The pool stays usable: other
+    async generators finalized with it may still publish (their connections are not kept)."""
     try:
         yield
     finally:
-        pool.close()
+        pool.end()
 
 
 async def _tcp(loop: asyncio.AbstractEventLoop, name: str, port: int, connect_timeout: Optional[float],
@@ -43,7 +45,10 @@ async def _tcp(loop: asyncio.AbstractEventLoop, name: str, port: int, connect_ti
     try:  # a numeric address resolves here without a thread
         infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
-        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        try:
+            infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        except RuntimeError:  # an exit hook: the interpreter stopped its thread pools; resolve here
+            infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
     error: Optional[OSError] = None
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -74,6 +79,7 @@ class LoopSender:
         self._targets: Dict[str, Tuple[Origin, str]] = {}
         self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
         self._closed = False
+        self._pools_lock = threading.Lock()  # a loop adds its pool while another thread closes them all
         _fork.register(self)
 
     def _after_fork_in_child(self) -> None:
@@ -90,7 +96,9 @@ class LoopSender:
             current: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
             current = None
-        for loop, pool in list(self._pools.items()):
+        with self._pools_lock:
+            pools = list(self._pools.items())
+        for loop, pool in pools:
             if loop is current:
                 pool.close()
             elif loop.is_running():
@@ -110,7 +118,8 @@ class LoopSender:
         if pool is None:
             # Every open connection may be idle at once between two requests: keep up to the limit.
             idle = max(self._pool_size, self._limit or 0)
-            pool = self._pools[loop] = LoopPool(loop, idle, self._limit)
+            with self._pools_lock:
+                pool = self._pools[loop] = LoopPool(loop, idle, self._limit)
             pool.keeper = _keeper(pool)
             await pool.keeper.__anext__()  # first iterated here: the loop finalizes it
         return pool

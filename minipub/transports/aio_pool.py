@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import weakref
 from collections import deque
 from typing import Any, AsyncIterator, Deque, Dict, List, Optional
 
@@ -149,14 +150,17 @@ class LoopPool:
     """One event loop's connections: idle ones per origin, how many are open, who waits for one."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int, limit: Optional[int]) -> None:
-        self.loop = loop
+        # A proxy: the pools are kept per loop in a WeakKeyDictionary, and a strong reference from
+        # the value would keep every closed loop alive.
+        self.loop: asyncio.AbstractEventLoop = weakref.proxy(loop)
         self.size = size
         self.limit = limit
         self.idle: Dict[Origin, List[Connection]] = {}
         self.open: Dict[Origin, int] = {}
         self.waiters: Dict[Origin, Deque[asyncio.Future[Optional[Connection]]]] = {}
         self.closed = False
-        self.keeper: Optional[AsyncIterator[None]] = None  # closes the pool when the loop finalizes it (aio.py)
+        self.ending = False  # the loop is shutting down (``end``): no connection is kept idle any more
+        self.keeper: Optional[AsyncIterator[None]] = None  # ends the pool when the loop finalizes it (aio.py)
         # The deadlines of the exchanges in flight, under one loop timer set for the earliest (a timer
         # per exchange costs a heap entry and a cancelled handle each).
         self.inflight: Dict[Connection, float] = {}
@@ -248,7 +252,7 @@ class LoopPool:
             waiter.set_result(conn)
             return
         idle = self.idle.setdefault(origin, [])
-        if self.closed or len(idle) >= self.size:
+        if self.closed or self.ending or len(idle) >= self.size:
             self.discard(origin, conn)
         else:
             idle.append(conn)
@@ -273,6 +277,19 @@ class LoopPool:
             conn.sock.close()
         self.idle.clear()
         self.inflight.clear()
+
+    def end(self) -> None:
+        """In the loop, as it shuts down (``shutdown_asyncgens``): close the idle connections and keep
+        none from now on. Sends still work (an async generator's cleanup may publish after this)."""
+        self.ending = True
+        self.keeper = None  # it holds the loop's finalizer hook, and so the loop
+        if self._timer is not None:  # a timer handle holds its loop: none is left behind
+            self._timer.cancel()
+        self._timer, self._armed = None, _NEVER
+        idle = [conn for conns in self.idle.values() for conn in conns]
+        self.idle.clear()
+        for conn in idle:
+            conn.abort()
 
     def close(self, *, in_loop: bool = True) -> None:
         self.closed = True

@@ -188,8 +188,10 @@ class LeanTransport(PooledTransport[_Connection]):
     def close(self) -> None:
         """Close every idle connection, the sync pool's and each event loop's (from any thread)."""
         super().close()
-        if self._loops is not None:
-            self._loops.close()
+        with self._loops_made:  # a first send_async either made its half before, or sees the pool closed
+            loops = self._loops
+        if loops is not None:
+            loops.close()
 
     async def aclose(self) -> None:
         self.close()
@@ -199,6 +201,8 @@ class LeanTransport(PooledTransport[_Connection]):
         loops = self._loops
         if loops is None:
             with self._loops_made:
+                if self._pool.closed:  # closed before its first async send: closed for those too
+                    raise ConnectError("transport is closed")
                 if self._loops is None:
                     from .aio import LoopSender
 
