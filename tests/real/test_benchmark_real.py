@@ -15,7 +15,8 @@ from pathlib import Path
 from .conftest import ROOT, RealOutpost
 
 CASES = ("raw-socket, sequential", "raw-socket, 4 connections", "minipub publish, sequential",
-         "minipub Publisher, 4 workers", "outpost-sdk, sequential", "outpost-sdk async, 4 in flight")
+         "minipub Publisher, 4 workers", "minipub Publisher, 4 workers, engine=threads", "outpost-sdk, sequential",
+         "outpost-sdk async, 4 in flight")
 
 
 def test_real_benchmark_delivers_every_event_once(real_outpost: RealOutpost, tmp_path: Path) -> None:
