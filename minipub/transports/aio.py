@@ -22,8 +22,8 @@ from .. import _fork
 from ..errors import ConnectError, ConnectionLostError, TransportTimeout
 from .aio_pool import CLOSED, Connection, LoopPool
 from .base import HTTPRequest, HTTPResponse
-from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, header_block, map_os_error, split_origin
-from .head import FIELDS_CACHE, host_line, request_head
+from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, map_os_error, split_origin
+from .head import HeaderLines, host_line, request_head
 from .proxy import Proxy
 
 __all__ = ["LoopSender"]
@@ -70,14 +70,15 @@ class LoopSender:
     """The lean transport's async half (``LeanTransport.send_async``): idle connections per origin
     *and per event loop*, at most ``limit`` open at once per origin and loop (None: no limit)."""
 
-    def __init__(self, options: ConnectOptions, max_body: int, pool_size: int, limit: Optional[int]) -> None:
+    def __init__(self, options: ConnectOptions, lines: HeaderLines, max_body: int, pool_size: int,
+                 limit: Optional[int]) -> None:
         self._options = options
+        self._lines = lines  # the sync half's: one cache of header lines for both
         self._max_body = max_body
         self._pool_size = pool_size
         self._limit = limit
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
         self._targets: Dict[str, Tuple[Origin, str]] = {}
-        self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
         self._closed = False
         self._pools_lock = threading.Lock()  # a loop adds its pool while another thread closes them all
         _fork.register(self)
@@ -124,20 +125,11 @@ class LoopSender:
             await pool.keeper.__anext__()  # first iterated here: the loop finalizes it
         return pool
 
-    def _head_fields(self, request: HTTPRequest) -> Sealed:
-        key = tuple(request.public_headers.items())
-        fields = self._fields.get(key)
-        if fields is None:
-            if len(self._fields) >= FIELDS_CACHE:
-                self._fields.clear()
-            fields = self._fields[key] = header_block(request)
-        return fields
-
     async def send_async(self, request: HTTPRequest) -> HTTPResponse:
         """Send one request on the running loop; ``request.timeout`` bounds the whole attempt."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout
-        fields = self._head_fields(request)  # bad headers fail here, before any connection
+        fields = self._lines.get(request)  # bad headers fail here, before any connection
         found = self._targets.get(request.url)
         if found is None:
             found = self._targets[request.url] = split_origin(request.url)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Dict, Protocol, Tuple
+from typing import Dict, Optional, Protocol, Tuple
 
 from ..errors import ValidationError
 from .base import HTTPRequest
-from .common import Sealed
+from .common import Sealed, header_block
 
-__all__ = ["FIELDS_CACHE", "HeadConnection", "host_line", "request_head"]
+__all__ = ["FIELDS_CACHE", "HeadConnection", "HeaderLines", "host_line", "request_head"]
 
 #: How many distinct header sets (per transport) and request lines (per connection) stay prebuilt.
 FIELDS_CACHE = 64
@@ -23,6 +23,30 @@ class HeadConnection(Protocol):
     host_line: str
     proxy_auth: str
     lines: Dict[Tuple[str, str], bytes]  # (method, URL): request line, Host, proxy lines
+
+
+class HeaderLines:
+    """A transport's prebuilt, checked header lines, per header set (at most ``FIELDS_CACHE`` sets),
+    shared by its sync and async sends. Bad headers raise here, before any connection."""
+
+    def __init__(self) -> None:
+        self._sets: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}
+        self._last: Tuple[Optional[Dict[str, str]], Dict[str, str], Sealed] = (None, {}, Sealed(b""))
+
+    def get(self, request: HTTPRequest) -> Sealed:
+        # No local names the header values: frame-local capture (error reporters) sees no key.
+        headers = request.public_headers
+        last = self._last  # the same dict as last time (the client's own), unchanged: its lines
+        if last[0] is headers and last[1] == headers:
+            return last[2]
+        fields = self._sets.get(tuple(headers.items()))
+        if fields is None:
+            fields = header_block(request)
+            if len(self._sets) >= FIELDS_CACHE:
+                self._sets.clear()
+            self._sets[tuple(headers.items())] = fields
+        self._last = (headers, dict(headers), fields)
+        return fields
 
 
 def host_line(host: str, port: int, scheme: str) -> str:

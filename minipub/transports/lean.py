@@ -26,14 +26,13 @@ from .common import (
     PooledTransport,
     Sealed,
     Stale,
-    header_block,
     idle_clean,
     map_os_error,
     read_response,
     send_request,
 )
 from .h11parse import ResponseParser, parse_whole
-from .head import FIELDS_CACHE, host_line, request_head
+from .head import HeaderLines, host_line, request_head
 from .proxy import Proxy
 
 if TYPE_CHECKING:
@@ -130,8 +129,7 @@ class LeanTransport(PooledTransport[_Connection]):
         self._limit = max_connections
         self._loops: Optional[LoopSender] = None  # the async half, made on the first send_async
         self._loops_made = threading.Lock()
-        self._fields: Dict[Tuple[Tuple[str, str], ...], Sealed] = {}  # prebuilt, checked header lines
-        self._last_fields: Tuple[Optional[Dict[str, str]], Dict[str, str], Sealed] = (None, {}, Sealed(b""))
+        self._lines = HeaderLines()
 
     def _socket(self, conn: _Connection) -> Optional[socket.socket]:
         return conn.sock
@@ -206,26 +204,15 @@ class LeanTransport(PooledTransport[_Connection]):
                 if self._loops is None:
                     from .aio import LoopSender
 
-                    self._loops = LoopSender(self._options, self._max_body, self._pool.size, self._limit)
+                    self._loops = LoopSender(self._options, self._lines, self._max_body, self._pool.size,
+                                             self._limit)
                 loops = self._loops
         return await loops.send_async(request)
 
     # -- sending -------------------------------------------------------------------------
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        # No local names the header values: frame-local capture (error reporters) sees no key.
-        headers = request.public_headers
-        last = self._last_fields  # the same dict as last time (the client's own), unchanged: its lines
-        if last[0] is headers and last[1] == headers:
-            return self._roundtrip(request, self._exchange, last[2])
-        fields = self._fields.get(tuple(headers.items()))
-        if fields is None:
-            fields = header_block(request)
-            if len(self._fields) >= FIELDS_CACHE:
-                self._fields.clear()
-            self._fields[tuple(headers.items())] = fields
-        self._last_fields = (headers, dict(headers), fields)
-        return self._roundtrip(request, self._exchange, fields)
+        return self._roundtrip(request, self._exchange, self._lines.get(request))
 
     def _exchange(
         self, request: HTTPRequest, fields: Sealed, origin: Origin, conn: _Connection, target: str, reused: bool,
