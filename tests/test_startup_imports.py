@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import List
 
 from minipub.testing import OutpostServer
 
@@ -33,9 +34,18 @@ print(" ".join(sorted(sys.modules)))
 
 def test_a_first_http_publish_imports_none_of_the_unneeded_modules(server: OutpostServer) -> None:
     code = _CHILD.format(root=str(ROOT), key=API_KEY, url=server.url)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={"MINIPUB_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr[-2000:]
+    attempts: List[int] = []
+    # A retry needs random (for its jitter): on a loaded machine a first attempt may fail, so the
+    # rule is judged on a child whose publish took one attempt, and at most 3 children are started.
+    for _ in range(3):
+        server.clear()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={"MINIPUB_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        attempts.append(sum(1 for r in server.requests if r.path.endswith("/publish")))
+        if attempts[-1] == 1:
+            break
+    assert attempts[-1] == 1, f"no child published in one attempt: attempts {attempts}"
     loaded = set(done.stdout.split())
     assert "minipub.transports.lean" in loaded
     assert sorted(loaded.intersection(UNNEEDED)) == []
