@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from .. import _fork
 from .._modules import loaded_module
@@ -35,8 +35,23 @@ from .proxy import Proxy, parse_proxy, select_proxy
 
 if TYPE_CHECKING:
     import ssl
+    from typing import Protocol, TypedDict
 
     from typing_extensions import Unpack
+
+    class ConnectSettings(TypedDict, total=False):
+        """:class:`ConnectOptions`' arguments, for the transports that pass them on."""
+
+        ssl_context: Optional[ssl.SSLContext]
+        ca_file: Optional[str]
+        client_cert: Optional[str]
+        client_key: Optional[str]
+        proxy: Optional[str]
+        connect_timeout: Optional[float]
+
+    class _Closable(Protocol):
+        def close(self) -> None: ...
+
 
 __all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale",
            "Deadline", "Sealed", "header_block", "send_request",
@@ -91,17 +106,6 @@ def map_os_error(exc: BaseException, *, connecting: bool, target: Optional[Tuple
     if client is not None and isinstance(exc, client.HTTPException):
         return ProtocolError(f"invalid HTTP response: {type(exc).__name__}: {exc}"[:300])
     return ConnectionLostError(f"connection failed: {type(exc).__name__}: {exc}")
-
-
-class ConnectSettings(TypedDict, total=False):
-    """:class:`ConnectOptions`' arguments, for the transports that pass them on."""
-
-    ssl_context: Optional[ssl.SSLContext]
-    ca_file: Optional[str]
-    client_cert: Optional[str]
-    client_key: Optional[str]
-    proxy: Optional[str]
-    connect_timeout: Optional[float]
 
 
 class ConnectOptions:
@@ -202,11 +206,9 @@ class IdlePool(Generic[C]):
                 self._close(conn)
 
 
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-K = TypeVar("K", bound=_Closable)
+# Bound by a string: the Protocol and the TypedDict above exist for type checkers only (each costs
+# a fresh process start-up time, see tests/test_startup_imports.py).
+K = TypeVar("K", bound="_Closable")
 #: One exchange on a connection: (request, what the transport prepared for it, origin, connection,
 #: request target, reused, deadline) -> response. A method, not a closure made per request.
 Exchange = Callable[[HTTPRequest, Any, Origin, K, str, bool, Deadline], HTTPResponse]
