@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, List, Optional
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import weakref
+    from typing import Any, List, Optional
 
 _objects: Optional[weakref.WeakSet[Any]] = None
 _lock = threading.Lock()

@@ -9,9 +9,10 @@ Instances are immutable, compared and hashed by their values, with a readable re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Tuple
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # mypy reads the generated __init__ from the annotations (PEP 681)
+    from typing import Any, Callable, ClassVar, Dict, Tuple
+
     from typing_extensions import dataclass_transform
 else:
     def dataclass_transform(**_: Any) -> Callable[[Any], Any]:

@@ -6,11 +6,13 @@ The sync path hands it callables wrapped by :func:`ready` (their awaits finish a
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["run_sync", "ready"]
-
-T = TypeVar("T")
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, TypeVar, runtime_checkable
 
 from .errors import ConfigurationError
 from .secret import Secret
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, TypeVar, runtime_checkable
+
+    _T = TypeVar("_T")
+else:
+    from ._runtime_typing import Protocol, runtime_checkable
 
 __all__ = ["AuthProvider", "StaticKey", "resolve_auth", "check_key", "key_problem", "provided_key", "from_provider",
            "API_KEY_ENV"]
 
 API_KEY_ENV = "OUTPOST_API_KEY"
-_T = TypeVar("_T")
 
 
 @runtime_checkable

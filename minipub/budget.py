@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time as _time
-from typing import Awaitable, Callable, Optional
 
 from . import _fork
 from .errors import ValidationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Awaitable, Callable, Optional
 
 __all__ = ["RetryBudget", "PER_CLIENT_BUDGET"]
 

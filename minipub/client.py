@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import sys
 import time as _time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from . import _log
 from ._sync import ready, run_sync
 from ._version import __version__
-from .auth import API_KEY_ENV, AuthProvider, StaticKey, from_provider, provided_key, resolve_auth
+from .auth import API_KEY_ENV, StaticKey, from_provider, provided_key, resolve_auth
 from .errors import ConfigurationError, MinipubError, UnauthorizedError, ValidationError
 from .fields import build, check_retry_config, timeout_seconds
 from .models import PublishResponse
@@ -24,19 +23,24 @@ from .retry import (
     PER_CLIENT_BUDGET,
     RetryBudget,
     RetryConfig,
-    RetryObserver,
     RetryState,
     retrying,
 )
 from .secret import Secret
-from .transports import DEFAULT_TRANSPORT, Transport, create_transport
+from .transports import DEFAULT_TRANSPORT, create_transport
 from .transports.base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple, Union
+
     from typing_extensions import Unpack
 
+    from .auth import AuthProvider
     from .fields import EventCall
     from .hooks.manager import Plugins
+    from .retry import RetryObserver
+    from .transports.base import Transport
 
 
 __all__ = ["SDK", "Publish", "DEFAULT_SERVER_URL", "BASE_URL_ENV", "DEFAULT_TIMEOUT_MS"]

@@ -14,7 +14,6 @@ import math
 import sys
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from ._modules import loaded_module
 from .errors import ValidationError
@@ -23,11 +22,13 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy rea
 if TYPE_CHECKING:
     from datetime import datetime
     from types import ModuleType
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 __all__ = ["encode_json", "encode_envelope", "encode_event", "format_datetime", "loaded_datetime", "show"]
 
 # A path is built only when an error needs it: (parent path, key) pairs.
-_Path = Optional[Tuple[Any, Union[str, int]]]
+if TYPE_CHECKING:
+    _Path = Optional[Tuple[Any, Union[str, int]]]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
 _dumps: Callable[[Any], str] = _encoder.encode

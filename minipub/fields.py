@@ -8,13 +8,14 @@ carry it, and what it means. :func:`build` checks a call's fields and builds its
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
-
 from ._record import Record
 from .errors import ValidationError
 from .request import PublishRequest, build_publish_request
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional, Tuple
+
     from ._fieldtypes import EventCall as EventCall
     from ._fieldtypes import EventFields as EventFields
     from ._fieldtypes import PublishOptions as PublishOptions

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Tuple
 
 from .errors import APIError, ProtocolError, error_class_for
 from .models import PublishResponse
-from .secret import SecretLike, redact, redact_data
+from .secret import redact, redact_data
 from .transports.base import HTTPResponse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Tuple
+
+    from .secret import SecretLike
 
 __all__ = ["parse_publish_response", "error_from_response", "MAX_ERROR_TEXT", "QUEUED_HEADER"]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time as _time
-from typing import Awaitable, Callable, Mapping, Optional, TypeVar
 
 from . import _log
 from ._record import Record
@@ -25,6 +24,10 @@ from .errors import (
     TransportTimeout,
     ValidationError,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Awaitable, Callable, Mapping, Optional, TypeVar
 
 __all__ = [
     "BackoffStrategy",
@@ -43,7 +46,8 @@ __all__ = [
     "is_final",
 ]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 #: Statuses worth another attempt. 409: Outpost is still processing the same event id.
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -167,7 +171,8 @@ def _reason(error: MinipubError) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-RetryObserver = Callable[[int, MinipubError, Optional[float]], None]
+if TYPE_CHECKING:
+    RetryObserver = Callable[[int, MinipubError, Optional[float]], None]
 
 
 _NO_DEADLINE = float("inf")
@@ -358,3 +363,13 @@ def _next_delay(
     if delay > remaining + 1e-9:  # a wait ending on the deadline itself is allowed, float rounding aside
         return None
     return delay
+
+
+def __getattr__(name: str) -> object:
+    """``RetryObserver`` for code that imports it at run time (``typing`` loads then: the first
+    publish never imports it)."""
+    if name == "RetryObserver":
+        from typing import Callable, Optional
+
+        return Callable[[int, MinipubError, Optional[float]], None]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

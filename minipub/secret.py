@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ._charsets import LazyPattern
 from .errors import ConfigurationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
 __all__ = ["Secret", "redact", "redact_data", "redact_bytes", "MIN_FRAGMENT", "reveal"]
 
@@ -85,7 +88,8 @@ def _unpickled() -> Secret:
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
-SecretLike = Union[Secret, str, None]
+if TYPE_CHECKING:
+    SecretLike = Union[Secret, str, None]
 
 
 def reveal(secret: SecretLike) -> str:
@@ -172,7 +176,8 @@ def _unescape(token: str) -> str:
     return _ENTITIES.get(name, token)
 
 
-_Pieces = List[Tuple[str, int, int, bool]]  # (decoded, start, end, literal)
+if TYPE_CHECKING:
+    _Pieces = List[Tuple[str, int, int, bool]]  # (decoded, start, end, literal)
 #: An escape cut short by the end of a text: ``%``, ``%C``, ``\\``, ``\\u00``, ``&#x2``, ``&am``.
 _PARTIAL = LazyPattern(r"%[0-9A-Fa-f]?\Z|\\(?:u[0-9A-Fa-f]{0,3})?\Z|&#?[xX]?[0-9A-Za-z]{0,7}\Z")
 
@@ -341,3 +346,12 @@ def redact_data(data: Any, secret: SecretLike) -> Any:
                 node[redactor.whole(name)] = item
     return data
 
+
+def __getattr__(name: str) -> object:
+    """``SecretLike`` for code that imports it at run time (``typing`` loads then: the first
+    publish never imports it)."""
+    if name == "SecretLike":
+        from typing import Union
+
+        return Union[Secret, str, None]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

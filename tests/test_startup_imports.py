@@ -19,16 +19,19 @@ from .conftest import API_KEY
 #: Not needed by an http:// publish of plain JSON; the floor (http.client) imports most of them.
 UNNEEDED = ("datetime", "_datetime", "base64", "bisect", "difflib", "ssl", "email", "http.client",
             "random", "hashlib", "platform", "uuid", "logging", "decimal", "dataclasses", "asyncio",
-            "minipub._fieldtypes", "minipub.hooks.manager")
+            "typing", "minipub._fieldtypes", "minipub.hooks.manager", "minipub.protocols")
 
+# What the first publish imports: the modules loaded since the interpreter started (site's are
+# the environment's, e.g. a .pth file that imports typing).
 _CHILD = """
 import sys
+before = set(sys.modules)
 sys.path[:] = [p for p in sys.path if not p.endswith(("site-packages", "dist-packages"))]
 sys.path.insert(0, {root!r})
 import minipub
 sdk = minipub.SDK({key!r}, server_url={url!r}, proxy=None)
 sdk.publish.event(tenant_id="acme", topic="user.created", data={{"n": 1, "x": 1.5, "s": "t"}})
-print(" ".join(sorted(sys.modules)))
+print(" ".join(sorted(set(sys.modules) - before)))
 """
 
 
@@ -75,5 +78,17 @@ except minipub.ValidationError as exc:
     assert "finite" in str(exc)
 else:
     raise AssertionError("NaN was sent")
+# The type aliases load typing when asked for; the protocols check structurally without it.
+from minipub.auth import AuthProvider
+from minipub.retry import RetryObserver
+from minipub.secret import SecretLike
+from minipub.transports import Transport as Reexported
+from minipub.transports.base import AsyncTransport, Transport
+from minipub.transports.lean import LeanTransport
+assert "typing" in sys.modules and Reexported is Transport  # the aliases built it
+assert isinstance(sdk.transport, Transport) and isinstance(sdk.transport, AsyncTransport)
+assert isinstance(minipub.auth.StaticKey("k" * 32), AuthProvider) and not isinstance(object(), Transport)
+assert str(RetryObserver).startswith("typing.Callable") and type(None) in SecretLike.__args__
+assert LeanTransport.__mro__[1].__name__ == "PooledTransport"
 print("ok")
 """

@@ -17,10 +17,13 @@ import re
 import sys
 import threading
 from importlib import import_module
-from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .._charsets import LazyPattern
 from ..errors import PluginError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Set, Tuple
 
 __all__ = ["ENTRY_POINT_GROUP", "AUTOLOAD_ENV", "EntryPoint", "entry_points", "from_directories", "from_metadata",
            "autoloaded", "reset_autoload", "pluggy_installed"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
-
 from .base import HTTPRequest, HTTPResponse, Transport
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict
 
 __all__ = ["HTTPRequest", "HTTPResponse", "Transport", "BUILTIN_TRANSPORTS", "DEFAULT_TRANSPORT", "create_transport"]
 

@@ -16,15 +16,18 @@ import asyncio
 import socket
 import threading
 import weakref
-from typing import AsyncIterator, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, AsyncIterator, Dict, Optional, Tuple
 
 from .. import _fork
 from ..errors import ConnectError, ConnectionLostError, TransportTimeout
 from .aio_pool import CLOSED, Connection, LoopPool
 from .base import HTTPRequest, HTTPResponse
-from .common import ConnectOptions, Deadline, Origin, Sealed, Stale, map_os_error, split_origin
+from .common import ConnectOptions, Deadline, Sealed, Stale, map_os_error, split_origin
 from .head import HeaderLines, host_line, request_head
 from .proxy import Proxy
+
+if TYPE_CHECKING:
+    from .common import Origin
 
 __all__ = ["LoopSender"]
 

@@ -12,13 +12,16 @@ import asyncio
 import socket
 import weakref
 from collections import deque
-from typing import Any, AsyncIterator, Deque, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, List, Optional
 
 from ..errors import ConnectError, MinipubError, TransportTimeout
 from .base import HTTPResponse
-from .common import Origin, Stale, map_os_error, readable
+from .common import Stale, map_os_error, readable
 from .h11parse import ResponseParser, parse_whole
 from .proxy import Proxy
+
+if TYPE_CHECKING:
+    from .common import Origin
 
 __all__ = ["Connection", "LoopPool", "CLOSED"]
 

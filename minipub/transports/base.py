@@ -6,11 +6,15 @@ and maps every network failure to a :class:`~minipub.errors.TransportError` subc
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Protocol, Union, runtime_checkable
-
 from .._charsets import is_field_value
 from ..errors import ValidationError
 from ..secret import Secret
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional, Protocol, Union, runtime_checkable
+else:
+    from .._runtime_typing import Protocol, runtime_checkable
 
 __all__ = ["HTTPRequest", "HTTPResponse", "Transport", "AsyncTransport", "DEFAULT_MAX_BODY"]
 
@@ -137,7 +141,7 @@ def _printable_name(name: str) -> Optional[bytes]:
     return found
 
 
-class _HeaderView(Dict[str, str]):
+class _HeaderView(dict[str, str]):  # a builtin generic: no typing at run time
     """``HTTPRequest.headers``: a dict of every header, credentials revealed, writing changes through."""
 
     __slots__ = ("_request",)

@@ -6,14 +6,17 @@ from __future__ import annotations
 import select
 import socket
 import time
-from typing import Any, Callable, Optional, Tuple
 
 from .._modules import loaded_module
 from ..errors import ValidationError
 from .base import HTTPRequest, HTTPResponse
 from .h11parse import ResponseParser, is_token
 
-__all__ = ["Deadline", "Sealed", "SetTimeout", "header_block", "send_request", "read_response", "readable",
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, Tuple
+
+__all__ = ["Deadline", "Sealed", "header_block", "send_request", "read_response", "readable",
            "idle_clean", "READ_SIZE", "SEND_PIECE", "TIMEOUT_SLACK", "TLS_PIECE", "Stale"]
 
 #: How much one read asks for.
@@ -47,7 +50,8 @@ class Deadline:
         return left
 
 
-SetTimeout = Callable[[float], None]
+if TYPE_CHECKING:
+    SetTimeout = Callable[[float], None]
 
 
 class Sealed:
@@ -101,7 +105,6 @@ def readable(sock: socket.socket) -> bool:
 
 
 _poll: Optional[Callable[[], Any]] = getattr(select, "poll", None)
-
 
 
 def idle_clean(sock: Optional[socket.socket]) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from .. import _fork
 from .._modules import loaded_module
@@ -33,9 +32,10 @@ from .bounded import (  # re-exported: plugins import them from here
 )
 from .proxy import Proxy, parse_proxy, select_proxy
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
-    from typing import Protocol, TypedDict
+    from typing import Any, Callable, Dict, Generic, List, Optional, Protocol, Tuple, TypedDict, TypeVar
 
     from typing_extensions import Unpack
 
@@ -51,14 +51,17 @@ if TYPE_CHECKING:
 
     class _Closable(Protocol):
         def close(self) -> None: ...
+else:
+    from .._runtime_typing import Generic, TypeVar
 
 
-__all__ = ["Origin", "split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale",
+__all__ = ["split_origin", "map_os_error", "ConnectOptions", "IdlePool", "PooledTransport", "Stale",
            "Deadline", "Sealed", "header_block", "send_request",
            "read_response", "readable", "idle_clean", "loaded_module", "READ_SIZE", "TIMEOUT_SLACK"]
 
 
-Origin = Tuple[str, str, int]  # scheme, host, port
+if TYPE_CHECKING:
+    Origin = Tuple[str, str, int]  # scheme, host, port
 C = TypeVar("C")
 
 
@@ -206,12 +209,12 @@ class IdlePool(Generic[C]):
                 self._close(conn)
 
 
-# Bound by a string: the Protocol and the TypedDict above exist for type checkers only (each costs
-# a fresh process start-up time, see tests/test_startup_imports.py).
+# Bound by a string: the Protocol exists for type checkers only.
 K = TypeVar("K", bound="_Closable")
 #: One exchange on a connection: (request, what the transport prepared for it, origin, connection,
 #: request target, reused, deadline) -> response. A method, not a closure made per request.
-Exchange = Callable[[HTTPRequest, Any, Origin, K, str, bool, Deadline], HTTPResponse]
+if TYPE_CHECKING:
+    Exchange = Callable[[HTTPRequest, Any, Origin, K, str, bool, Deadline], HTTPResponse]
 
 
 class PooledTransport(Generic[K]):

@@ -13,11 +13,13 @@ limit, and a body cap (``truncated`` set, the connection not reused).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
-
 from .. import _charsets
 from ..errors import ConnectionLostError, ProtocolError
 from .base import HTTPResponse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 __all__ = ["ResponseParser", "parse_whole", "parse_head", "framing", "is_token", "MAX_HEAD"]
 
@@ -155,7 +157,8 @@ def framing(status: int, http10: bool, headers: Dict[str, str], head_request: bo
 # The last final head parse_whole read, with what it said: (head bytes, head_request, status,
 # headers, state, length, will_close). A head byte for byte the same (a server answering alike, as
 # most do but for the Date line once a second) is not parsed again: a prefix compare instead.
-_Known = Tuple[bytes, bool, int, Dict[str, str], int, int, bool]
+if TYPE_CHECKING:
+    _Known = Tuple[bytes, bool, int, Dict[str, str], int, int, bool]
 _last: _Known = (b"", False, 0, {}, _DONE, 0, True)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Protocol, Tuple
-
 from ..errors import ValidationError
 from .base import HTTPRequest
 from .common import Sealed, header_block
 
-__all__ = ["FIELDS_CACHE", "HeadConnection", "HeaderLines", "host_line", "request_head"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Protocol, Tuple
+
+__all__ = ["FIELDS_CACHE", "HeaderLines", "host_line", "request_head"]
 
 #: How many distinct header sets (per transport) and request lines (per connection) stay prebuilt.
 FIELDS_CACHE = 64
@@ -16,13 +18,14 @@ FIELDS_CACHE = 64
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
-class HeadConnection(Protocol):
-    """What a connection tells the head builder: its Host line, proxy lines, and the lines it cached."""
+if TYPE_CHECKING:
+    class HeadConnection(Protocol):
+        """What a connection tells the head builder: its Host line, proxy lines, and the lines it cached."""
 
-    absolute: bool  # plain HTTP through a proxy: the request target is the full URL
-    host_line: str
-    proxy_auth: str
-    lines: Dict[Tuple[str, str], bytes]  # (method, URL): request line, Host, proxy lines
+        absolute: bool  # plain HTTP through a proxy: the request target is the full URL
+        host_line: str
+        proxy_auth: str
+        lines: Dict[Tuple[str, str], bytes]  # (method, URL): request line, Host, proxy lines
 
 
 class HeaderLines:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 import http.client
 import socket
-from typing import IO, Any, Optional, Tuple, Union
+from typing import IO, TYPE_CHECKING, Any, Optional, Tuple, Union
 
 from ..errors import MinipubError
 from .base import DEFAULT_MAX_BODY, HTTPRequest, HTTPResponse
 from .common import (
     Deadline,
-    Origin,
     PooledTransport,
     Sealed,
     Stale,
@@ -28,6 +27,9 @@ from .common import (
 )
 from .h11parse import ResponseParser
 from .proxy import Proxy
+
+if TYPE_CHECKING:
+    from .common import Origin
 
 __all__ = ["HTTPClientTransport", "map_os_error", "read_capped", "split_origin", "BoundedHTTPConnection",
            "BoundedHTTPSConnection", "Attempt"]

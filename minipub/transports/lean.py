@@ -14,7 +14,6 @@ import socket
 import struct
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from ..errors import ConfigurationError, ConnectError, ConnectionLostError, TransportTimeout
 from .base import HTTPRequest, HTTPResponse
@@ -22,7 +21,6 @@ from .common import (
     READ_SIZE,
     TIMEOUT_SLACK,
     Deadline,
-    Origin,
     PooledTransport,
     Sealed,
     Stale,
@@ -35,8 +33,12 @@ from .h11parse import ResponseParser, parse_whole
 from .head import HeaderLines, host_line, request_head
 from .proxy import Proxy
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Tuple
+
     from .aio import LoopSender
+    from .common import Origin
 
 __all__ = ["LeanTransport", "AsyncLeanTransport", "DEFAULT_MAX_CONNECTIONS"]
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Mapping, Optional
 
 from .._record import Record
 from ..errors import ConfigurationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping, Optional
 
 __all__ = ["Proxy", "proxy_for", "parse_proxy", "select_proxy"]
 
