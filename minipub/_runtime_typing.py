@@ -6,10 +6,13 @@ read ``typing``'s own: each importer takes these in the ``else`` of its ``if TYP
 * ``class Pool(Generic[T])``: subscripting gives the class itself (``Pool[Conn]`` is ``Pool``).
 * ``class Transport(Protocol)``: ``isinstance``/``issubclass`` are structural, as with
   ``@runtime_checkable``: every public name the protocol declares is present (and a method is not
-  None). A class that names the protocol among its bases is an ordinary subclass of it.
+  None). A class that names the protocol among its bases is an ordinary subclass of it, and a
+  protocol mixes with abstract base classes (its metaclass is an ``ABCMeta``).
 """
 
 from __future__ import annotations
+
+from abc import ABCMeta  # loaded with io at every start
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +32,7 @@ def TypeVar(name: str, *constraints: object, **options: object) -> str:
     return name
 
 
-class _ProtocolMeta(type):
+class _ProtocolMeta(ABCMeta):  # as typing's: a protocol mixes with abstract base classes
     _members: FrozenSet[str]
     _is_protocol: bool
 
@@ -42,12 +45,12 @@ class _ProtocolMeta(type):
         return cls
 
     def __instancecheck__(cls, obj: object) -> bool:
-        if type.__instancecheck__(cls, obj):
+        if super().__instancecheck__(obj):
             return True
         return cls._is_protocol and _conforms(cls, obj)
 
     def __subclasscheck__(cls, other: Type[Any]) -> bool:
-        if type.__subclasscheck__(cls, other):
+        if super().__subclasscheck__(other):
             return True
         return cls._is_protocol and isinstance(other, type) and _conforms(cls, other)
 

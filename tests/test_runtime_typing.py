@@ -6,6 +6,7 @@ The same protocols are written twice, once on each ``Protocol``, and every candi
 
 from __future__ import annotations
 
+import abc
 import typing
 from typing import Any, List, Tuple
 
@@ -91,6 +92,22 @@ def test_minipubs_protocols_recognise_what_implements_them() -> None:
         transport.close()
     assert isinstance(StaticKey("k" * 32), AuthProvider)
     assert not isinstance(SendOnly(), Transport) and not isinstance(object(), AuthProvider)
+
+
+def test_a_protocol_mixes_with_an_abstract_base_class_as_typings_does() -> None:
+    class Closer(abc.ABC):
+        @abc.abstractmethod
+        def close(self) -> None: ...
+
+    class Both(Transport, Closer):  # a metaclass conflict unless the protocol's is an ABCMeta
+        def send(self, request: object) -> object:
+            return request
+
+        def close(self) -> None:
+            pass
+
+    assert isinstance(Both(), Transport) and isinstance(Both(), Closer)
+    assert not isinstance(object(), Both)  # a concrete subclass: no structural check
 
 
 def test_the_stand_ins_are_what_runs() -> None:
