@@ -176,6 +176,11 @@ def have(module: str) -> bool:
         return False
 
 
+def default_loop() -> str:
+    """The event loop the Publisher runs by default here: uvloop when it is installed."""
+    return "uvloop" if have("uvloop") else "asyncio"
+
+
 def publisher_available() -> bool:
     """HOOK: the background Publisher (another branch) lights up the publisher/outbox rows once merged."""
     try:
@@ -285,12 +290,17 @@ def publisher_timed(url: str, n: int, *, workers: int = THREADS, submitters: int
     """(events/s, CPU us per event) of the background ``Publisher``: submit ``n`` from ``submitters``
     threads, then ``flush``. ``workers`` warm-up events (one per worker's connection) go first.
     With an outbox, ``commit_log`` records its group commits during the timed loop. ``engine``: the
-    Publisher's (auto: the event loop on the default transport)."""
+    Publisher's (auto: the event loop on the default transport, uvloop's when installed; "asyncio":
+    asyncio's own loop; "threads")."""
     import minipub
 
     sdk = minipub.SDK(key, server_url=url, proxy=None)
     options: Dict[str, Any] = {"workers": workers, "max_queue": max(10_000, n + workers)}
-    if engine != "auto":
+    if engine == "asyncio":  # the event loop engine on asyncio's own loop (the default is uvloop's when installed)
+        import asyncio
+
+        options["loop_factory"] = asyncio.new_event_loop
+    elif engine != "auto":
         options["engine"] = engine
     if outbox is not None:
         options.update(outbox=outbox, synchronous=synchronous)

@@ -124,8 +124,9 @@ def run_latency(n: int, rounds: int, levels: Sequence[int], latency_ms: float = 
         cases[mux_label(k)] = lambda url, k=k: raw_multiplexed(url, n, k)  # type: ignore[misc]
         if publisher_available():
             cases[publisher_label(k)] = lambda url, k=k: publisher_timed(url, n, workers=k, submitters=1)  # type: ignore[misc]
-            cases[publisher_label(k) + ", engine=threads"] = lambda url, k=k: publisher_timed(  # type: ignore[misc]
-                url, n, workers=k, submitters=1, engine="threads")
+            for suffix, engine in ((", engine=threads", "threads"), (", asyncio loop", "asyncio")):
+                cases[publisher_label(k) + suffix] = lambda url, k=k, engine=engine: publisher_timed(  # type: ignore[misc]
+                    url, n, workers=k, submitters=1, engine=engine)
     samples: Dict[str, List[Tuple[float, float, float]]] = {}
     with start_latency_responder(latency_ms) as (url, served_by, pid):
         print(f"latency responder: {served_by} at {url}; N={n}, rounds={rounds}, levels={list(levels)}",
@@ -148,7 +149,8 @@ def run_latency(n: int, rounds: int, levels: Sequence[int], latency_ms: float = 
     seq_runs = samples[SEQUENTIAL]
     rows[SEQUENTIAL]["in_flight"] = 1
     for k in levels:
-        for label in (raw_label(k), mux_label(k), publisher_label(k), publisher_label(k) + ", engine=threads"):
+        for label in (raw_label(k), mux_label(k), publisher_label(k), publisher_label(k) + ", engine=threads",
+                      publisher_label(k) + ", asyncio loop"):
             if label not in samples:
                 continue
             bounds = [min(k / latency, 1e6 / seq_cpu) for _, seq_cpu, _ in seq_runs]

@@ -50,9 +50,10 @@ HOW_TO_START = 'start one with: eval "$(bash tests/real/outpost.sh start)" (stop
 RAW_SEQ, RAW_PAR = "raw-socket, sequential", f"raw-socket, {THREADS} connections"
 MINIPUB_SEQ, PUBLISHER = "minipub publish, sequential", f"minipub Publisher, {THREADS} workers"
 PUBLISHER_THREADS = PUBLISHER + ", engine=threads"
+PUBLISHER_ASYNCIO = PUBLISHER + ", asyncio loop"
 SDK_SEQ, SDK_ASYNC = "outpost-sdk, sequential", f"outpost-sdk async, {THREADS} in flight"
 CONCURRENCY = {RAW_SEQ: 1, RAW_PAR: THREADS, MINIPUB_SEQ: 1, PUBLISHER: THREADS, PUBLISHER_THREADS: THREADS,
-               SDK_SEQ: 1, SDK_ASYNC: THREADS}
+               PUBLISHER_ASYNCIO: THREADS, SDK_SEQ: 1, SDK_ASYNC: THREADS}
 # Where each server component writes its PID under the state folder (outpost.sh start).
 PID_FILES = {"outpost": ["outpost/outpost.pid"], "redis": ["redis/redis.pid"],
              "rabbitmq": ["rabbitmq/rabbitmq.pid", "rabbitmq/epmd.pid"], "postgresql": ["postgres/data/postmaster.pid"]}
@@ -232,6 +233,8 @@ def real_cases(url: str, n: int, key: str, tenant: str, with_outpost_sdk: bool) 
                                                       key=key, tenant=tenant)
         cases[PUBLISHER_THREADS] = lambda aw: publisher_timed(
             url, n, workers=THREADS, submitters=1, after_warmup=aw, key=key, tenant=tenant, engine="threads")
+        cases[PUBLISHER_ASYNCIO] = lambda aw: publisher_timed(
+            url, n, workers=THREADS, submitters=1, after_warmup=aw, key=key, tenant=tenant, engine="asyncio")
     if with_outpost_sdk and have("outpost_sdk"):
         cases[SDK_SEQ] = lambda aw: timed(outpost_sdk_case, url, n, 1, after_warmup=aw, **common)
         cases[SDK_ASYNC] = lambda aw: outpost_sdk_async(url, n, THREADS, key, tenant, aw)

@@ -47,6 +47,7 @@ from cases import (  # noqa: E402
     CommitLog,
     OpenSession,
     all_cases,
+    default_loop,
     have,
     publisher_available,
     publisher_timed,
@@ -60,6 +61,8 @@ from targets import evaluate, info_lines, target_lines  # noqa: E402
 AUTOLOAD_OFF = "minipub, plugin autoload off"
 PUBLISHER = f"Publisher, {THREADS} workers"
 PUBLISHER_THREADS = f"Publisher, {THREADS} workers, engine=threads"
+PUBLISHER_ASYNCIO = f"Publisher, {THREADS} workers, asyncio loop"
+ENGINE_OF = {PUBLISHER_THREADS: "threads", PUBLISHER_ASYNCIO: "asyncio"}
 
 
 def publisher_rows(url: str, n: int, commit_logs: Dict[str, List[CommitLog]]
@@ -72,14 +75,15 @@ def publisher_rows(url: str, n: int, commit_logs: Dict[str, List[CommitLog]]
     def run(name: str, synchronous: Optional[str] = None) -> Tuple[float, float]:
         with tempfile.TemporaryDirectory(prefix="minipub-bench-outbox-") as tmp:
             if synchronous is None:
-                return publisher_timed(url, n, engine="threads" if name == PUBLISHER_THREADS else "auto")
+                return publisher_timed(url, n, engine=ENGINE_OF.get(name, "auto"))
             log = CommitLog()
             commit_logs.setdefault(name, []).append(log)
             return publisher_timed(url, n, outbox=os.path.join(tmp, "outbox.db"), synchronous=synchronous,
                                    commit_log=log)
 
     rows: Dict[str, Callable[[], Tuple[float, float]]] = {PUBLISHER: lambda: run(PUBLISHER),
-                                                          PUBLISHER_THREADS: lambda: run(PUBLISHER_THREADS)}
+                                                          PUBLISHER_THREADS: lambda: run(PUBLISHER_THREADS),
+                                                          PUBLISHER_ASYNCIO: lambda: run(PUBLISHER_ASYNCIO)}
     for sync in ("FULL", "NORMAL", "OFF"):
         name = f"Publisher + outbox synchronous={sync}"
         rows[name] = lambda name=name, sync=sync: run(name, sync)  # type: ignore[misc]
@@ -262,8 +266,8 @@ def table(results: Dict[str, Dict[str, Any]], figures: Dict[str, Any]) -> str:
             f" {fmt(par.get('events_per_s')):>10} {fmt(par.get('eps_x_limit'), 2):>7} {fmt(par.get('cpu_us'), 1):>9}"
         )
     if any("async" in m for m in results.values()):
-        lines.append("(Publisher rows: submit from 4 threads + flush, 4 workers (engine: the event loop unless"
-                     " engine=threads); xlimit against the 4-thread limit)")
+        lines.append("(Publisher rows: submit from 4 threads + flush, 4 workers (engine: the event loop, "
+                     f"{default_loop()}'s, unless engine=threads or asyncio loop); xlimit against the 4-thread limit)")
     for name, modes in results.items():
         commits = modes.get("async", {}).get("group_commits")
         if commits:

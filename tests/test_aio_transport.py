@@ -2,7 +2,8 @@
 
 The transport and hostile-server contracts are run against ``send_async`` itself: ``_OnALoop`` hands
 each ``send`` to one event loop running in its own thread (all the contracts' sends share that loop,
-its pool and its connection limit). The rest awaits ``sdk.publish.event_async`` on real sockets.
+its pool and its connection limit), and again to a uvloop loop (the Publisher's default when it is
+installed). The rest awaits ``sdk.publish.event_async`` on real sockets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import pytest
 
@@ -25,6 +26,11 @@ from minipub.testing.contract import API_KEY, ContractRequest, HostileServerCont
 from minipub.transports import HTTPRequest, HTTPResponse, Transport, create_transport
 from minipub.transports.lean import LeanTransport
 
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - installed with the test extras
+    uvloop = None
+
 NO_RETRY = RetryConfig("none")
 SLACK = 1.0
 
@@ -32,13 +38,14 @@ SLACK = 1.0
 class _LoopThread:
     """One event loop running in a daemon thread (started on first use, stopped after the module)."""
 
-    def __init__(self) -> None:
+    def __init__(self, factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> None:
+        self.factory = factory
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.thread: Optional[threading.Thread] = None
 
     def get(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:
-            self.loop = asyncio.new_event_loop()
+            self.loop = self.factory()
             self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="aio-contract")
             self.thread.start()
         return self.loop
@@ -52,12 +59,16 @@ class _LoopThread:
 
 
 _LOOP = _LoopThread()
+# The Publisher's default loop when uvloop is installed (as with the test extras): the same contract.
+_UVLOOP = _LoopThread(uvloop.new_event_loop) if uvloop is not None else None
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _loop_thread() -> Iterator[None]:
     yield
     _LOOP.stop()
+    if _UVLOOP is not None:
+        _UVLOOP.stop()
 
 
 class _OnALoop:
@@ -66,14 +77,15 @@ class _OnALoop:
     supports_keepalive = True
     supports_proxy = True
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, on: _LoopThread = _LOOP, **options: Any) -> None:
         self.inner = LeanTransport(**options)
+        self.on = on
 
     def __repr__(self) -> str:
         return repr(self.inner)
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        return asyncio.run_coroutine_threadsafe(self.inner.send_async(request), _LOOP.get()).result(60)
+        return asyncio.run_coroutine_threadsafe(self.inner.send_async(request), self.on.get()).result(60)
 
     def close(self) -> None:
         self.inner.close()
@@ -87,6 +99,23 @@ class TestAsyncContract(TransportContract):
 class TestAsyncHostile(HostileServerContract):
     def make_transport(self, **options: Any) -> Transport:
         return _OnALoop(**options)
+
+
+_NO_UVLOOP = pytest.mark.skipif(uvloop is None, reason="uvloop is not installed (pip install -e '.[test]')")
+
+
+@_NO_UVLOOP
+class TestUvloopContract(TransportContract):
+    def make_transport(self, **options: Any) -> Transport:
+        assert _UVLOOP is not None
+        return _OnALoop(_UVLOOP, **options)
+
+
+@_NO_UVLOOP
+class TestUvloopHostile(HostileServerContract):
+    def make_transport(self, **options: Any) -> Transport:
+        assert _UVLOOP is not None
+        return _OnALoop(_UVLOOP, **options)
 
 
 class TestSyncFace(TransportContract):
@@ -496,3 +525,33 @@ def test_closed_before_its_first_async_send_refuses_it_too(server: OutpostServer
     with pytest.raises(ConnectError, match="closed"):
         asyncio.run(_publish(sdk, "evt_after_close"))
     assert server.events == []
+
+
+_LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(uvloop is None, reason="uvloop is not installed"))]
+
+
+@pytest.mark.parametrize("kind", _LOOPS)
+def test_a_connection_reset_right_after_the_connect_fails_at_once_as_minipubs_error(server: OutpostServer,
+                                                                                  kind: str) -> None:
+    """A server that resets each connection as it accepts it: the reset may reach the loop before the
+    request is written. Each publish fails at once with minipub's own error: never the answer's
+    timeout (asyncio drops a write to a closed transport) nor uvloop's RuntimeError."""
+    from .faultproxy import FaultProxy
+
+    async def main(sdk: SDK) -> List[str]:
+        outcomes = []
+        for n in range(300):
+            started = time.monotonic()
+            try:
+                await _publish(sdk, f"evt_reset_{n}")
+            except (ConnectError, ConnectionLostError) as error:
+                outcomes.append(type(error).__name__ if time.monotonic() - started < 0.2 else "slow")
+            except BaseException as error:  # the guarantee under test: nothing else escapes
+                outcomes.append(f"{type(error).__name__}: {error}")
+        return outcomes
+
+    with FaultProxy(server.port) as proxy, _sdk(proxy.url(server.url), "lean", timeout_ms=300) as sdk:
+        proxy.down()
+        run = asyncio.run if kind == "asyncio" else uvloop.run
+        outcomes = run(main(sdk))
+    assert set(outcomes) <= {"ConnectError", "ConnectionLostError"}, sorted(set(outcomes))

@@ -30,7 +30,7 @@ from minipub.testing import OutpostServer
 
 from .children import exit_code_of_fork, killed_at_exit, outbox_child, reports
 from .conftest import API_KEY, Sleeps
-from .engines import engine  # noqa: F401  (each test runs on both engines)
+from .engines import engine  # noqa: F401  (each test runs on each engine and loop)
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"backoff_initial": 0.01, "backoff_cap": 0.05, "poll_interval": 0.05}

@@ -13,7 +13,7 @@ from minipub.outbox import Outbox
 from minipub.testing import OutpostServer
 
 from .conftest import API_KEY
-from .engines import engine  # noqa: F401  (each test runs on both engines)
+from .engines import engine  # noqa: F401  (each test runs on each engine and loop)
 from .test_publisher import Errors
 
 WRONG = "wrong-" + API_KEY

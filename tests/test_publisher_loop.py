@@ -3,13 +3,15 @@
 Every behaviour test of ``test_publisher.py`` and ``test_publisher_key.py`` runs on both engines
 (``engines.py``); here are the loop's own guarantees, each played against the loop: a server that
 answers only once K requests are open at once, a retry budget that stays empty, a key probe the
-server holds, and the connections left when the loop ends.
+server holds, and the connections left when the loop ends. Each runs on the default loop (uvloop's,
+installed with the test extras) and on asyncio's own (``engines.each_event_loop``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from typing import Any, List, Optional, Set
@@ -23,7 +25,13 @@ from minipub.testing import OutpostServer
 from minipub.testing.rawserver import ContractRequest, Peer, RawServer, outpost_like
 
 from .conftest import API_KEY
+from .engines import each_event_loop  # noqa: F401  (each test runs on each event loop)
 from .test_publisher import Errors
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - installed with the test extras
+    uvloop = None
 
 
 def accept(request: ContractRequest, peer: Peer) -> None:
@@ -61,6 +69,50 @@ def test_the_engine_follows_the_transport(server: OutpostServer) -> None:
             Publisher(plain, engine="loop")
         with pytest.raises(ConfigurationError, match="engine must be one of 'auto', 'threads', 'loop'"):
             Publisher(lean, engine="asyncio")
+
+
+def test_the_event_loop_is_uvloops_when_installed_and_loop_factory_chooses(server: OutpostServer,
+                                                                         event_loop_kind: str) -> None:
+    default = "uvloop" if uvloop is not None else "asyncio"
+    with SDK(API_KEY, server_url=server.url) as sdk, \
+            SDK(API_KEY, server_url=server.url, transport="http.client") as plain:
+        with Publisher(sdk, workers=2) as publisher:
+            expected = default if event_loop_kind == "default" else "asyncio"
+            assert publisher.event_loop == expected and f"event_loop={expected!r}" in repr(publisher)
+            publisher.submit("t", {}, tenant_id="acme")
+            assert publisher.flush(timeout=10) and publisher.stats().delivered == 1
+        if uvloop is not None:
+            with Publisher(sdk, loop_factory=uvloop.new_event_loop) as publisher:
+                assert publisher.event_loop == "uvloop"
+        with Publisher(sdk, loop_factory=asyncio.new_event_loop) as publisher:
+            assert publisher.event_loop == "asyncio"
+        with Publisher(plain) as publisher:
+            assert publisher.engine == "threads" and publisher.event_loop is None
+
+
+def _closed_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.close()
+    return loop
+
+
+def _failing_loop() -> asyncio.AbstractEventLoop:
+    raise OSError("no more file descriptors")
+
+
+@pytest.mark.parametrize(("factory", "engine", "message"), [
+    ("asyncio", "auto", "must be a callable returning a new event loop"),
+    (asyncio.new_event_loop, "threads", "needs the event-loop engine (this publisher's is 'threads')"),
+    (_failing_loop, "auto", "loop_factory raised OSError: no more file descriptors"),
+    (_closed_loop, "auto", "must return a new event loop, got"),
+    (lambda: "a loop", "auto", "must return a new event loop, got 'a loop'"),
+])
+def test_a_bad_loop_factory_is_refused_before_anything_starts(server: OutpostServer, factory: Any, engine: str,
+                                                              message: str) -> None:
+    before = set(threading.enumerate())
+    with SDK(API_KEY, server_url=server.url) as sdk, pytest.raises(ConfigurationError, match=re.escape(message)):
+        Publisher(sdk, engine=engine, loop_factory=factory, outbox=None)
+    assert _publisher_threads(before) == []
 
 
 def test_workers_sends_are_in_flight_at_once_on_one_thread() -> None:

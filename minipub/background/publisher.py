@@ -33,6 +33,8 @@ from .memory import MemoryQueue
 from .tracker import ErrorHandler, PublisherStats, Tracker, describe
 
 if TYPE_CHECKING:
+    import asyncio
+
     from typing_extensions import Unpack
 
     from ..fields import PublishOptions
@@ -94,6 +96,7 @@ class Publisher:
         backoff_cap: float = 30.0,
         poll_interval: float = 1.0,
         engine: str = "auto",
+        loop_factory: Optional[Callable[[], asyncio.AbstractEventLoop]] = None,
     ) -> None:
         _positive("workers", workers, integer=True)
         _positive("max_queue", max_queue, integer=True)
@@ -119,6 +122,10 @@ class Publisher:
                                      "'lean', or 'httpx') and no observability plugin; use engine='threads'")
         #: How the workers run: "loop" (coroutines on one event loop thread) or "threads".
         self.engine = ("loop" if native else "threads") if engine == "auto" else engine
+        if loop_factory is not None and (self.engine != "loop" or not callable(loop_factory)):
+            raise ConfigurationError("Publisher loop_factory must be a callable returning a new event loop, and "
+                                     f"needs the event-loop engine (this publisher's is {self.engine!r})")
+        self._loop_factory = loop_factory
         if outbox is not None and lease_seconds <= sdk.timeout_ms / 1000:
             raise ConfigurationError(
                 f"lease_seconds ({lease_seconds}) must exceed the per-attempt timeout ({sdk.timeout_ms / 1000} s); "
@@ -177,14 +184,17 @@ class Publisher:
         with self._tracker.lock:
             if self._started or self._tracker.closing:
                 return
-            self._queue.start()
             if self.engine == "loop":
                 from .loop import LoopWorkers  # asyncio loads only for this engine
 
-                self._loop = LoopWorkers(self._queue.handout, self._workers, "minipub-publisher-loop")
+                # The loop first: a loop_factory that fails leaves nothing started.
+                self._loop = LoopWorkers(self._queue.handout, self._workers, "minipub-publisher-loop",
+                                         self._loop_factory)
+                self._queue.start()
                 self._threads.append(self._loop.thread)
                 self._loop.start(lambda take, rest, nap: self._work(take, self._sdk.send_async, rest, nap))
             else:
+                self._queue.start()
                 for number in range(self._workers):
                     thread = threading.Thread(target=self._thread_work, name=f"minipub-publisher-{number + 1}",
                                               daemon=True)
@@ -200,7 +210,14 @@ class Publisher:
 
     def __repr__(self) -> str:
         where = f", outbox={self._outbox.path!r}" if self._outbox is not None else ""
-        return f"Publisher(workers={self._workers}, engine={self.engine!r}{where}, closed={self._closed})"
+        loop = f", event_loop={self.event_loop!r}" if self.event_loop else ""
+        return f"Publisher(workers={self._workers}, engine={self.engine!r}{loop}{where}, closed={self._closed})"
+
+    @property
+    def event_loop(self) -> Optional[str]:
+        """The event loop's implementation on the loop engine ("asyncio", or "uvloop" by default when
+        it is installed), None with threads."""
+        return self._loop.kind if self._loop is not None else None
 
     @property
     def sdk(self) -> SDK:
