@@ -27,8 +27,8 @@ Work = Callable[[Take, Rest, Rest], Awaitable[None]]
 
 
 def new_loop(factory: Optional[Callable[[], asyncio.AbstractEventLoop]] = None) -> asyncio.AbstractEventLoop:
-    """A new loop from ``factory``; by default uvloop's when it is installed (about half asyncio's CPU
-    per event here, see the README's Performance section), else asyncio's."""
+    """A new loop from ``factory``; by default uvloop's when it is installed (less CPU per event than
+    asyncio's: the README's Performance section), else asyncio's."""
     if factory is None:
         try:
             import uvloop  # type: ignore[import-not-found, unused-ignore]
