@@ -541,11 +541,10 @@ def test_a_connection_reset_right_after_the_connect_fails_at_once_as_minipubs_er
     async def main(sdk: SDK) -> List[str]:
         outcomes = []
         for n in range(300):
-            started = time.monotonic()
             try:
                 await _publish(sdk, f"evt_reset_{n}")
-            except (ConnectError, ConnectionLostError) as error:
-                outcomes.append(type(error).__name__ if time.monotonic() - started < 0.2 else "slow")
+            except (ConnectError, ConnectionLostError) as error:  # a lost write would be TransportTimeout
+                outcomes.append(type(error).__name__)
             except BaseException as error:  # the guarantee under test: nothing else escapes
                 outcomes.append(f"{type(error).__name__}: {error}")
         return outcomes
