@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any, List, Optional, Set
 
 import pytest
@@ -107,12 +109,30 @@ def _failing_loop() -> asyncio.AbstractEventLoop:
     (_closed_loop, "auto", "must return a new event loop, got"),
     (lambda: "a loop", "auto", "must return a new event loop, got 'a loop'"),
 ])
-def test_a_bad_loop_factory_is_refused_before_anything_starts(server: OutpostServer, factory: Any, engine: str,
-                                                              message: str) -> None:
+def test_a_bad_loop_factory_is_refused_before_anything_starts(server: OutpostServer, tmp_path: Path, factory: Any,
+                                                              engine: str, message: str) -> None:
     before = set(threading.enumerate())
-    with SDK(API_KEY, server_url=server.url) as sdk, pytest.raises(ConfigurationError, match=re.escape(message)):
-        Publisher(sdk, engine=engine, loop_factory=factory, outbox=None)
+    refusals = []  # kept: their tracebacks hold the refused publishers, so only close() frees the file
+    for outbox in (None, tmp_path / "outbox.db"):
+        with SDK(API_KEY, server_url=server.url) as sdk, pytest.raises(ConfigurationError, match=re.escape(message)) \
+                as refused:
+            Publisher(sdk, engine=engine, loop_factory=factory, outbox=outbox)
+        refusals.append(refused)
     assert _publisher_threads(before) == []
+    assert _open_files_under(tmp_path) == []  # the refused publisher closed its outbox
+
+
+def _open_files_under(folder: Path) -> List[str]:
+    """This process's open files in ``folder`` (Linux: /proc/self/fd)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
 
 
 def test_workers_sends_are_in_flight_at_once_on_one_thread() -> None:

@@ -148,10 +148,15 @@ class Publisher:
 
             self._outbox = Outbox(outbox, synchronous=synchronous)
         self._reset()
+        try:
+            self._start()  # an event loop that cannot be made (loop_factory) fails here
+        except BaseException:
+            if self._outbox is not None:
+                self._outbox.close()
+            raise
         _fork.register(self)
         _OPEN.add(self)
         _register_atexit()
-        self._start()
 
     def _reset(self) -> None:
         """A fresh tracker, queue and threads (at start, and in a forked child)."""
