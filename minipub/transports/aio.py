@@ -158,12 +158,10 @@ class LoopSender:
 
     async def _exchange(self, pool: LoopPool, origin: Origin, conn: Connection, target: str, fields: Sealed,
                         request: HTTPRequest, reused: bool, deadline: float) -> HTTPResponse:
-        if conn.dirty or conn.transport.is_closing():
-            # Ended before the request was written (a reset right after the connect): nothing was sent.
-            # Writing would be lost (asyncio: the answer's full timeout) or raise (uvloop: RuntimeError).
+        if not reused and (conn.dirty or conn.transport.is_closing()):  # checkout() checked a reused one
+            # A fresh connection reset right after the connect: nothing was sent. Writing would be lost
+            # (asyncio: the answer's full timeout) or raise (uvloop: RuntimeError).
             pool.discard(origin, conn)
-            if reused:  # pragma: no cover - checkout() hands out clean connections only
-                raise Stale()
             raise ConnectionLostError("connection lost before the request was sent")
         waiter = conn.start(pool.loop, self._max_body, request.method == "HEAD", reused)
         pool.watch(conn, deadline)
